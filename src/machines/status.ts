@@ -1,0 +1,59 @@
+/**
+ * The vocabulary of a session, exactly as the public contract names it: statuses, the reasons a
+ * session ended, and the codes sent to WebSocket subscribers.
+ *
+ * @module
+ */
+
+export const SESSION_STATUSES = [
+  'idle',
+  'initializing',
+  'awaitingScan',
+  'authenticating',
+  'ready',
+  'timedOut',
+  'failed',
+  'cleaning',
+  'cleaned',
+] as const
+
+export type SessionStatus = (typeof SESSION_STATUSES)[number]
+
+/** Statuses in which a session holds (or is starting) an engine that a request may join. */
+export const ACTIVE_STATUSES: ReadonlySet<SessionStatus> = new Set([
+  'initializing',
+  'awaitingScan',
+  'authenticating',
+  'ready',
+])
+
+/**
+ * Why a session left its happy path. The first five are also the WebSocket `error` codes;
+ * the last three say who ended a session that did not fail.
+ */
+export type SessionReason =
+  | 'init_timeout'
+  | 'scan_timeout'
+  | 'auth_timeout'
+  | 'engine_failed'
+  | 'logged_out'
+  | 'cleanup_requested'
+  | 'replaced'
+  | 'shutdown'
+
+export type FailureReason = Extract<
+  SessionReason,
+  'init_timeout' | 'scan_timeout' | 'auth_timeout' | 'engine_failed' | 'logged_out'
+>
+
+export interface HistoryEntry {
+  status: SessionStatus
+  /** Epoch milliseconds. */
+  at: number
+  reason?: SessionReason
+  /** A short, human-readable detail (e.g. what the engine reported). Never a token or a QR. */
+  detail?: string
+}
+
+/** At most this many history entries are kept per session (the oldest are dropped). */
+export const MAX_HISTORY = 50

@@ -1,0 +1,127 @@
+/**
+ * The session API: the small typed interface the HTTP and WebSocket layers use. Edges parse and
+ * authorize, call one of these, and shape the answer; all session logic lives behind it, in the
+ * supervisor and the campaign machines.
+ *
+ * @module
+ */
+import type { HistoryEntry, SessionReason, SessionStatus } from './machines/status.ts'
+
+export type { HistoryEntry, SessionReason, SessionStatus }
+
+/** Who is asking. The edge builds it from a verified token. */
+export interface Caller {
+  userId: string
+  admin: boolean
+}
+
+export interface QrView {
+  /** The raw QR text as the engine produced it (render it only when someone looks). */
+  qr: string
+  /** 1 for the first QR of the session, +1 on each rotation. */
+  attempt: number
+  /** Epoch ms when the scan deadline passes (QR rotations do not move it). */
+  expiresAt: number
+}
+
+/** What is known of a campaign: its live session, or the tombstone of its last one. */
+export interface CampaignView {
+  campaignId: string
+  /** The user who first started a session for the campaign; null if never started. */
+  owner: string | null
+  sessionId: string | null
+  status: SessionStatus
+  reason: SessionReason | null
+  isConnected: boolean
+  hasActiveSession: boolean
+  /** Epoch ms of the last engine event or request for the campaign; null if none. */
+  lastActivity: number | null
+  /** Epoch ms of the current phase's deadline; null when none runs. */
+  expiresAt: number | null
+  history: HistoryEntry[]
+  /** The QR currently shown, if the session is awaiting a scan. */
+  qr: QrView | null
+}
+
+export type StartOutcome =
+  /** A new session was started (or queued behind the one being cleaned up): HTTP 202. */
+  | 'started'
+  /** The live, not yet ready session was joined: HTTP 200, `reused: true`. */
+  | 'joined'
+  /** The session is ready; nothing was started: HTTP 200. */
+  | 'ready'
+
+export type StartResult =
+  | { ok: true; outcome: StartOutcome; view: CampaignView }
+  | { ok: false; error: 'at_capacity'; retryAfterSeconds: number }
+  | { ok: false; error: 'shutting_down' }
+  | { ok: false; error: 'forbidden' }
+
+export interface CleanupResult {
+  campaignId: string
+  /** The session that was torn down (or the last one, when there was none to tear down). */
+  sessionId: string | null
+  hadSession: boolean
+}
+
+/**
+ * What a subscriber receives. `subscribed` is always first and replays the current state;
+ * if a QR is shown a `qr` follows at once, and if the session already ended its outcome
+ * (`ready`, or `error`) follows.
+ */
+export type SessionEvent = {
+  campaignId: string
+  sessionId: string | null
+  /** Increases for every message about the campaign. */
+  seq: number
+  /** Epoch ms. */
+  at: number
+} & (
+  | {
+      type: 'subscribed'
+      status: SessionStatus
+      reason: SessionReason | null
+      isConnected: boolean
+    }
+  | { type: 'status'; status: SessionStatus; reason: SessionReason | null; isConnected: boolean }
+  | { type: 'qr'; qr: string; attempt: number; expiresAt: number }
+  | { type: 'ready' }
+  | { type: 'error'; code: SessionReason; message: string }
+)
+
+export type SubscriptionTarget = { campaignId: string } | { sessionId: string }
+
+export interface Subscription {
+  unsubscribe(): void
+}
+
+export interface SessionStats {
+  accepting: boolean
+  live: number
+  maxSessions: number
+  byStatus: Record<SessionStatus, number>
+}
+
+export interface SessionService {
+  /** Starts a session or joins the live one. Answers at once; never waits for a QR. */
+  requestSession(request: { campaignId: string; caller: Caller; force?: boolean }): StartResult
+  /** Tears the campaign's session down; resolves once its engine is gone. Idempotent. */
+  cleanupSession(campaignId: string): Promise<CleanupResult>
+  /** Always answers; a campaign never seen is `idle`. */
+  getCampaign(campaignId: string): CampaignView
+  /** The owner of a campaign, or undefined if nobody started one yet. */
+  ownerOf(campaignId: string): string | undefined
+  /** The campaigns known to the service, optionally only those of one owner. */
+  listCampaigns(filter?: { owner?: string }): CampaignView[]
+  /**
+   * Subscribes to a campaign (across its sessions) or to one session. The listener first gets the
+   * replay of the current state, synchronously. Returns undefined for an unknown sessionId.
+   */
+  subscribe(
+    target: SubscriptionTarget,
+    listener: (event: SessionEvent) => void
+  ): Subscription | undefined
+  stats(): SessionStats
+  /** Stops accepting sessions, tears every session down in parallel, resolves when all are gone. */
+  shutdown(): Promise<void>
+}
