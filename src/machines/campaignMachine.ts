@@ -14,7 +14,12 @@
  * @module
  */
 import { assign, emit, enqueueActions, fromCallback, sendTo, setup } from 'xstate'
-import type { Engine, EngineSession, EngineTerminationKind } from '../engines/engine.ts'
+import type {
+  Engine,
+  EngineEvent,
+  EngineSession,
+  EngineTerminationKind,
+} from '../engines/engine.ts'
 import { MAX_HISTORY } from './status.ts'
 import type { FailureReason, HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 import { describeFailure } from './messages.ts'
@@ -118,31 +123,38 @@ export function engineActor(engine: Engine) {
       let session: EngineSession | undefined
       let stopRequested = false
 
+      function relay(event: EngineEvent): void {
+        if (stopRequested) return
+        switch (event.type) {
+          case 'qr':
+            return sendBack({ type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr })
+          case 'authenticated':
+            return sendBack({ type: 'ENGINE.AUTHENTICATED', sessionId })
+          case 'ready':
+            return sendBack({ type: 'ENGINE.READY', sessionId })
+          case 'terminated':
+            return sendBack({
+              type: 'ENGINE.TERMINATED',
+              sessionId,
+              kind: event.kind,
+              detail: event.detail,
+            })
+        }
+      }
+
       receive((command) => {
         if (command.type === 'ENGINE.START' && !session && !stopRequested) {
-          session = engine.createSession({
-            campaignId,
-            sessionId,
-            onEvent: (event) => {
-              if (stopRequested) return
-              switch (event.type) {
-                case 'qr':
-                  return sendBack({ type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr })
-                case 'authenticated':
-                  return sendBack({ type: 'ENGINE.AUTHENTICATED', sessionId })
-                case 'ready':
-                  return sendBack({ type: 'ENGINE.READY', sessionId })
-                case 'terminated':
-                  return sendBack({
-                    type: 'ENGINE.TERMINATED',
-                    sessionId,
-                    kind: event.kind,
-                    detail: event.detail,
-                  })
-              }
-            },
-          })
-          session.start()
+          try {
+            session = engine.createSession({ campaignId, sessionId, onEvent: relay })
+            session.start()
+          } catch (error) {
+            // An engine that throws on start broke its contract; for the session it is a failed start.
+            relay({
+              type: 'terminated',
+              kind: 'start_failed',
+              detail: error instanceof Error ? error.message : String(error),
+            })
+          }
         } else if (command.type === 'ENGINE.STOP' && !stopRequested) {
           stopRequested = true
           const stopped = session
@@ -249,7 +261,8 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
       markFailedByEngine: assign(({ event }, params: { from: SessionStatus }) => {
         if (event.type !== 'ENGINE.TERMINATED') return {}
         return {
-          reason: event.kind === 'logged_out' ? ('logged_out' as const) : ('engine_failed' as const),
+          reason:
+            event.kind === 'logged_out' ? ('logged_out' as const) : ('engine_failed' as const),
           endedFrom: params.from,
           failureKind: event.kind,
           detail: event.detail,
@@ -332,7 +345,8 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
             ],
           },
           waitingForPredecessor: {
-            description: "The campaign's previous engine is being torn down; its profile is not free yet.",
+            description:
+              "The campaign's previous engine is being torn down; its profile is not free yet.",
             on: { 'PREDECESSOR.STOPPED': 'startingEngine' },
           },
           startingEngine: {
@@ -342,7 +356,10 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
         after: {
           initTimeout: {
             target: 'timedOut',
-            actions: { type: 'markFailed', params: { reason: 'init_timeout', from: 'initializing' } },
+            actions: {
+              type: 'markFailed',
+              params: { reason: 'init_timeout', from: 'initializing' },
+            },
           },
         },
         on: {
@@ -372,7 +389,10 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
         after: {
           scanTimeout: {
             target: 'timedOut',
-            actions: { type: 'markFailed', params: { reason: 'scan_timeout', from: 'awaitingScan' } },
+            actions: {
+              type: 'markFailed',
+              params: { reason: 'scan_timeout', from: 'awaitingScan' },
+            },
           },
         },
         on: {
@@ -412,7 +432,8 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
         on: {
           'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
           'ENGINE.QR_RECEIVED': {
-            description: 'The scan did not take and WhatsApp shows a new QR (within the scan deadline).',
+            description:
+              'The scan did not take and WhatsApp shows a new QR (within the scan deadline).',
             guard: 'isOwnEngineEvent',
             target: 'awaitingScan',
             actions: 'recordQr',
@@ -466,7 +487,11 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
           "The engine is being stopped (graceful, then forced). The teardown deadline is the machine's own bound in case the engine's stop never settles.",
         entry: [{ type: 'recordStatus', params: { status: 'cleaning' } }, 'stopEngine'],
         on: {
-          'ENGINE.STOPPED': { guard: 'isOwnEngineEvent', target: 'cleaned', actions: 'recordTeardown' },
+          'ENGINE.STOPPED': {
+            guard: 'isOwnEngineEvent',
+            target: 'cleaned',
+            actions: 'recordTeardown',
+          },
           'CLEANUP.REQUESTED': {},
           'SHUTDOWN.REQUESTED': {},
         },
@@ -491,7 +516,9 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
 }
 
 function isEndStatus(status: SessionStatus): boolean {
-  return status === 'timedOut' || status === 'failed' || status === 'cleaning' || status === 'cleaned'
+  return (
+    status === 'timedOut' || status === 'failed' || status === 'cleaning' || status === 'cleaned'
+  )
 }
 
 export type CampaignMachine = ReturnType<typeof createCampaignMachine>
