@@ -7,15 +7,17 @@
  * so one machine with N children costs O(N²) (10k children: 14.6 s to spawn). And why not one
  * shared actor system either: stopping an actor scans every scheduled event of its system
  * (`scheduler.cancelAll`), so N sessions in one system cost O(N²) to tear down (measured: 10k
- * sessions took 3.1 s to shut down, 1k took 72 ms). So each campaign actor is a root actor with
- * its own small system, on the supervisor's clock; it reports its end to the supervisor as
- * `SESSION.ENDED` (or `SESSION.FAILED` for a bug), and every operation here is a Map lookup:
- * starting or ending a session costs the same with 10 sessions or 100,000.
+ * sessions took 3.1 s to shut down, 1k took 72 ms). A system per session fixes that but costs
+ * ~2 KiB of heap each. So campaign actors share the system of a small *shard* actor, at most
+ * `SHARD_SIZE` sessions per shard, on the supervisor's clock: teardown scans at most one shard's
+ * timers. Each campaign actor reports its end to the supervisor as `SESSION.ENDED` (or
+ * `SESSION.FAILED` for a bug), and every operation here is a Map lookup: starting or ending a
+ * session costs the same with 10 sessions or 100,000.
  *
  * @module
  */
 import type { AnyActorRef, InspectionEvent, Observer, Subscription as XSubscription } from 'xstate'
-import { createActor } from 'xstate'
+import { createActor, createMachine } from 'xstate'
 import type { Clock } from '../clock.ts'
 import type {
   CampaignView,
@@ -41,17 +43,34 @@ import {
 } from './status.ts'
 
 export type CampaignActor = ReturnType<typeof createActor<CampaignMachine>>
+
+/** Sessions per shard: bounds what stopping one actor scans, and amortises a system's heap. */
+export const SHARD_SIZE = 256
+
+/**
+ * A shard is the parent of its campaign actors only so that they share its actor system. It
+ * absorbs what children report to a parent (their ends are observed directly): with `'*'`
+ * handled, a child's error never escalates into the shard.
+ */
+const shardMachine = createMachine({ id: 'shard', on: { '*': {} } })
+
+interface Shard {
+  actor: AnyActorRef
+  /** Sessions ever placed in it, and those still live. */
+  placed: number
+  live: number
+  inspection: XSubscription | undefined
+}
 export type SessionListener = (event: SessionEvent) => void
 
 export interface LiveSession {
   campaignId: string
   sessionId: string
   actor: CampaignActor
+  shard: Shard
   /** The last `error` the session emitted, kept for its tombstone. */
   failure: { code: FailureReason; message: string } | null
   emitted: XSubscription
-  /** Its inspection subscription, while an inspector is attached. */
-  inspection: XSubscription | undefined
 }
 
 export interface Tombstone {
@@ -81,6 +100,7 @@ interface CampaignRecord {
 export interface RegistryOptions {
   machine: CampaignMachine
   timeouts: CampaignTimeouts
+  /** The clock of every campaign actor's timers. */
   clock: Clock
   now: () => number
   /** How many ended sessions are remembered, and for how long. */
@@ -100,6 +120,8 @@ export class SessionRegistry {
   private readonly sessionListeners = new Map<string, Set<SessionListener>>()
   private readonly observers = new Set<SessionListener>()
   private readonly inspectors = new Set<Observer<InspectionEvent>>()
+  private readonly shards = new Set<Shard>()
+  private shard: Shard | undefined
   private seq = 0
 
   constructor(private readonly options: RegistryOptions) {}
@@ -157,18 +179,16 @@ export class SessionRegistry {
       timeouts: this.options.timeouts,
       awaitPredecessor: record.draining.size > 0,
     }
-    const actor = createActor(this.options.machine, {
-      id: sessionId,
-      input,
-      clock: this.options.clock,
-    })
+    const shard = this.shardForNewSession()
+    const actor = createActor(this.options.machine, { id: sessionId, input, parent: shard.actor })
+    shard.live++
     const session: LiveSession = {
       campaignId,
       sessionId,
       actor,
+      shard,
       failure: null,
       emitted: { unsubscribe: () => {} },
-      inspection: undefined,
     }
     session.emitted = actor.on('*', (event) => this.publish(session, event))
     actor.subscribe({
@@ -178,7 +198,6 @@ export class SessionRegistry {
       },
       error: (error) => supervisor.send({ type: 'SESSION.FAILED', sessionId, error }),
     })
-    if (this.inspectors.size > 0) session.inspection = actor.system.inspect(this.inspectionHub)
     record.current = session
     record.lastActivity = this.options.now()
     this.liveSessions.set(sessionId, session)
@@ -194,9 +213,8 @@ export class SessionRegistry {
    */
   inspect(observer: Observer<InspectionEvent>): XSubscription {
     if (this.inspectors.size === 0) {
-      for (const session of this.liveSessions.values()) {
-        session.inspection = session.actor.system.inspect(this.inspectionHub)
-      }
+      for (const shard of this.shards)
+        shard.inspection = shard.actor.system.inspect(this.inspectionHub)
     }
     this.inspectors.add(observer)
     for (const { actor } of this.liveSessions.values()) {
@@ -213,12 +231,40 @@ export class SessionRegistry {
     return {
       unsubscribe: () => {
         if (!this.inspectors.delete(observer) || this.inspectors.size > 0) return
-        for (const session of this.liveSessions.values()) {
-          session.inspection?.unsubscribe()
-          session.inspection = undefined
+        for (const shard of this.shards) {
+          shard.inspection?.unsubscribe()
+          shard.inspection = undefined
         }
       },
     }
+  }
+
+  private shardForNewSession(): Shard {
+    if (!this.shard || this.shard.placed >= SHARD_SIZE) {
+      const actor = createActor(shardMachine, { clock: this.options.clock })
+      actor.start()
+      const shard: Shard = { actor, placed: 0, live: 0, inspection: undefined }
+      if (this.inspectors.size > 0) shard.inspection = actor.system.inspect(this.inspectionHub)
+      this.shards.add(shard)
+      this.shard = shard
+    }
+    this.shard.placed++
+    return this.shard
+  }
+
+  /** A full shard whose sessions have all ended is stopped; nothing else refers to it. */
+  private releaseShard(shard: Shard): void {
+    shard.live--
+    if (shard.live > 0 || shard === this.shard) return
+    this.shards.delete(shard)
+    stopShardLater(shard)
+  }
+
+  /** Stops the shard that takes new sessions (at shutdown, once every session has ended). */
+  close(): void {
+    for (const shard of this.shards) stopShardLater(shard)
+    this.shards.clear()
+    this.shard = undefined
   }
 
   private readonly inspectionHub: Observer<InspectionEvent> = {
@@ -252,7 +298,7 @@ export class SessionRegistry {
     if (!session) return {}
     this.liveSessions.delete(sessionId)
     session.emitted.unsubscribe()
-    session.inspection?.unsubscribe()
+    this.releaseShard(session.shard)
     const record = this.record(session.campaignId)
     if (record.current === session) record.current = undefined
     record.draining.delete(sessionId)
@@ -538,6 +584,17 @@ export class SessionRegistry {
       }
     }
   }
+}
+
+/**
+ * A session's end reaches us from inside its actor's completion, before XState relays the done
+ * event to the shard; stopping the shard a microtask later lets that relay land.
+ */
+function stopShardLater(shard: Shard): void {
+  queueMicrotask(() => {
+    shard.inspection?.unsubscribe()
+    shard.actor.stop()
+  })
 }
 
 /** The status a finished session is remembered by: how it ended, not only that it did. */
