@@ -71,6 +71,8 @@ export interface LiveSession {
   /** The last `error` the session emitted, kept for its tombstone. */
   failure: { code: FailureReason; message: string } | null
   emitted: XSubscription
+  /** The last status it reported, kept for the per-status counts. */
+  status: SessionStatus
 }
 
 export interface Tombstone {
@@ -88,13 +90,13 @@ interface CampaignRecord {
   campaignId: string
   /** The newest session of the campaign, until it ends. */
   current: LiveSession | undefined
-  /** Older sessions still being torn down (replaced by `current`). */
-  draining: Map<string, LiveSession>
+  /** Older sessions still being torn down (replaced by `current`); created when needed. */
+  draining: Map<string, LiveSession> | undefined
   /** The newest ended session. */
   last: Tombstone | undefined
   lastActivity: number | null
   /** Resolved when the campaign has no live session any more. */
-  idleWaiters: Array<() => void>
+  idleWaiters: Array<() => void> | undefined
 }
 
 export interface RegistryOptions {
@@ -121,6 +123,8 @@ export class SessionRegistry {
   private readonly observers = new Set<SessionListener>()
   private readonly inspectors = new Set<Observer<InspectionEvent>>()
   private readonly shards = new Set<Shard>()
+  /** Live sessions by status, kept as they change so stats() costs nothing at 100k sessions. */
+  private readonly statusCounts = emptyStatusCounts()
   private shard: Shard | undefined
   private seq = 0
 
@@ -150,7 +154,7 @@ export class SessionRegistry {
   sessionsOf(campaignId: string): LiveSession[] {
     const record = this.campaigns.get(campaignId)
     if (!record) return []
-    const sessions = [...record.draining.values()]
+    const sessions = [...(record.draining?.values() ?? [])]
     if (record.current) sessions.unshift(record.current)
     return sessions
   }
@@ -160,7 +164,7 @@ export class SessionRegistry {
   }
 
   hasDraining(campaignId: string): boolean {
-    return (this.campaigns.get(campaignId)?.draining.size ?? 0) > 0
+    return (this.campaigns.get(campaignId)?.draining?.size ?? 0) > 0
   }
 
   touch(campaignId: string): void {
@@ -177,7 +181,7 @@ export class SessionRegistry {
       campaignId,
       sessionId,
       timeouts: this.options.timeouts,
-      awaitPredecessor: record.draining.size > 0,
+      awaitPredecessor: (record.draining?.size ?? 0) > 0,
     }
     const shard = this.shardForNewSession()
     const actor = createActor(this.options.machine, { id: sessionId, input, parent: shard.actor })
@@ -189,7 +193,9 @@ export class SessionRegistry {
       shard,
       failure: null,
       emitted: { unsubscribe: () => {} },
+      status: 'idle',
     }
+    this.statusCounts.idle++
     session.emitted = actor.on('*', (event) => this.publish(session, event))
     actor.subscribe({
       complete: () => {
@@ -285,6 +291,7 @@ export class SessionRegistry {
     const session = record?.current
     if (!record || !session) return undefined
     record.current = undefined
+    record.draining ??= new Map()
     record.draining.set(session.sessionId, session)
     return session
   }
@@ -297,11 +304,13 @@ export class SessionRegistry {
     const session = this.liveSessions.get(sessionId)
     if (!session) return {}
     this.liveSessions.delete(sessionId)
+    this.statusCounts[session.status]--
     session.emitted.unsubscribe()
     this.releaseShard(session.shard)
     const record = this.record(session.campaignId)
     if (record.current === session) record.current = undefined
-    record.draining.delete(sessionId)
+    record.draining?.delete(sessionId)
+    if (record.draining?.size === 0) record.draining = undefined
 
     const snapshot = session.actor.getSnapshot()
     const context = snapshot.context
@@ -327,22 +336,21 @@ export class SessionRegistry {
     this.tombstones.set(sessionId, tombstone)
     this.evictTombstones()
 
-    if (!record.current && record.draining.size === 0) {
-      const waiters = record.idleWaiters.splice(0)
+    if (!record.current && !record.draining && record.idleWaiters) {
+      const waiters = record.idleWaiters
+      record.idleWaiters = undefined
       for (const resolve of waiters) resolve()
     }
     const successor =
-      record.draining.size === 0 && record.current && isWaiting(record.current)
-        ? record.current
-        : undefined
+      !record.draining && record.current && isWaiting(record.current) ? record.current : undefined
     return { ended: tombstone, successor }
   }
 
   /** Resolves once the campaign has no live session. */
   whenIdle(campaignId: string): Promise<void> {
     const record = this.campaigns.get(campaignId)
-    if (!record || (!record.current && record.draining.size === 0)) return Promise.resolve()
-    return new Promise((resolve) => record.idleWaiters.push(resolve))
+    if (!record || (!record.current && !record.draining)) return Promise.resolve()
+    return new Promise((resolve) => (record.idleWaiters ??= []).push(resolve))
   }
 
   lastEnded(campaignId: string): Tombstone | undefined {
@@ -400,14 +408,7 @@ export class SessionRegistry {
   }
 
   stats(): Pick<SessionStats, 'live' | 'byStatus'> {
-    const byStatus = Object.fromEntries(SESSION_STATUSES.map((s) => [s, 0])) as Record<
-      SessionStatus,
-      number
-    >
-    for (const session of this.liveSessions.values()) {
-      byStatus[statusOf(session.actor.getSnapshot().value)]++
-    }
-    return { live: this.liveSessions.size, byStatus }
+    return { live: this.liveSessions.size, byStatus: { ...this.statusCounts } }
   }
 
   /** Subscribes with a replay of the current state; undefined for an unknown session. */
@@ -503,6 +504,9 @@ export class SessionRegistry {
     let event: SessionEvent
     switch (emitted.type) {
       case 'status': {
+        this.statusCounts[session.status]--
+        this.statusCounts[emitted.status]++
+        session.status = emitted.status
         const teardown =
           emitted.status === 'cleaned' ? session.actor.getSnapshot().context.teardown : null
         event = {
@@ -554,10 +558,10 @@ export class SessionRegistry {
       record = {
         campaignId,
         current: undefined,
-        draining: new Map(),
+        draining: undefined,
         last: undefined,
         lastActivity: null,
-        idleWaiters: [],
+        idleWaiters: undefined,
       }
       this.campaigns.set(campaignId, record)
     }
@@ -578,12 +582,19 @@ export class SessionRegistry {
       const record = this.campaigns.get(tombstone.campaignId)
       if (record?.last === tombstone) {
         record.last = undefined
-        if (!record.current && record.draining.size === 0 && record.idleWaiters.length === 0) {
+        if (!record.current && !record.draining && !record.idleWaiters) {
           this.campaigns.delete(tombstone.campaignId)
         }
       }
     }
   }
+}
+
+function emptyStatusCounts(): Record<SessionStatus, number> {
+  return Object.fromEntries(SESSION_STATUSES.map((status) => [status, 0])) as Record<
+    SessionStatus,
+    number
+  >
 }
 
 /**
