@@ -34,10 +34,13 @@ export const INSTALL_HINT = 'apt-get install -y chromium'
  * wrong value is an error, not a reason to pick another browser), else the usual system
  * locations, else a browser in puppeteer's own cache. Undefined when there is none.
  */
-export function findChromium(env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function findChromium(
+  env: NodeJS.ProcessEnv = process.env,
+  systemPaths: readonly string[] = SYSTEM_CHROMIUM_PATHS
+): string | undefined {
   const configured = env.CHROME_PATH?.trim()
   if (configured) return isExecutableFile(configured) ? configured : undefined
-  for (const candidate of SYSTEM_CHROMIUM_PATHS) {
+  for (const candidate of systemPaths) {
     if (isExecutableFile(candidate)) return candidate
   }
   return findInPuppeteerCache(puppeteerCacheDir(env))

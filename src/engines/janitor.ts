@@ -9,7 +9,9 @@
  * another host (a container restart) that lock names another hostname and every launch fails at
  * once ("The profile appears to be in use by another Chromium process ... on another computer").
  * Removing a lock under a live Chromium would let two browsers share one profile, so locks go only
- * after their owners are gone.
+ * after their owners are gone. At start-up every lock under the data directory whose profile no
+ * live process uses is stale by definition: the data directory belongs to this service alone
+ * (never share one between hosts that run at the same time).
  *
  * Only processes tied to this data directory are touched (their command line names a profile
  * under `<dataDir>/wwebjs/`, or their environment does), so two services on one host with
@@ -19,7 +21,7 @@
  * @module
  */
 import { lstatSync, readdirSync, readlinkSync, rmSync, unlinkSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { systemClock, type Clock } from '../clock.ts'
 import { silentLogger, type Logger } from '../logger.ts'
@@ -137,8 +139,20 @@ function listProfileDirs(root: string): string[] {
 /**
  * Removes Chromium's single-instance lock files from a profile whose browser is gone, and the
  * temporary directory `SingletonSocket` points into. Returns how many lock files were removed.
+ *
+ * With `ownerPids`, the locks go only if `SingletonLock` names this host and one of those
+ * browsers (`<hostname>-<pid>`): a session cleans up after its own browser, never after another.
  */
-export function removeProfileLocks(profileDir: string): number {
+export function removeProfileLocks(profileDir: string, ownerPids?: readonly number[]): number {
+  if (ownerPids !== undefined) {
+    let owner: string
+    try {
+      owner = readlinkSync(join(profileDir, 'SingletonLock'))
+    } catch {
+      return 0
+    }
+    if (!ownerPids.some((pid) => owner === `${hostname()}-${pid}`)) return 0
+  }
   let removed = 0
   for (const name of PROFILE_LOCK_FILES) {
     const lockPath = join(profileDir, name)

@@ -37,7 +37,7 @@ import type {
   EngineStopResult,
   EngineTerminationKind,
 } from './engine.ts'
-import { findSessionProcesses, markerArgs, markerEnv } from './chromium.ts'
+import { findSessionProcesses, markerArgs, markerEnv, SESSION_MARKER } from './chromium.ts'
 import { profilesRoot, removeProfileLocks } from './janitor.ts'
 import { killProcess, killProcessGroup, waitUntilGone, type ProcessInfo } from './processes.ts'
 
@@ -72,8 +72,10 @@ const DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS = 120_000
 
 /**
  * Memory one live session is planned to take: Chromium's whole process tree. Measured idle on a
- * stand-in page at about 230 MB PSS (docs/benchmarks/wwebjs.md); WhatsApp Web's own heap comes
- * on top and grows with chat history, so we plan for twice that.
+ * stand-in page (docs/benchmarks/wwebjs.md): about 205 MiB PSS per session when several run
+ * (388 MiB for a lone one, which carries all of Chromium's shared pages). WhatsApp Web's own
+ * heap and IndexedDB cache come on top and grow with chat history (others report 300-500 MB per
+ * session), so we plan for 500 MiB.
  */
 export const PLANNED_BYTES_PER_SESSION = 500 * 1024 * 1024
 /** Kept free for Node itself, the OS and page cache. */
@@ -81,9 +83,13 @@ export const RESERVED_BYTES = 1024 * 1024 * 1024
 
 /**
  * A default for MAX_SESSIONS: how many wwebjs sessions a machine with this much memory can hold,
- * keeping `RESERVED_BYTES` (or a tenth of the memory, if more) for everything else. At least 1.
+ * keeping `RESERVED_BYTES` (or a tenth of the memory, if more) for Node and the OS. At least 1.
+ *
+ * @example
+ * recommendedMaxSessions(os.totalmem()) // 8 GiB → 14, 16 GiB → 29
  */
 export function recommendedMaxSessions(totalMemoryBytes: number): number {
+  if (!Number.isFinite(totalMemoryBytes) || totalMemoryBytes <= 0) return 1
   const reserved = Math.max(RESERVED_BYTES, totalMemoryBytes / 10)
   return Math.max(1, Math.floor((totalMemoryBytes - reserved) / PLANNED_BYTES_PER_SESSION))
 }
@@ -173,6 +179,8 @@ class WwebjsSession implements EngineSession {
   #client: WwebjsClient | undefined
   #browser: Browser | undefined
   #browserPid: number | undefined
+  /** Every browser pid of this session seen, so its profile locks can be told from others'. */
+  readonly #browserPids = new Set<number>()
   #teardown: Promise<EngineStopResult> | undefined
 
   constructor(shared: SharedState, { campaignId, sessionId, onEvent }: EngineSessionOptions) {
@@ -358,6 +366,7 @@ class WwebjsSession implements EngineSession {
     if (this.#browser === browser) return
     this.#browser = browser
     this.#browserPid = browser.process()?.pid
+    if (this.#browserPid !== undefined) this.#browserPids.add(this.#browserPid)
     this.#log.debug({ pid: this.#browserPid }, 'Chromium launched')
     browser.once('disconnected', () => {
       this.#terminate('crashed', 'Chromium exited unexpectedly')
@@ -455,6 +464,10 @@ class WwebjsSession implements EngineSession {
     const find = () => findSessionProcesses(this.#sessionId, groups)
     const kill = (processes: ProcessInfo[]) => {
       for (const leftover of processes) {
+        // A browser we never heard of (its launch was aborted) may have locked the profile.
+        if (leftover.argv.includes(`${SESSION_MARKER}${this.#sessionId}`)) {
+          this.#browserPids.add(leftover.pid)
+        }
         if (leftover.pgid === leftover.pid || groups.includes(leftover.pgid)) {
           killProcessGroup(leftover.pgid)
         }
@@ -474,7 +487,7 @@ class WwebjsSession implements EngineSession {
   /** With no process of the session left: drop the locks a killed Chromium leaves behind. */
   #releaseProfile(): void {
     if (!this.#client) return
-    const removed = removeProfileLocks(this.#profileDir)
+    const removed = removeProfileLocks(this.#profileDir, [...this.#browserPids])
     if (removed > 0) this.#log.debug({ removed }, 'removed stale profile locks')
     if (this.#wipeProfileAfterTeardown) {
       rmSync(this.#profileDir, { recursive: true, force: true })
