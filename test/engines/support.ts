@@ -14,6 +14,7 @@ import type { ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { findChromium, chromiumNotFoundMessage } from '../../src/engines/chromium.ts'
 import type { EngineEvent } from '../../src/engines/engine.ts'
+import { FAKE_WHATSAPP_PAGE, type PageSignal, type PhoneCommand } from './fakeWhatsApp.ts'
 
 /** The browser the engine tests drive; the tests fail with this message when there is none. */
 export function chromiumForTests(): string {
@@ -32,6 +33,8 @@ export type StandInBehaviour =
   | 'blank'
   /** The page never finishes loading: a script it needs is never answered (initialize() hangs). */
   | 'stall'
+  /** A fake WhatsApp Web waiting for a scan (see fakeWhatsApp.ts): whatsapp-web.js emits `qr`. */
+  | 'whatsapp'
 
 export interface StandIn {
   port: number
@@ -41,6 +44,10 @@ export interface StandIn {
   pageRequests(): number
   /** Resolves at the next request for the page itself (proof that a browser is up and loading). */
   nextPageRequest(): Promise<void>
+  /** Resolves when a fake WhatsApp page next reports this step (see fakeWhatsApp.ts). */
+  nextSignal(signal: PageSignal): Promise<void>
+  /** Plays the phone on every fake WhatsApp page connected now (behaviour 'whatsapp'). */
+  sendToPhone(command: PhoneCommand): void
   close(): Promise<void>
 }
 
@@ -53,10 +60,27 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
   const stalled = new Set<ServerResponse>()
   let waiters: Array<() => void> = []
   let pageRequests = 0
+  let signalWaiters: Array<{ signal: PageSignal; resolve: () => void }> = []
+  const phones = new Set<ServerResponse>()
   const server: Server = createServer({ key, cert }, (request, response) => {
     if (request.url === '/stalled.js') {
       // Never answered: the page's load event never fires.
       stalled.add(response)
+      return
+    }
+    if (request.url?.startsWith('/signal/')) {
+      const signal = request.url.slice('/signal/'.length)
+      const ready = signalWaiters.filter((waiter) => waiter.signal === signal)
+      signalWaiters = signalWaiters.filter((waiter) => waiter.signal !== signal)
+      for (const { resolve } of ready) resolve()
+      response.end()
+      return
+    }
+    if (request.url === '/commands') {
+      response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' })
+      response.write(': connected\n\n')
+      phones.add(response)
+      response.on('close', () => phones.delete(response))
       return
     }
     if (request.url === '/' || request.url?.startsWith('/?')) {
@@ -65,8 +89,12 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
       waiters = []
       for (const resolve of ready) resolve()
     }
-    const script = behaviour === 'stall' ? '<script src="/stalled.js"></script>' : ''
     response.writeHead(200, { 'content-type': 'text/html' })
+    if (behaviour === 'whatsapp') {
+      response.end(FAKE_WHATSAPP_PAGE)
+      return
+    }
+    const script = behaviour === 'stall' ? '<script src="/stalled.js"></script>' : ''
     response.end(`<!doctype html><title>not WhatsApp</title>${script}<p>stand-in</p>`)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -78,9 +106,13 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
       '--ignore-certificate-errors',
     ],
     pageRequests: () => pageRequests,
+    nextSignal: (signal) => new Promise((resolve) => signalWaiters.push({ signal, resolve })),
+    sendToPhone(command) {
+      for (const phone of phones) phone.write(`data: ${command}\n\n`)
+    },
     nextPageRequest: () => new Promise((resolve) => waiters.push(resolve)),
     async close() {
-      for (const response of stalled) response.destroy()
+      for (const response of [...stalled, ...phones]) response.destroy()
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },

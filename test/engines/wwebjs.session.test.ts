@@ -31,13 +31,14 @@ const dataDir = makeDataDir()
 const alice = { userId: 'alice', admin: false }
 const TIMEOUTS: SessionTimeouts = {
   initMs: 4_000,
-  scanMs: 30_000,
+  scanMs: 4_000,
   authMs: 120_000,
   destroyMs: 2_000,
   killMs: 2_000,
 }
 
 let stall: StandIn
+let whatsapp: StandIn
 const services: SupervisedSessionService[] = []
 let counter = 0
 
@@ -87,6 +88,7 @@ function expectNothingLeft(
 
 beforeAll(async () => {
   stall = await startStandIn('stall')
+  whatsapp = await startStandIn('whatsapp')
 })
 
 afterEach(async () => {
@@ -97,6 +99,7 @@ afterEach(async () => {
 afterAll(async () => {
   killEverythingUnder(dataDir)
   await stall?.close()
+  await whatsapp?.close()
 })
 
 describe('a session on the wwebjs engine', () => {
@@ -154,23 +157,66 @@ describe('a session on the wwebjs engine', () => {
     expectNothingLeft(service, session.sessionId, [group])
   })
 
-  it('when Chromium is killed from outside: fails at once (not at its deadline), then cleaned', async () => {
-    const service = serviceWith(stall.chromiumArgs)
-    const requested = stall.nextPageRequest()
+  it('when Chromium is killed from outside while the QR is shown: fails at once, then cleaned', async () => {
+    const service = serviceWith(whatsapp.chromiumArgs)
     const session = startSession(service)
-    await within(requested, 15_000, 'the page request')
+    await session.reached('awaitingScan')
+    expect(service.getCampaign(session.campaignId).qr?.qr).toMatch(/^fake-ref-1,/)
     const group = markedBrowser(session.sessionId)!.pgid
 
     const killedAt = Date.now()
     process.kill(-group, 'SIGKILL')
     await session.reached('failed')
+    // At once: not at the scan deadline.
     expect(Date.now() - killedAt).toBeLessThan(1_000)
     await session.reached('cleaned')
+    expect(session.statuses()).toEqual(['awaitingScan', 'failed', 'cleaning', 'cleaned'])
     const view = service.getCampaign(session.campaignId)
     expect(view.reason).toBe('engine_failed')
     expect(view.history.find((entry) => entry.status === 'failed')?.detail).toContain(
       'Chromium exited'
     )
+    expectNothingLeft(service, session.sessionId, [group])
+  })
+
+  it('when nobody scans the QR: the scan deadline fires, timedOut, then cleaned', async () => {
+    const service = serviceWith(whatsapp.chromiumArgs)
+    const session = startSession(service)
+    await session.reached('awaitingScan')
+    const shownAt = Date.now()
+    await session.reached('cleaned')
+    expect(Date.now() - shownAt).toBeGreaterThanOrEqual(TIMEOUTS.scanMs - 50)
+    expect(session.statuses()).toEqual(['awaitingScan', 'timedOut', 'cleaning', 'cleaned'])
+    expect(service.getCampaign(session.campaignId)).toMatchObject({
+      status: 'timedOut',
+      reason: 'scan_timeout',
+    })
+    expectNothingLeft(service, session.sessionId)
+  })
+
+  it('when the phone scans: authenticating, ready; cleanup then tears the linked session down', async () => {
+    const service = serviceWith(whatsapp.chromiumArgs)
+    const injected = whatsapp.nextSignal('injected')
+    const session = startSession(service)
+    await session.reached('awaitingScan')
+    await within(injected, 5_000, 'the end of the injection')
+    const helpersInjected = whatsapp.nextSignal('helpers-injected')
+    whatsapp.sendToPhone('synced')
+    await session.reached('authenticating')
+    await within(helpersInjected, 10_000, 'the injection of the helpers')
+    whatsapp.sendToPhone('synced')
+    await session.reached('ready')
+    expect(service.getCampaign(session.campaignId).isConnected).toBe(true)
+    const group = markedBrowser(session.sessionId)!.pgid
+
+    await service.cleanupSession(session.campaignId)
+    expect(session.statuses()).toEqual([
+      'awaitingScan',
+      'authenticating',
+      'ready',
+      'cleaning',
+      'cleaned',
+    ])
     expectNothingLeft(service, session.sessionId, [group])
   })
 

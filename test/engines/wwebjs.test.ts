@@ -32,6 +32,7 @@ const chromePath = chromiumForTests()
 const dataDir = makeDataDir()
 let stall: StandIn
 let blank: StandIn
+let whatsapp: StandIn
 const engines: Engine[] = []
 let sessionCounter = 0
 
@@ -83,6 +84,7 @@ beforeAll(async () => {
   process.on('unhandledRejection', onUnhandled)
   stall = await startStandIn('stall')
   blank = await startStandIn('blank')
+  whatsapp = await startStandIn('whatsapp')
 })
 
 afterEach(async () => {
@@ -97,6 +99,7 @@ afterAll(async () => {
   killEverythingUnder(dataDir)
   await stall?.close()
   await blank?.close()
+  await whatsapp?.close()
 })
 
 describe('wwebjs engine with a real Chromium', () => {
@@ -242,6 +245,72 @@ describe('wwebjs engine with a real Chromium', () => {
     expectNothingLeft(first.sessionId, [firstGroup])
     expectNothingLeft(second.sessionId, [secondGroup])
     expect(existsSync(join(profileDir, 'saved-by-first-session'))).toBe(true)
+  })
+
+  it('maps qr (each rotation), authenticated and ready, once each, and a qr after ready to logged_out', async () => {
+    const { session, sessionId, campaignId, log } = newSession(engineWith(whatsapp.chromiumArgs))
+    const injected = whatsapp.nextSignal('injected')
+    session.start()
+    const first = await within(log.next('qr'), 15_000, 'the first qr')
+    await within(injected, 5_000, 'the end of the injection')
+    // ref, static key, identity key, ADV secret, platform: what the phone's camera reads.
+    expect(first.qr.split(',')).toEqual([
+      'fake-ref-1',
+      btoa('static-key'),
+      btoa('identity-key'),
+      'adv-secret',
+      'Chrome',
+    ])
+    const group = markedBrowser(sessionId)!.pgid
+
+    whatsapp.sendToPhone('rotate')
+    expect(await eventually(() => log.events.length === 2, 5_000)).toBe(true)
+    expect(log.events[1]).toMatchObject({ type: 'qr', qr: expect.stringMatching(/^fake-ref-2,/) })
+
+    const helpersInjected = whatsapp.nextSignal('helpers-injected')
+    whatsapp.sendToPhone('synced')
+    await within(log.next('authenticated'), 5_000, 'authenticated')
+    await within(helpersInjected, 10_000, 'the injection of the helpers')
+    // whatsapp-web.js emits authenticated again, then ready (see fakeWhatsApp.ts).
+    whatsapp.sendToPhone('synced')
+    await within(log.next('ready'), 5_000, 'ready')
+    expect(log.types()).toEqual(['qr', 'qr', 'authenticated', 'ready'])
+
+    // WhatsApp shows a QR to a linked device only after the phone unlinked it.
+    whatsapp.sendToPhone('rotate')
+    const terminated = await within(log.next('terminated'), 5_000, 'terminated')
+    expect(terminated.kind).toBe('logged_out')
+
+    await session.stop()
+    expectNothingLeft(sessionId, [group])
+    expect(log.types()).toEqual(['qr', 'qr', 'authenticated', 'ready', 'terminated'])
+    expect(existsSync(join(dataDir, 'wwebjs', `session-${campaignId}`))).toBe(false)
+  })
+
+  it('reports logged_out when the phone unlinks the device, and wipes the saved auth once Chromium is gone', async () => {
+    const { session, sessionId, campaignId, log } = newSession(engineWith(whatsapp.chromiumArgs))
+    const injected = whatsapp.nextSignal('injected')
+    session.start()
+    await within(log.next('qr'), 15_000, 'the first qr')
+    await within(injected, 5_000, 'the end of the injection')
+    const group = markedBrowser(sessionId)!.pgid
+    const profileDir = join(dataDir, 'wwebjs', `session-${campaignId}`)
+    expect(existsSync(profileDir)).toBe(true)
+
+    // WhatsApp navigates to ?post_logout=1; whatsapp-web.js then re-injects into the page while
+    // we tear it down: that rejection must stay caught (checked after each test).
+    whatsapp.sendToPhone('logout')
+    const terminated = await within(log.next('terminated'), 5_000, 'terminated')
+    expect(terminated).toEqual({
+      type: 'terminated',
+      kind: 'logged_out',
+      detail: 'WhatsApp disconnected: LOGOUT',
+    })
+
+    await session.stop()
+    expectNothingLeft(sessionId, [group])
+    expect(existsSync(profileDir)).toBe(false)
+    expect(log.types()).toEqual(['qr', 'terminated'])
   })
 
   it('starts and stops 10 sessions 5 times over with nothing left and memory back near its start', async () => {
