@@ -222,6 +222,25 @@ describe('wwebjs engine with a real Chromium', () => {
     expectNothingLeft(sessionId, [group])
   })
 
+  it("reports crashed when the page's renderer dies while the browser lives on", async () => {
+    const { session, sessionId, log } = newSession(engineWith(whatsapp.chromiumArgs))
+    session.start()
+    await within(log.next('qr'), 15_000, 'the first qr')
+    const group = markedBrowser(sessionId)!.pgid
+
+    const renderers = processesOf(sessionId, dataDir, [group]).filter((record) =>
+      record.cmdline.includes('--type=renderer')
+    )
+    expect(renderers.length).toBeGreaterThan(0)
+    for (const renderer of renderers) process.kill(renderer.pid, 'SIGKILL')
+    const terminated = await within(log.next('terminated'), 2_000, 'the crashed event')
+    expect(terminated.kind).toBe('crashed')
+    expect(terminated.detail).toContain('page crashed')
+
+    await session.stop()
+    expectNothingLeft(sessionId, [group])
+  })
+
   it('keeps the campaign profile across sessions, and waits for the previous browser to be gone', async () => {
     const engine = engineWith(stall.chromiumArgs)
     const first = newSession(engine, 'kept-campaign')
