@@ -164,7 +164,10 @@ describe('wwebjs engine with a real Chromium', () => {
   it('stops a session before its browser was even spawned', async () => {
     const { session, sessionId, log } = newSession(engineWith(stall.chromiumArgs))
     session.start()
-    const result = await session.stop()
+    const stopping = session.stop()
+    // Idempotent: every call returns the same promise.
+    expect(session.stop()).toBe(stopping)
+    const result = await stopping
     expect(result.durationMs).toBeLessThan(KILL_TIMEOUT_MS + SLACK_MS)
     // Nothing may appear later either: the launch was cancelled, not left running.
     await new Promise((resolve) => setTimeout(resolve, 1_500))
