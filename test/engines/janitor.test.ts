@@ -4,7 +4,7 @@
  * browsers of a service that was killed.
  */
 import { spawn } from 'node:child_process'
-import { mkdirSync, readlinkSync, symlinkSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { runJanitor } from '../../src/engines/janitor.ts'
@@ -20,7 +20,6 @@ import {
   within,
   type ProcessRecord,
 } from './support.ts'
-import { readdirSync, readFileSync } from 'node:fs'
 
 const chromePath = chromiumForTests()
 const dataDirs: string[] = []
@@ -32,7 +31,10 @@ function newDataDir(): string {
 }
 
 afterEach(() => {
-  for (const dir of dataDirs.splice(0)) killEverythingUnder(dir)
+  for (const dir of dataDirs.splice(0)) {
+    killEverythingUnder(dir)
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 /** Live processes whose command line contains `needle`. */

@@ -4,6 +4,7 @@
  * never shows up, when cleanup comes during a launch, and when Chromium dies; and that each time
  * the session ends `cleaned` with no process and no profile lock left.
  */
+import { rmSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createWwebjsEngine } from '../../src/engines/wwebjs.ts'
 import type { SessionEvent, SessionStatus } from '../../src/sessions.ts'
@@ -98,6 +99,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   killEverythingUnder(dataDir)
+  rmSync(dataDir, { recursive: true, force: true })
   await stall?.close()
   await whatsapp?.close()
 })

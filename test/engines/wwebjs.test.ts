@@ -3,7 +3,7 @@
  * web.whatsapp.com that never becomes WhatsApp, a browser frozen or killed from outside, and many
  * sessions in a row. Every test ends by proving that no process of its sessions is left.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Engine, EngineSession } from '../../src/engines/engine.ts'
@@ -97,6 +97,7 @@ afterEach(async () => {
 afterAll(async () => {
   process.off('unhandledRejection', onUnhandled)
   killEverythingUnder(dataDir)
+  rmSync(dataDir, { recursive: true, force: true })
   await stall?.close()
   await blank?.close()
   await whatsapp?.close()
