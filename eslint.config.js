@@ -14,6 +14,32 @@ export default tseslint.config(
     },
   },
   {
+    // The pages' browser modules (served as they are, no build step).
+    files: ['src/web/assets/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        [
+          'atob',
+          'clearTimeout',
+          'document',
+          'fetch',
+          'history',
+          'location',
+          'Node',
+          'performance',
+          'PerformanceObserver',
+          'requestAnimationFrame',
+          'sessionStorage',
+          'setInterval',
+          'setTimeout',
+          'URLSearchParams',
+          'WebSocket',
+          'window',
+        ].map((name) => [name, 'readonly'])
+      ),
+    },
+  },
+  {
     languageOptions: {
       globals: { console: 'readonly', process: 'readonly' },
     },
