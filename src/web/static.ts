@@ -36,7 +36,10 @@ export interface StaticFolder {
  * const assets = staticFolder(new URL('./assets/', import.meta.url).pathname)
  * const file = await assets.read('app.css')
  */
-export function staticFolder(root: string, { cache = true }: { cache?: boolean } = {}): StaticFolder {
+export function staticFolder(
+  root: string,
+  { cache = true }: { cache?: boolean } = {}
+): StaticFolder {
   const base = resolve(root) + sep
   const cached = new Map<string, StaticFile>()
 

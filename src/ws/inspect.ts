@@ -38,6 +38,12 @@ export interface InspectSocketOptions {
   sessions: InspectableSessions
   /** Verifies a bearer token; null when it is missing, invalid or expired. */
   authenticate(token: string): Promise<Caller | null>
+  /**
+   * Actors that exist before the inspector attaches (the supervisor, live campaign actors), so a
+   * viewer sees them at once; XState's inspection only reports actors as they act. Without it,
+   * such actors appear at their next step.
+   */
+  existingActors?: () => Iterable<unknown>
   /** The Mermaid `stateDiagram-v2` text of a machine (`toMermaid` from src/machines/diagram.ts). */
   toMermaid(machine: AnyStateMachine): string
   /** How often batches are sent. */
@@ -133,6 +139,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
   const {
     sessions,
     authenticate,
+    existingActors = () => [],
     toMermaid,
     batchMs = 100,
     maxQueue = 20_000,
@@ -249,7 +256,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
       machineId: machine.id,
       parentId: parent ? idOf(parent) : null,
       systemId: ref.systemId ?? null,
-      label: campaignId ?? ref.systemId ?? ref.id,
+      label: campaignId ?? ref.systemId ?? (parent ? ref.id : machine.id),
       campaignId,
       state: stateOf(snapshot),
       status: statusOf(snapshot),
@@ -336,6 +343,11 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     ids = new WeakMap()
     contextChanged = new Set()
     subscription = sessions.inspect(observe)
+    for (const existing of existingActors()) {
+      const ref = existing as ObservedActor
+      if (tracked.has(ref) || !isMachine(ref.logic)) continue
+      tracked.set(ref, { ref, info: describeActor(ref, ref.getSnapshot(), Date.now()) })
+    }
     flushTimer = setInterval(flush, batchMs)
     flushTimer.unref?.()
     heartbeatTimer = setInterval(heartbeat, heartbeatMs)
@@ -418,7 +430,9 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
 
 function refuse(socket: Duplex, status: 401 | 403, text: string): void {
   const headers = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : ''
-  socket.end(`HTTP/1.1 ${status} ${text}\r\n${headers}Connection: close\r\nContent-Length: 0\r\n\r\n`)
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\n${headers}Connection: close\r\nContent-Length: 0\r\n\r\n`
+  )
 }
 
 /** The bearer token of an upgrade: `?token=` (browsers cannot set headers) or `Authorization`. */

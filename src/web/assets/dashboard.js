@@ -361,7 +361,8 @@ function renderCountdown() {
   }
   const left = Math.max(0, link.expiresAt - serverNow())
   const seconds = Math.ceil(left / 1000)
-  $('countdown').textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`
+  $('countdown').textContent =
+    `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`
   $('countdown').dataset.remainingMs = String(left)
   const phase = link.status === 'authenticating' ? 'to finish linking' : 'to scan'
   $('countdown-text').textContent =
@@ -552,7 +553,9 @@ async function cleanUp(campaignId, button) {
   const previous = button.textContent
   button.textContent = 'Cleaning…'
   try {
-    const result = await api.post(`/api/campaigns/${encodeURIComponent(campaignId)}/cleanup-session`)
+    const result = await api.post(
+      `/api/campaigns/${encodeURIComponent(campaignId)}/cleanup-session`
+    )
     $('live-state').textContent = result.hadSession
       ? `Cleaned up the session of ${campaignId}.`
       : `${campaignId} had no session to clean up.`

@@ -370,7 +370,11 @@ function renderDetail() {
         {},
         h('td', { class: 'mono' }, clockTime(step.at)),
         h('td', { class: 'mono' }, step.event),
-        h('td', { class: 'mono' }, step.from === step.to ? step.to : `${step.from ?? '∅'} → ${step.to}`)
+        h(
+          'td',
+          { class: 'mono' },
+          step.from === step.to ? step.to : `${step.from ?? '∅'} → ${step.to}`
+        )
       )
     )
   }
