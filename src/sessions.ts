@@ -83,7 +83,14 @@ export type SessionEvent = {
       reason: SessionReason | null
       isConnected: boolean
     }
-  | { type: 'status'; status: SessionStatus; reason: SessionReason | null; isConnected: boolean }
+  | {
+      type: 'status'
+      status: SessionStatus
+      reason: SessionReason | null
+      isConnected: boolean
+      /** With `cleaned`: how the engine's teardown went (for metrics). */
+      teardown?: { forced: boolean; durationMs: number }
+    }
   | { type: 'qr'; qr: string; attempt: number; expiresAt: number }
   | { type: 'ready' }
   | { type: 'error'; code: SessionReason; message: string }

@@ -1,0 +1,221 @@
+/**
+ * The simulated engine: an in-process stand-in for whatsapp-web.js that behaves like the real
+ * one, for the demo, the tests and load tests. It plays WhatsApp's part (QRs every 20 s, the
+ * link remembered as saved auth would be) and lets the caller play the phone's part (scan,
+ * disconnect, crash) and pick how a campaign's next session starts and tears down.
+ *
+ * All waiting goes through the injected clock, so tests run it in simulated time.
+ *
+ * @module
+ */
+import { randomBytes } from 'node:crypto'
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
+import type {
+  Engine,
+  EngineEvent,
+  EngineSession,
+  EngineSessionOptions,
+  EngineStopResult,
+} from './engine.ts'
+
+export type StartupBehaviour = 'qr' | 'hang' | 'error' | 'restored'
+export type TeardownBehaviour = 'normal' | 'hang'
+
+export interface SimulatedBehaviour {
+  startup: StartupBehaviour
+  teardown: TeardownBehaviour
+}
+
+export interface SimulatedEngineOptions {
+  clock?: Clock
+  /** Start until the first QR (WhatsApp's page load). */
+  qrDelayMs?: number
+  /** Interval between QR rotations. */
+  qrRotateMs?: number
+  /** Scan until ready (WhatsApp's history sync). */
+  authDelayMs?: number
+  /** How long a normal graceful teardown takes. */
+  destroyDelayMs?: number
+  /** Graceful teardown bound, after which the session is killed. */
+  destroyTimeoutMs?: number
+  /** How long the kill takes (always below killTimeoutMs). */
+  killDelayMs?: number
+  killTimeoutMs?: number
+}
+
+export interface SimulatedEngine extends Engine {
+  /** The phone scans the current QR. False when no QR is shown. */
+  scan(campaignId: string): boolean
+  /** The phone logs the device out. False when no session of the campaign is running. */
+  disconnect(campaignId: string): boolean
+  /** The engine dies without warning. False when no session of the campaign is running. */
+  crash(campaignId: string): boolean
+  /** What the campaign's next sessions do (until changed). */
+  setBehaviour(campaignId: string, behaviour: Partial<SimulatedBehaviour>): SimulatedBehaviour
+  behaviourOf(campaignId: string): SimulatedBehaviour
+  isLinked(campaignId: string): boolean
+  /** Running engine instances (started and not yet fully stopped). */
+  liveCount(): number
+  /** Counts since the engine was created, to prove nothing leaks. */
+  counters(): { started: number; stopped: number; forcedStops: number }
+}
+
+const DEFAULT_BEHAVIOUR: SimulatedBehaviour = { startup: 'qr', teardown: 'normal' }
+
+/** A QR payload shaped like WhatsApp Web's: ref, noise key, identity key, adv secret, platform. */
+export function fakeWhatsAppQr(): string {
+  const ref = `2@${randomBytes(66).toString('base64')}`
+  const key = () => randomBytes(32).toString('base64')
+  return `${ref},${key()},${key()},${key()},1`
+}
+
+export function createSimulatedEngine(options: SimulatedEngineOptions = {}): SimulatedEngine {
+  const {
+    clock = systemClock,
+    qrDelayMs = 300,
+    qrRotateMs = 20_000,
+    authDelayMs = 500,
+    destroyDelayMs = 20,
+    destroyTimeoutMs = 10_000,
+    killDelayMs = 10,
+    killTimeoutMs = 5_000,
+  } = options
+  const behaviours = new Map<string, SimulatedBehaviour>()
+  const linked = new Set<string>()
+  /** The newest running instance of each campaign: the one the phone talks to. */
+  const current = new Map<string, SimulatedSession>()
+  const live = new Set<SimulatedSession>()
+  const counts = { started: 0, stopped: 0, forcedStops: 0 }
+
+  class SimulatedSession implements EngineSession {
+    private timer: TimerHandle | undefined
+    private showingQr = false
+    private terminated = false
+    private stopping: Promise<EngineStopResult> | undefined
+    private readonly behaviour: SimulatedBehaviour
+
+    constructor(private readonly options: EngineSessionOptions) {
+      this.behaviour = behaviourOf(options.campaignId)
+    }
+
+    start(): void {
+      counts.started++
+      live.add(this)
+      current.set(this.options.campaignId, this)
+      const { startup } = this.behaviour
+      if (startup === 'hang') return
+      if (startup === 'error') {
+        this.schedule(qrDelayMs, () => this.terminate('start_failed', 'simulated start failure'))
+      } else if (startup === 'restored' || linked.has(this.options.campaignId)) {
+        this.schedule(qrDelayMs, () => {
+          this.deliver({ type: 'authenticated' })
+          this.schedule(authDelayMs, () => this.deliver({ type: 'ready' }))
+        })
+      } else {
+        this.schedule(qrDelayMs, () => this.showQr())
+      }
+    }
+
+    scan(): boolean {
+      if (!this.showingQr || this.isDead()) return false
+      this.showingQr = false
+      this.deliver({ type: 'authenticated' })
+      this.schedule(authDelayMs, () => {
+        linked.add(this.options.campaignId)
+        this.deliver({ type: 'ready' })
+      })
+      return true
+    }
+
+    terminate(kind: 'start_failed' | 'logged_out' | 'crashed', detail: string): boolean {
+      if (this.isDead()) return false
+      if (kind === 'logged_out') linked.delete(this.options.campaignId)
+      this.deliver({ type: 'terminated', kind, detail })
+      this.terminated = true
+      this.showingQr = false
+      this.cancelTimer()
+      return true
+    }
+
+    stop(): Promise<EngineStopResult> {
+      this.stopping ??= this.runStop()
+      return this.stopping
+    }
+
+    private async runStop(): Promise<EngineStopResult> {
+      const startedAt = clock.now()
+      this.cancelTimer()
+      this.showingQr = false
+      const gracefulMs = this.behaviour.teardown === 'hang' ? Infinity : destroyDelayMs
+      const forced = gracefulMs > destroyTimeoutMs
+      await wait(forced ? destroyTimeoutMs + Math.min(killDelayMs, killTimeoutMs) : gracefulMs)
+      live.delete(this)
+      if (current.get(this.options.campaignId) === this) current.delete(this.options.campaignId)
+      counts.stopped++
+      if (forced) counts.forcedStops++
+      return { forced, durationMs: clock.now() - startedAt }
+    }
+
+    private showQr(): void {
+      this.showingQr = true
+      this.deliver({ type: 'qr', qr: fakeWhatsAppQr() })
+      this.schedule(qrRotateMs, () => this.showQr())
+    }
+
+    private isDead(): boolean {
+      return this.terminated || this.stopping !== undefined
+    }
+
+    private deliver(event: EngineEvent): void {
+      if (this.isDead()) return
+      this.options.onEvent(event)
+    }
+
+    private schedule(ms: number, fn: () => void): void {
+      this.cancelTimer()
+      this.timer = clock.setTimeout(() => {
+        this.timer = undefined
+        if (!this.isDead()) fn()
+      }, ms)
+    }
+
+    private cancelTimer(): void {
+      if (this.timer !== undefined) clock.clearTimeout(this.timer)
+      this.timer = undefined
+    }
+  }
+
+  function wait(ms: number): Promise<void> {
+    return new Promise((resolve) => clock.setTimeout(resolve, ms))
+  }
+
+  function behaviourOf(campaignId: string): SimulatedBehaviour {
+    return behaviours.get(campaignId) ?? DEFAULT_BEHAVIOUR
+  }
+
+  function running(campaignId: string): SimulatedSession | undefined {
+    return current.get(campaignId)
+  }
+
+  return {
+    name: 'simulated',
+    createSession: (sessionOptions) => new SimulatedSession(sessionOptions),
+    scan: (campaignId) => running(campaignId)?.scan() ?? false,
+    disconnect: (campaignId) =>
+      running(campaignId)?.terminate('logged_out', 'the phone logged the device out') ?? false,
+    crash: (campaignId) =>
+      running(campaignId)?.terminate('crashed', 'simulated crash: the browser is gone') ?? false,
+    setBehaviour(campaignId, behaviour) {
+      const next = { ...behaviourOf(campaignId), ...behaviour }
+      behaviours.set(campaignId, next)
+      return next
+    },
+    behaviourOf,
+    isLinked: (campaignId) => linked.has(campaignId),
+    liveCount: () => live.size,
+    counters: () => ({ ...counts }),
+    async close() {
+      await Promise.all([...live].map((session) => session.stop()))
+    },
+  }
+}

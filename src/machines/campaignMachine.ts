@@ -1,0 +1,497 @@
+/**
+ * The campaign session machine: one actor per session of a campaign, from the request that
+ * starts it to the moment its engine is gone.
+ *
+ *   idle → initializing → awaitingScan → authenticating → ready
+ *                 ↘ timedOut | failed ↙          ↓ (cleanup, force, shutdown)
+ *                          cleaning → cleaned (final)
+ *
+ * The machine owns every deadline (init, scan, auth, teardown) and never does I/O itself: the
+ * engine comes in as the `engine` actor, the time as `now`, both through the factory's
+ * dependencies. It emits what subscribers need to know (`status`, `qr`, `ready`, `error`), and
+ * its output tells the supervisor how the session ended.
+ *
+ * @module
+ */
+import { assign, emit, enqueueActions, fromCallback, sendTo, setup } from 'xstate'
+import type { Engine, EngineSession, EngineTerminationKind } from '../engines/engine.ts'
+import { MAX_HISTORY } from './status.ts'
+import type { FailureReason, HistoryEntry, SessionReason, SessionStatus } from './status.ts'
+import { describeFailure } from './messages.ts'
+
+export interface CampaignTimeouts {
+  /** Start until the first QR (or until ready, when saved auth is reused). */
+  initMs: number
+  /** First QR until the phone scans it. QR rotations do not extend it. */
+  scanMs: number
+  /** Scan until WhatsApp is ready. */
+  authMs: number
+  /** The engine's bounded stop (graceful + forced) plus a margin: the machine's own safety net. */
+  teardownMs: number
+}
+
+export interface CampaignInput {
+  campaignId: string
+  sessionId: string
+  timeouts: CampaignTimeouts
+  /** True when the campaign's previous session is still being torn down: start after it. */
+  awaitPredecessor: boolean
+}
+
+export interface CurrentQr {
+  qr: string
+  attempt: number
+  expiresAt: number
+}
+
+export interface CampaignContext {
+  campaignId: string
+  sessionId: string
+  timeouts: CampaignTimeouts
+  awaitPredecessor: boolean
+  /** Deadline of the current phase (epoch ms), or null. This is the contract's `expiresAt`. */
+  phaseDeadline: number | null
+  /** Set once, at the first QR. */
+  scanDeadline: number | null
+  qr: CurrentQr | null
+  /** QRs shown so far in this session (the next QR's attempt is this + 1). */
+  qrAttempts: number
+  reason: SessionReason | null
+  /** The engine's own word on a failure; for logs and history, never shown as a code. */
+  detail: string | null
+  failureKind: EngineTerminationKind | null
+  /** The status the session was in when it failed or timed out. */
+  endedFrom: SessionStatus | null
+  history: HistoryEntry[]
+  teardown: { forced: boolean; durationMs: number } | null
+}
+
+export type CampaignEvent =
+  | { type: 'START' }
+  | { type: 'PREDECESSOR.STOPPED' }
+  | { type: 'SESSION.REQUESTED'; force: boolean }
+  | { type: 'CLEANUP.REQUESTED' }
+  | { type: 'SHUTDOWN.REQUESTED' }
+  | { type: 'ENGINE.QR_RECEIVED'; sessionId: string; qr: string }
+  | { type: 'ENGINE.AUTHENTICATED'; sessionId: string }
+  | { type: 'ENGINE.READY'; sessionId: string }
+  | { type: 'ENGINE.TERMINATED'; sessionId: string; kind: EngineTerminationKind; detail: string }
+  | { type: 'ENGINE.STOPPED'; sessionId: string; forced: boolean; durationMs: number }
+
+/** What the machine tells its subscribers (through the supervisor). Times are epoch ms. */
+export type CampaignEmitted =
+  | { type: 'status'; status: SessionStatus; reason: SessionReason | null; at: number }
+  | { type: 'qr'; qr: string; attempt: number; expiresAt: number; at: number }
+  | { type: 'ready'; at: number }
+  | { type: 'error'; code: FailureReason; message: string; at: number }
+
+export interface CampaignOutput {
+  campaignId: string
+  sessionId: string
+  reason: SessionReason | null
+  failureKind: EngineTerminationKind | null
+  endedFrom: SessionStatus | null
+}
+
+/** Commands the machine sends to its engine actor. */
+export type EngineCommand = { type: 'ENGINE.START' } | { type: 'ENGINE.STOP' }
+
+export interface EngineActorInput {
+  campaignId: string
+  sessionId: string
+}
+
+export interface CampaignMachineDeps {
+  engine: Engine
+  now: () => number
+}
+
+/**
+ * Runs one engine session for the machine: starts it on `ENGINE.START`, relays its events, and
+ * stops it on `ENGINE.STOP`, answering `ENGINE.STOPPED` once it is gone. If the machine itself
+ * is stopped first, the engine is stopped anyway (nothing leaks).
+ */
+export function engineActor(engine: Engine) {
+  return fromCallback<EngineCommand, EngineActorInput, CampaignEvent>(
+    ({ input, sendBack, receive }) => {
+      const { campaignId, sessionId } = input
+      let session: EngineSession | undefined
+      let stopRequested = false
+
+      receive((command) => {
+        if (command.type === 'ENGINE.START' && !session && !stopRequested) {
+          session = engine.createSession({
+            campaignId,
+            sessionId,
+            onEvent: (event) => {
+              if (stopRequested) return
+              switch (event.type) {
+                case 'qr':
+                  return sendBack({ type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr })
+                case 'authenticated':
+                  return sendBack({ type: 'ENGINE.AUTHENTICATED', sessionId })
+                case 'ready':
+                  return sendBack({ type: 'ENGINE.READY', sessionId })
+                case 'terminated':
+                  return sendBack({
+                    type: 'ENGINE.TERMINATED',
+                    sessionId,
+                    kind: event.kind,
+                    detail: event.detail,
+                  })
+              }
+            },
+          })
+          session.start()
+        } else if (command.type === 'ENGINE.STOP' && !stopRequested) {
+          stopRequested = true
+          const stopped = session
+            ? session.stop().catch(() => ({ forced: true, durationMs: 0 }))
+            : Promise.resolve({ forced: false, durationMs: 0 })
+          stopped.then(({ forced, durationMs }) =>
+            sendBack({ type: 'ENGINE.STOPPED', sessionId, forced, durationMs })
+          )
+        }
+      })
+
+      return () => {
+        if (session && !stopRequested) {
+          stopRequested = true
+          void session.stop()
+        }
+      }
+    }
+  )
+}
+
+/** The status a snapshot value stands for (nested `initializing` states count as one). */
+export function statusOf(value: string | Record<string, unknown>): SessionStatus {
+  return (typeof value === 'string' ? value : Object.keys(value)[0]) as SessionStatus
+}
+
+export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
+  return setup({
+    types: {
+      context: {} as CampaignContext,
+      events: {} as CampaignEvent,
+      input: {} as CampaignInput,
+      emitted: {} as CampaignEmitted,
+      output: {} as CampaignOutput,
+    },
+    actors: {
+      engine: engineActor(engine),
+    },
+    guards: {
+      awaitsPredecessor: ({ context }) => context.awaitPredecessor,
+      isForced: ({ event }) => event.type === 'SESSION.REQUESTED' && event.force,
+      /**
+       * An engine event belongs to this session's own engine instance. Anything else is a
+       * leftover of an engine that is no longer ours: a late QR must never revive a session.
+       */
+      isOwnEngineEvent: ({ context, event }) =>
+        'sessionId' in event && event.sessionId === context.sessionId,
+    },
+    delays: {
+      initTimeout: ({ context }) => context.timeouts.initMs,
+      scanTimeout: ({ context }) =>
+        Math.max(0, (context.scanDeadline ?? now() + context.timeouts.scanMs) - now()),
+      authTimeout: ({ context }) => context.timeouts.authMs,
+      teardownTimeout: ({ context }) => context.timeouts.teardownMs,
+    },
+    actions: {
+      recordStatus: enqueueActions(
+        ({ context, enqueue }, params: { status: SessionStatus; deadlineMs?: number }) => {
+          const at = now()
+          const reason = isEndStatus(params.status) ? context.reason : null
+          const entry: HistoryEntry = { status: params.status, at }
+          if (reason) entry.reason = reason
+          if (reason && context.detail && params.status !== 'cleaned') entry.detail = context.detail
+          const history =
+            context.history.length >= MAX_HISTORY
+              ? [...context.history.slice(1 - MAX_HISTORY), entry]
+              : [...context.history, entry]
+          enqueue.assign({
+            history,
+            phaseDeadline: params.deadlineMs === undefined ? null : at + params.deadlineMs,
+          })
+          enqueue.emit({ type: 'status', status: params.status, reason, at })
+        }
+      ),
+      armScanDeadline: assign({
+        phaseDeadline: ({ context }) => context.scanDeadline,
+      }),
+      startEngine: sendTo('engine', { type: 'ENGINE.START' }),
+      stopEngine: sendTo('engine', { type: 'ENGINE.STOP' }),
+      recordQr: enqueueActions(({ context, event, enqueue }) => {
+        if (event.type !== 'ENGINE.QR_RECEIVED') return
+        const at = now()
+        const scanDeadline = context.scanDeadline ?? at + context.timeouts.scanMs
+        const qr: CurrentQr = {
+          qr: event.qr,
+          attempt: context.qrAttempts + 1,
+          expiresAt: scanDeadline,
+        }
+        enqueue.assign({ qr, scanDeadline, qrAttempts: qr.attempt })
+        enqueue.emit({ type: 'qr', ...qr, at })
+      }),
+      clearQr: assign({ qr: null }),
+      markFailed: assign(
+        (
+          { context, event },
+          params: { reason: FailureReason; from: SessionStatus }
+        ): Partial<CampaignContext> => ({
+          reason: params.reason,
+          endedFrom: params.from,
+          failureKind: event.type === 'ENGINE.TERMINATED' ? event.kind : context.failureKind,
+          detail: event.type === 'ENGINE.TERMINATED' ? event.detail : context.detail,
+        })
+      ),
+      markFailedByEngine: assign(({ event }, params: { from: SessionStatus }) => {
+        if (event.type !== 'ENGINE.TERMINATED') return {}
+        return {
+          reason: event.kind === 'logged_out' ? ('logged_out' as const) : ('engine_failed' as const),
+          endedFrom: params.from,
+          failureKind: event.kind,
+          detail: event.detail,
+        }
+      }),
+      markEndedBy: assign(({ context }, params: { reason: SessionReason }) => ({
+        reason: context.reason ?? params.reason,
+      })),
+      emitFailure: emit(({ context }) => {
+        const code = context.reason as FailureReason
+        return {
+          type: 'error' as const,
+          code,
+          message: describeFailure(code, context.timeouts, context.failureKind),
+          at: now(),
+        }
+      }),
+      emitReady: emit(() => ({ type: 'ready' as const, at: now() })),
+      recordTeardown: assign(({ event }) =>
+        event.type === 'ENGINE.STOPPED'
+          ? { teardown: { forced: event.forced, durationMs: event.durationMs } }
+          : { teardown: { forced: true, durationMs: -1 }, detail: 'the engine stop did not settle' }
+      ),
+    },
+  }).createMachine({
+    id: 'campaign',
+    context: ({ input }) => ({
+      campaignId: input.campaignId,
+      sessionId: input.sessionId,
+      timeouts: input.timeouts,
+      awaitPredecessor: input.awaitPredecessor,
+      phaseDeadline: null,
+      scanDeadline: null,
+      qr: null,
+      qrAttempts: 0,
+      reason: null,
+      detail: null,
+      failureKind: null,
+      endedFrom: null,
+      history: [],
+      teardown: null,
+    }),
+    invoke: {
+      id: 'engine',
+      src: 'engine',
+      input: ({ context }) => ({ campaignId: context.campaignId, sessionId: context.sessionId }),
+    },
+    initial: 'idle',
+    on: {
+      'CLEANUP.REQUESTED': {
+        target: '.cleaning',
+        actions: { type: 'markEndedBy', params: { reason: 'cleanup_requested' } },
+      },
+      'SHUTDOWN.REQUESTED': {
+        target: '.cleaning',
+        actions: { type: 'markEndedBy', params: { reason: 'shutdown' } },
+      },
+    },
+    states: {
+      idle: {
+        description: 'Created by the supervisor; waits for START.',
+        on: { START: 'initializing' },
+      },
+      initializing: {
+        description:
+          'The engine is starting (after the previous session of the campaign is gone). The init deadline runs from START until the first QR, or until ready when saved auth is reused.',
+        entry: {
+          type: 'recordStatus',
+          params: ({ context }) => ({
+            status: 'initializing' as const,
+            deadlineMs: context.timeouts.initMs,
+          }),
+        },
+        initial: 'checkingPredecessor',
+        states: {
+          checkingPredecessor: {
+            always: [
+              { guard: 'awaitsPredecessor', target: 'waitingForPredecessor' },
+              { target: 'startingEngine' },
+            ],
+          },
+          waitingForPredecessor: {
+            description: "The campaign's previous engine is being torn down; its profile is not free yet.",
+            on: { 'PREDECESSOR.STOPPED': 'startingEngine' },
+          },
+          startingEngine: {
+            entry: 'startEngine',
+          },
+        },
+        after: {
+          initTimeout: {
+            target: 'timedOut',
+            actions: { type: 'markFailed', params: { reason: 'init_timeout', from: 'initializing' } },
+          },
+        },
+        on: {
+          'ENGINE.QR_RECEIVED': {
+            guard: 'isOwnEngineEvent',
+            target: 'awaitingScan',
+            actions: 'recordQr',
+          },
+          'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
+          'ENGINE.TERMINATED': {
+            guard: 'isOwnEngineEvent',
+            target: 'failed',
+            actions: { type: 'markFailedByEngine', params: { from: 'initializing' } },
+          },
+          'SESSION.REQUESTED': {
+            guard: 'isForced',
+            target: 'cleaning',
+            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
+          },
+        },
+      },
+      awaitingScan: {
+        description:
+          'A QR is shown. The scan deadline runs from the first QR; rotations replace the QR but do not extend it.',
+        entry: [{ type: 'recordStatus', params: { status: 'awaitingScan' } }, 'armScanDeadline'],
+        exit: 'clearQr',
+        after: {
+          scanTimeout: {
+            target: 'timedOut',
+            actions: { type: 'markFailed', params: { reason: 'scan_timeout', from: 'awaitingScan' } },
+          },
+        },
+        on: {
+          'ENGINE.QR_RECEIVED': { guard: 'isOwnEngineEvent', actions: 'recordQr' },
+          'ENGINE.AUTHENTICATED': { guard: 'isOwnEngineEvent', target: 'authenticating' },
+          'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
+          'ENGINE.TERMINATED': {
+            guard: 'isOwnEngineEvent',
+            target: 'failed',
+            actions: { type: 'markFailedByEngine', params: { from: 'awaitingScan' } },
+          },
+          'SESSION.REQUESTED': {
+            guard: 'isForced',
+            target: 'cleaning',
+            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
+          },
+        },
+      },
+      authenticating: {
+        description: 'Scanned; WhatsApp is syncing. The auth deadline runs until ready.',
+        entry: {
+          type: 'recordStatus',
+          params: ({ context }) => ({
+            status: 'authenticating' as const,
+            deadlineMs: context.timeouts.authMs,
+          }),
+        },
+        after: {
+          authTimeout: {
+            target: 'timedOut',
+            actions: {
+              type: 'markFailed',
+              params: { reason: 'auth_timeout', from: 'authenticating' },
+            },
+          },
+        },
+        on: {
+          'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
+          'ENGINE.QR_RECEIVED': {
+            description: 'The scan did not take and WhatsApp shows a new QR (within the scan deadline).',
+            guard: 'isOwnEngineEvent',
+            target: 'awaitingScan',
+            actions: 'recordQr',
+          },
+          'ENGINE.TERMINATED': {
+            guard: 'isOwnEngineEvent',
+            target: 'failed',
+            actions: { type: 'markFailedByEngine', params: { from: 'authenticating' } },
+          },
+          'SESSION.REQUESTED': {
+            guard: 'isForced',
+            target: 'cleaning',
+            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
+          },
+        },
+      },
+      ready: {
+        description: 'Linked and connected. A re-request changes nothing; only force replaces it.',
+        entry: [{ type: 'recordStatus', params: { status: 'ready' } }, 'emitReady'],
+        on: {
+          'ENGINE.TERMINATED': {
+            guard: 'isOwnEngineEvent',
+            target: 'failed',
+            actions: { type: 'markFailedByEngine', params: { from: 'ready' } },
+          },
+          'ENGINE.QR_RECEIVED': {
+            description: 'A QR after ready means WhatsApp dropped the link.',
+            guard: 'isOwnEngineEvent',
+            target: 'failed',
+            actions: { type: 'markFailed', params: { reason: 'logged_out', from: 'ready' } },
+          },
+          'SESSION.REQUESTED': {
+            guard: 'isForced',
+            target: 'cleaning',
+            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
+          },
+        },
+      },
+      timedOut: {
+        description: 'A deadline passed (reason: init_timeout, scan_timeout or auth_timeout).',
+        entry: [{ type: 'recordStatus', params: { status: 'timedOut' } }, 'emitFailure'],
+        always: 'cleaning',
+      },
+      failed: {
+        description: 'The engine failed or the phone logged out (reason says which).',
+        entry: [{ type: 'recordStatus', params: { status: 'failed' } }, 'emitFailure'],
+        always: 'cleaning',
+      },
+      cleaning: {
+        description:
+          "The engine is being stopped (graceful, then forced). The teardown deadline is the machine's own bound in case the engine's stop never settles.",
+        entry: [{ type: 'recordStatus', params: { status: 'cleaning' } }, 'stopEngine'],
+        on: {
+          'ENGINE.STOPPED': { guard: 'isOwnEngineEvent', target: 'cleaned', actions: 'recordTeardown' },
+          'CLEANUP.REQUESTED': {},
+          'SHUTDOWN.REQUESTED': {},
+        },
+        after: {
+          teardownTimeout: { target: 'cleaned', actions: 'recordTeardown' },
+        },
+      },
+      cleaned: {
+        description: 'The engine is gone. Final: a new request starts a new session.',
+        type: 'final',
+        entry: { type: 'recordStatus', params: { status: 'cleaned' } },
+      },
+    },
+    output: ({ context }) => ({
+      campaignId: context.campaignId,
+      sessionId: context.sessionId,
+      reason: context.reason,
+      failureKind: context.failureKind,
+      endedFrom: context.endedFrom,
+    }),
+  })
+}
+
+function isEndStatus(status: SessionStatus): boolean {
+  return status === 'timedOut' || status === 'failed' || status === 'cleaning' || status === 'cleaned'
+}
+
+export type CampaignMachine = ReturnType<typeof createCampaignMachine>

@@ -1,0 +1,303 @@
+/**
+ * The supervisor machine: starts and stops campaign actors on request, one live session per
+ * campaign, within `maxSessions`; restarts a ready session whose engine crashed (exponential
+ * backoff with jitter, a bounded budget); shuts everything down gracefully.
+ *
+ *   running ──SHUTDOWN.REQUESTED──▶ shuttingDown ──(no live session)──▶ stopped (final)
+ *
+ * Its campaign actors are kept in a `SessionRegistry` rather than `snapshot.children` (see
+ * there for why). Every action is total: an error is logged and the request answered, never
+ * thrown, because a throwing action would stop the supervisor and orphan every session.
+ *
+ * @module
+ */
+import { assign, enqueueActions, setup } from 'xstate'
+import type { Caller, CleanupResult, StartResult } from '../sessions.ts'
+import type { CampaignOutput } from './campaignMachine.ts'
+import { statusOf } from './campaignMachine.ts'
+import type { LiveSession, SessionRegistry } from './sessionRegistry.ts'
+
+export interface RestartPolicy {
+  /** At most this many restarts of one campaign within `windowMs`; past it the session stays failed. */
+  maxRestarts: number
+  windowMs: number
+  /** Backoff before the n-th restart in the window: baseDelayMs·2ⁿ, capped, with jitter. */
+  baseDelayMs: number
+  maxDelayMs: number
+}
+
+export const DEFAULT_RESTART_POLICY: RestartPolicy = {
+  maxRestarts: 3,
+  windowMs: 5 * 60_000,
+  baseDelayMs: 1_000,
+  maxDelayMs: 30_000,
+}
+
+export interface SupervisorDeps {
+  registry: SessionRegistry
+  maxSessions: number
+  /** Seconds a client is told to wait when at capacity. */
+  retryAfterSeconds: number
+  restartPolicy: RestartPolicy
+  now: () => number
+  random: () => number
+  newSessionId: () => string
+  /** Stops the engine of a session whose actor failed with a bug (its own cleanup did not run). */
+  stopEngineOf: (sessionId: string) => void
+  onError: (error: unknown, context: Record<string, unknown>) => void
+  onRestart?: (campaignId: string, delayMs: number) => void
+}
+
+export interface SupervisorContext {
+  accepting: boolean
+  /** Live sessions (started and not yet cleaned). */
+  live: number
+  started: number
+  ended: number
+  restarts: number
+}
+
+export type SupervisorEvent =
+  | {
+      type: 'SESSION.REQUESTED'
+      campaignId: string
+      caller: Caller
+      force: boolean
+      reply: (result: StartResult) => void
+    }
+  | { type: 'CLEANUP.REQUESTED'; campaignId: string; reply: (result: Promise<CleanupResult>) => void }
+  | { type: 'RESTART.DUE'; campaignId: string }
+  | { type: 'SHUTDOWN.REQUESTED' }
+  | { type: `xstate.done.actor.${string}`; output: CampaignOutput; actorId: string }
+  | { type: `xstate.error.actor.${string}`; error: unknown; actorId: string }
+
+const restartDelayId = (campaignId: string) => `restart:${campaignId}`
+
+export function createSupervisorMachine(deps: SupervisorDeps) {
+  const { registry } = deps
+  /** Restart times per campaign, within the policy window. */
+  const restartTimes = new Map<string, number[]>()
+  /** Campaigns with a restart scheduled. */
+  const pendingRestarts = new Set<string>()
+
+  function safely<T>(what: string, fallback: T, fn: () => T, context: Record<string, unknown> = {}): T {
+    try {
+      return fn()
+    } catch (error) {
+      deps.onError(error, { action: what, ...context })
+      return fallback
+    }
+  }
+
+  function startSession(self: Parameters<SessionRegistry['startSession']>[0], campaignId: string) {
+    return registry.startSession(self, campaignId, deps.newSessionId())
+  }
+
+  /** The decision for a start-or-join request, applied; returns the answer. */
+  function decide(
+    self: Parameters<SessionRegistry['startSession']>[0],
+    event: Extract<SupervisorEvent, { type: 'SESSION.REQUESTED' }>
+  ): StartResult {
+    const { campaignId, caller, force } = event
+    const owner = registry.ownerOf(campaignId)
+    if (owner !== undefined && owner !== caller.userId && !caller.admin) {
+      return { ok: false, error: 'forbidden' }
+    }
+    registry.touch(campaignId)
+    const current = registry.current(campaignId)
+    if (current) {
+      const status = statusOf(current.actor.getSnapshot().value)
+      const live = status !== 'cleaning' && status !== 'timedOut' && status !== 'failed'
+      if (live && !force) {
+        current.actor.send({ type: 'SESSION.REQUESTED', force: false })
+        return {
+          ok: true,
+          outcome: status === 'ready' ? 'ready' : 'joined',
+          view: registry.view(campaignId),
+        }
+      }
+      // Forced, or the session is already on its way out: it is torn down and a new one
+      // starts once its engine is gone (the new sessionId is answered now).
+      if (live) current.actor.send({ type: 'SESSION.REQUESTED', force: true })
+      registry.retireCurrent(campaignId)
+    } else if (registry.liveCount >= deps.maxSessions) {
+      return { ok: false, error: 'at_capacity', retryAfterSeconds: deps.retryAfterSeconds }
+    }
+    cancelRestart(campaignId)
+    registry.claim(campaignId, caller.userId)
+    startSession(self, campaignId)
+    return { ok: true, outcome: 'started', view: registry.view(campaignId) }
+  }
+
+  function cancelRestart(campaignId: string): boolean {
+    return pendingRestarts.delete(campaignId)
+  }
+
+  /** Whether a crash of a ready session may be restarted now, and after how long. */
+  function restartDelay(campaignId: string): number | undefined {
+    const { maxRestarts, windowMs, baseDelayMs, maxDelayMs } = deps.restartPolicy
+    const now = deps.now()
+    const recent = (restartTimes.get(campaignId) ?? []).filter((at) => now - at < windowMs)
+    if (recent.length >= maxRestarts) {
+      restartTimes.set(campaignId, recent)
+      return undefined
+    }
+    recent.push(now)
+    restartTimes.set(campaignId, recent)
+    const exponential = Math.min(maxDelayMs, baseDelayMs * 2 ** (recent.length - 1))
+    // "Equal jitter": half fixed, half random, so restarts of many campaigns never line up.
+    return Math.round(exponential / 2 + deps.random() * (exponential / 2))
+  }
+
+  return setup({
+    types: {
+      context: {} as SupervisorContext,
+      events: {} as SupervisorEvent,
+    },
+    guards: {
+      hasNoLiveSession: () => registry.liveCount === 0,
+    },
+    actions: {
+      handleSessionRequest: enqueueActions(({ event, self, enqueue }) => {
+        if (event.type !== 'SESSION.REQUESTED') return
+        const result = safely<StartResult>(
+          'handleSessionRequest',
+          { ok: false, error: 'shutting_down' },
+          () => decide(self, event),
+          { campaignId: event.campaignId }
+        )
+        if (result.ok && result.outcome === 'started') {
+          enqueue.cancel(restartDelayId(event.campaignId))
+          enqueue.assign(({ context }) => ({ started: context.started + 1, live: registry.liveCount }))
+        }
+        safely('reply', undefined, () => event.reply(result))
+      }),
+      refuseWhileShuttingDown: ({ event }) => {
+        if (event.type !== 'SESSION.REQUESTED') return
+        safely('reply', undefined, () => event.reply({ ok: false, error: 'shutting_down' }))
+      },
+      handleCleanupRequest: enqueueActions(({ event, enqueue }) => {
+        if (event.type !== 'CLEANUP.REQUESTED') return
+        const { campaignId } = event
+        const result = safely<Promise<CleanupResult>>(
+          'handleCleanupRequest',
+          Promise.resolve({ campaignId, sessionId: null, hadSession: false }),
+          () => {
+            if (cancelRestart(campaignId)) enqueue.cancel(restartDelayId(campaignId))
+            const sessions = registry.sessionsOf(campaignId)
+            if (sessions.length === 0) {
+              const last = registry.lastEnded(campaignId)
+              return Promise.resolve({ campaignId, sessionId: last?.sessionId ?? null, hadSession: false })
+            }
+            for (const session of sessions) session.actor.send({ type: 'CLEANUP.REQUESTED' })
+            const sessionId = sessions[0]!.sessionId
+            return registry
+              .whenIdle(campaignId)
+              .then(() => ({ campaignId, sessionId, hadSession: true }))
+          },
+          { campaignId }
+        )
+        safely('reply', undefined, () => event.reply(result))
+      }),
+      handleRestartDue: enqueueActions(({ event, self, enqueue }) => {
+        if (event.type !== 'RESTART.DUE') return
+        const { campaignId } = event
+        if (!pendingRestarts.delete(campaignId)) return
+        safely(
+          'handleRestartDue',
+          undefined,
+          () => {
+            if (registry.current(campaignId) || registry.liveCount >= deps.maxSessions) return
+            startSession(self, campaignId)
+            enqueue.assign(({ context }) => ({
+              started: context.started + 1,
+              restarts: context.restarts + 1,
+              live: registry.liveCount,
+            }))
+          },
+          { campaignId }
+        )
+      }),
+      handleSessionEnded: enqueueActions(({ event, enqueue, self }) => {
+        const isDone = event.type.startsWith('xstate.done.actor.')
+        const isError = event.type.startsWith('xstate.error.actor.')
+        if (!isDone && !isError) return
+        const { actorId } = event as { actorId: string }
+        safely(
+          'handleSessionEnded',
+          undefined,
+          () => {
+            const bug = isError ? (event as { error: unknown }).error : undefined
+            if (isError) {
+              deps.onError(bug, { sessionId: actorId, action: 'campaign actor failed' })
+              deps.stopEngineOf(actorId)
+            }
+            const { ended, successor } = registry.endSession(actorId, bug)
+            successor?.actor.send({ type: 'PREDECESSOR.STOPPED' })
+            enqueue.assign(({ context }) => ({ ended: context.ended + 1, live: registry.liveCount }))
+            if (!ended || isError || self.getSnapshot().value !== 'running') return
+            const output = (event as { output: CampaignOutput }).output
+            const crashedWhileReady = output.failureKind === 'crashed' && output.endedFrom === 'ready'
+            if (!crashedWhileReady || registry.current(output.campaignId)) return
+            const delayMs = restartDelay(output.campaignId)
+            if (delayMs === undefined) return
+            pendingRestarts.add(output.campaignId)
+            deps.onRestart?.(output.campaignId, delayMs)
+            enqueue.raise(
+              { type: 'RESTART.DUE', campaignId: output.campaignId },
+              { delay: delayMs, id: restartDelayId(output.campaignId) }
+            )
+          },
+          { sessionId: actorId }
+        )
+      }),
+      stopAccepting: assign({ accepting: false }),
+      cancelPendingRestarts: enqueueActions(({ enqueue }) => {
+        for (const campaignId of pendingRestarts) enqueue.cancel(restartDelayId(campaignId))
+        pendingRestarts.clear()
+      }),
+      shutDownEverySession: () => {
+        const sessions: LiveSession[] = [...registry.allLive()]
+        for (const session of sessions) {
+          safely('shutDownSession', undefined, () => session.actor.send({ type: 'SHUTDOWN.REQUESTED' }), {
+            sessionId: session.sessionId,
+          })
+        }
+      },
+    },
+  }).createMachine({
+    id: 'supervisor',
+    context: { accepting: true, live: 0, started: 0, ended: 0, restarts: 0 },
+    initial: 'running',
+    on: {
+      'xstate.done.actor.*': { actions: 'handleSessionEnded' },
+      'xstate.error.actor.*': { actions: 'handleSessionEnded' },
+      'CLEANUP.REQUESTED': { actions: 'handleCleanupRequest' },
+    },
+    states: {
+      running: {
+        description: 'Accepts requests: start or join, clean up; restarts crashed ready sessions.',
+        on: {
+          'SESSION.REQUESTED': { actions: 'handleSessionRequest' },
+          'RESTART.DUE': { actions: 'handleRestartDue' },
+          'SHUTDOWN.REQUESTED': 'shuttingDown',
+        },
+      },
+      shuttingDown: {
+        description:
+          'Refuses new sessions and tears every session down in parallel, each within its bounded stop.',
+        entry: ['stopAccepting', 'cancelPendingRestarts', 'shutDownEverySession'],
+        on: {
+          'SESSION.REQUESTED': { actions: 'refuseWhileShuttingDown' },
+        },
+        always: { guard: 'hasNoLiveSession', target: 'stopped' },
+      },
+      stopped: {
+        description: 'Every session is gone.',
+        type: 'final',
+      },
+    },
+  })
+}
+
+export type SupervisorMachine = ReturnType<typeof createSupervisorMachine>

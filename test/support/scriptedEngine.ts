@@ -1,0 +1,68 @@
+/**
+ * A scripted engine for machine tests: the test decides, event by event, what the engine does
+ * and whether its stop settles. It keeps the engine contract's promises (stop is idempotent and
+ * never rejects) unless a test asks it to misbehave (`emitAfterStop`).
+ */
+import type {
+  Engine,
+  EngineEvent,
+  EngineSessionOptions,
+  EngineStopResult,
+} from '../../src/engines/engine.ts'
+
+export type StopBehaviour = 'settles' | 'never'
+
+export interface ScriptedSession {
+  options: EngineSessionOptions
+  started: boolean
+  stopCalls: number
+  /** Delivers an engine event, as the real engine would. */
+  emit(event: EngineEvent): void
+  /** Delivers an event even after stop, breaking the contract on purpose. */
+  emitAfterStop(event: EngineEvent): void
+}
+
+export function createScriptedEngine(stopBehaviour: () => StopBehaviour = () => 'settles') {
+  const sessions: ScriptedSession[] = []
+  const engine: Engine = {
+    name: 'scripted',
+    createSession(options) {
+      let stopping: Promise<EngineStopResult> | undefined
+      const session: ScriptedSession = {
+        options,
+        started: false,
+        stopCalls: 0,
+        emit(event) {
+          if (!stopping) options.onEvent(event)
+        },
+        emitAfterStop(event) {
+          options.onEvent(event)
+        },
+      }
+      sessions.push(session)
+      return {
+        start() {
+          session.started = true
+        },
+        stop() {
+          session.stopCalls++
+          stopping ??=
+            stopBehaviour() === 'settles'
+              ? Promise.resolve({ forced: false, durationMs: 5 })
+              : new Promise<EngineStopResult>(() => {})
+          return stopping
+        },
+      }
+    },
+    close: async () => {},
+  }
+  return {
+    engine,
+    sessions,
+    last(): ScriptedSession {
+      const session = sessions.at(-1)
+      if (!session) throw new Error('no engine session was created')
+      return session
+    },
+  }
+}
