@@ -28,7 +28,8 @@ export interface Config {
   chromePath: string | null
   dataDir: string
   timeouts: { initMs: number; scanMs: number; authMs: number; destroyMs: number; killMs: number }
-  maxSessions: number
+  /** `MAX_SESSIONS`; null when unset: the engine decides (sized to the machine for wwebjs). */
+  maxSessions: number | null
   jwt: JwtConfig
   wsRequireToken: boolean
   inspect: boolean
@@ -44,16 +45,17 @@ export class ConfigError extends Error {
 
 /** Memory planned per live wwebjs session (one Chromium: 300-600 MB, see the field notes). */
 const WWEBJS_BYTES_PER_SESSION = 600 * 1024 * 1024
-const SIMULATED_MAX_SESSIONS = 10_000
 /** HS256 keys shorter than the hash output are brute-forceable (RFC 7518 §3.2). */
 const MIN_SECRET_LENGTH = 32
 
+/** The default `MAX_SESSIONS` of the simulated engine (it costs a few kB per session). */
+export const SIMULATED_MAX_SESSIONS = 10_000
+
 /**
- * The default `MAX_SESSIONS` for a real engine: how many Chromiums the machine's memory holds.
- *
- * TODO: use `recommendedMaxSessions(totalMemoryBytes)` from `src/engines/wwebjs.ts` once it lands.
+ * The default `MAX_SESSIONS` for a real engine when its module does not say: how many Chromiums
+ * the machine's memory holds. `src/engines/wwebjs.ts`'s `recommendedMaxSessions` wins when present.
  */
-export function defaultWwebjsMaxSessions(totalMemoryBytes: number = totalmem()): number {
+export function fallbackWwebjsMaxSessions(totalMemoryBytes: number = totalmem()): number {
   return Math.max(1, Math.floor(totalMemoryBytes / WWEBJS_BYTES_PER_SESSION))
 }
 
@@ -172,9 +174,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       destroyMs: e.DESTROY_TIMEOUT_MS,
       killMs: e.KILL_TIMEOUT_MS,
     },
-    maxSessions:
-      e.MAX_SESSIONS ??
-      (e.WA_ENGINE === 'simulated' ? SIMULATED_MAX_SESSIONS : defaultWwebjsMaxSessions()),
+    maxSessions: e.MAX_SESSIONS ?? null,
     jwt: { key, issuer: e.JWT_ISSUER ?? null, audience: e.JWT_AUDIENCE ?? null },
     wsRequireToken: e.WS_REQUIRE_TOKEN,
     inspect: e.INSPECT,

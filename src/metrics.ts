@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics (prom-client, one registry per service instance so that tests can run
  * several). Session gauges are read from `SessionService.stats()` at scrape time; counters and
- * durations are derived from the session events the service publishes (`observe`), with a little
+ * durations are derived from every campaign's session events (`SessionService.observe` feeds
+ * `metrics.observe`; a `cleaned` status carries how the engine's teardown went), with a little
  * bookkeeping per live session that is dropped when the session is `cleaned`.
  *
  * @module
@@ -14,8 +15,6 @@ export interface Metrics {
   readonly registry: Registry
   /** Feeds one session event (any campaign) into the counters and histograms. */
   observe(event: SessionEvent): void
-  /** Records an engine teardown: its duration and whether it had to be killed. */
-  observeTeardown(result: { forced: boolean; durationMs: number }): void
   /** Records one QR image rendered. */
   observeQrRender(durationMs: number): void
   websocketClients: Gauge
@@ -192,10 +191,6 @@ export function createMetrics({ sessions, processMetrics = true }: MetricsOption
           timings.delete(event.sessionId)
           break
       }
-    },
-    observeTeardown({ forced, durationMs }) {
-      if (forced) forcedKills.inc()
-      engineStop.observe(durationMs / 1000)
     },
     observeQrRender(durationMs) {
       qrRender.observe(durationMs / 1000)
