@@ -188,6 +188,10 @@ export function createMetrics({ sessions, processMetrics = true }: MetricsOption
         case 'cleaned':
           if (timing.cleaningAt !== undefined)
             teardown.observe((event.at - timing.cleaningAt) / 1000)
+          if (event.teardown) {
+            if (event.teardown.forced) forcedKills.inc()
+            engineStop.observe(event.teardown.durationMs / 1000)
+          }
           timings.delete(event.sessionId)
           break
       }
