@@ -32,7 +32,12 @@ export function trackEngine(engine: Engine): TrackedEngine {
     liveSessionIds: () => [...live.keys()],
     stopSession(sessionId) {
       const session = live.get(sessionId)
-      if (session) void session.stop().finally(() => live.delete(sessionId))
+      if (!session) return
+      // Called for sessions whose actor failed; the engine may be the reason, so expect anything.
+      Promise.resolve()
+        .then(() => session.stop())
+        .catch(() => undefined)
+        .finally(() => live.delete(sessionId))
     },
     close: () => engine.close(),
   }

@@ -14,7 +14,12 @@
  * @module
  */
 import { assign, emit, enqueueActions, fromCallback, sendTo, setup } from 'xstate'
-import type { Engine, EngineSession, EngineTerminationKind } from '../engines/engine.ts'
+import type {
+  Engine,
+  EngineEvent,
+  EngineSession,
+  EngineTerminationKind,
+} from '../engines/engine.ts'
 import { MAX_HISTORY } from './status.ts'
 import type { FailureReason, HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 import { describeFailure } from './messages.ts'
@@ -118,31 +123,38 @@ export function engineActor(engine: Engine) {
       let session: EngineSession | undefined
       let stopRequested = false
 
+      function relay(event: EngineEvent): void {
+        if (stopRequested) return
+        switch (event.type) {
+          case 'qr':
+            return sendBack({ type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr })
+          case 'authenticated':
+            return sendBack({ type: 'ENGINE.AUTHENTICATED', sessionId })
+          case 'ready':
+            return sendBack({ type: 'ENGINE.READY', sessionId })
+          case 'terminated':
+            return sendBack({
+              type: 'ENGINE.TERMINATED',
+              sessionId,
+              kind: event.kind,
+              detail: event.detail,
+            })
+        }
+      }
+
       receive((command) => {
         if (command.type === 'ENGINE.START' && !session && !stopRequested) {
-          session = engine.createSession({
-            campaignId,
-            sessionId,
-            onEvent: (event) => {
-              if (stopRequested) return
-              switch (event.type) {
-                case 'qr':
-                  return sendBack({ type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr })
-                case 'authenticated':
-                  return sendBack({ type: 'ENGINE.AUTHENTICATED', sessionId })
-                case 'ready':
-                  return sendBack({ type: 'ENGINE.READY', sessionId })
-                case 'terminated':
-                  return sendBack({
-                    type: 'ENGINE.TERMINATED',
-                    sessionId,
-                    kind: event.kind,
-                    detail: event.detail,
-                  })
-              }
-            },
-          })
-          session.start()
+          try {
+            session = engine.createSession({ campaignId, sessionId, onEvent: relay })
+            session.start()
+          } catch (error) {
+            // An engine that throws on start broke its contract; for the session it is a failed start.
+            relay({
+              type: 'terminated',
+              kind: 'start_failed',
+              detail: error instanceof Error ? error.message : String(error),
+            })
+          }
         } else if (command.type === 'ENGINE.STOP' && !stopRequested) {
           stopRequested = true
           const stopped = session

@@ -244,11 +244,14 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           undefined,
           () => {
             const bug = isError ? (event as { error: unknown }).error : undefined
+            const { ended, successor } = registry.endSession(actorId, bug)
             if (isError) {
               deps.onError(bug, { sessionId: actorId, action: 'campaign actor failed' })
-              deps.stopEngineOf(actorId)
+              // Its own cleanup did not run: make sure its engine is stopped anyway.
+              safely('stopEngineOf', undefined, () => deps.stopEngineOf(actorId), {
+                sessionId: actorId,
+              })
             }
-            const { ended, successor } = registry.endSession(actorId, bug)
             successor?.actor.send({ type: 'PREDECESSOR.STOPPED' })
             enqueue.assign(({ context }) => ({
               ended: context.ended + 1,
