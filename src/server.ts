@@ -33,6 +33,10 @@ import { createMetrics } from './metrics.ts'
 import { createQrImageRenderer } from './qr/renderer.ts'
 import { createSessionService, type SupervisedSessionService } from './supervisor.ts'
 import { createWebSocketHub, refuseUpgrade, type WebSocketHubOptions } from './ws/hub.ts'
+import { toCaller } from './auth/identity.ts'
+import { toMermaid } from './machines/diagram.ts'
+import { createWebRoutes } from './web/index.ts'
+import { createInspectSocket } from './ws/inspect.ts'
 
 export interface StartServerOptions {
   logger?: Logger
@@ -58,6 +62,8 @@ export interface RunningServer {
 
 /** The WebSocket endpoint of the contract. */
 export const WS_PATH = '/ws/campaigns'
+/** The inspector's stream (`INSPECT=true`, admins only). */
+export const INSPECT_WS_PATH = '/ws/inspect'
 
 /**
  * Starts the service and resolves once it listens.
@@ -98,7 +104,10 @@ export async function startServer(
     simulator,
     logger,
     isReady: () => state === 'ready',
-    extraRoutes,
+    extraRoutes: [
+      createWebRoutes({ inspect: config.inspect, simulator: config.engine === 'simulated' }),
+      ...(extraRoutes ?? []),
+    ],
   })
   const hub = createWebSocketHub({
     sessions,
@@ -111,11 +120,24 @@ export async function startServer(
     ...websocket,
   })
 
+  const inspectSocket = config.inspect
+    ? createInspectSocket({
+        sessions,
+        authenticate: (token) => verifier.verify(token).then(toCaller, () => null),
+        existingActors: () => [sessions.supervisor],
+        toMermaid,
+        logger,
+      })
+    : undefined
+
   const server = createServer(getRequestListener(app.fetch))
   server.on('upgrade', (request, socket, head) => {
     const path = (request.url ?? '/').split('?')[0]
     if (path === WS_PATH) hub.handleUpgrade(request, socket, head)
-    else refuseUpgrade(socket, 404, 'not_found', `There is no WebSocket endpoint at ${path}.`)
+    else if (path === INSPECT_WS_PATH && inspectSocket) {
+      if (state === 'ready') inspectSocket.handleUpgrade(request, socket, head)
+      else refuseUpgrade(socket, 503, 'shutting_down', 'The service is shutting down.')
+    } else refuseUpgrade(socket, 404, 'not_found', `There is no WebSocket endpoint at ${path}.`)
   })
   await listen(server, config.port, config.host)
   const { port } = server.address() as AddressInfo
@@ -126,6 +148,7 @@ export async function startServer(
     state = 'stopping'
     const stoppedListening = new Promise<void>((resolve) => server.close(() => resolve()))
     server.closeIdleConnections()
+    inspectSocket?.close()
     await sessions.shutdown()
     await hub.close()
     await qrImages.close()
