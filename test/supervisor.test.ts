@@ -7,8 +7,9 @@ type Harness = ReturnType<typeof createHarness>
 let h: Harness
 
 afterEach(async () => {
-  await h.dispose()
+  const { timersLeft } = await h.dispose()
   // Nothing the service started is left: no engine session, no timer.
+  expect(timersLeft).toBe(0)
   expect(h.engine.liveCount()).toBe(0)
   expect(h.sessions.liveEngineSessions()).toEqual([])
 })

@@ -522,3 +522,32 @@ function isEndStatus(status: SessionStatus): boolean {
 }
 
 export type CampaignMachine = ReturnType<typeof createCampaignMachine>
+
+/** What each event means; statecharts.md is generated from these. */
+export const CAMPAIGN_EVENTS: Record<CampaignEvent['type'], string> = {
+  START: 'The supervisor starts the session (right after creating it).',
+  'PREDECESSOR.STOPPED': "The campaign's previous session is gone; its engine profile is free.",
+  'SESSION.REQUESTED': 'Someone asked for a QR again (`force` to replace the session).',
+  'CLEANUP.REQUESTED': 'Someone asked to tear the session down.',
+  'SHUTDOWN.REQUESTED': 'The service is shutting down.',
+  'ENGINE.QR_RECEIVED': 'The engine shows a QR (first one, or a rotation).',
+  'ENGINE.AUTHENTICATED': 'The phone scanned the QR, or saved auth was accepted.',
+  'ENGINE.READY': 'WhatsApp is linked and connected.',
+  'ENGINE.TERMINATED': 'The engine ended on its own (start failure, logout, crash, error).',
+  'ENGINE.STOPPED': "The engine's bounded stop settled: no process of it is left.",
+}
+
+export const CAMPAIGN_GUARDS: Record<string, string> = {
+  awaitsPredecessor: "The campaign's previous session is still being torn down.",
+  isForced: 'The request carries `force: true`.',
+  isOwnEngineEvent:
+    "The event comes from this session's own engine instance (a late event of another is ignored).",
+}
+
+export const CAMPAIGN_DELAYS: Record<string, string> = {
+  initTimeout: '`INIT_TIMEOUT_MS`: from START until the first QR (or ready, with saved auth).',
+  scanTimeout: '`SCAN_TIMEOUT_MS`: from the first QR; rotations do not extend it.',
+  authTimeout: '`AUTH_TIMEOUT_MS`: from the scan until ready.',
+  teardownTimeout:
+    "`DESTROY_TIMEOUT_MS` + kill bound + 1 s: the machine's own bound on the engine's stop.",
+}

@@ -329,3 +329,25 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
 }
 
 export type SupervisorMachine = ReturnType<typeof createSupervisorMachine>
+
+/** What each event means; statecharts.md is generated from these. */
+export const SUPERVISOR_EVENTS: Record<string, string> = {
+  'SESSION.REQUESTED': 'Start or join a campaign session (answered at once through `reply`).',
+  'CLEANUP.REQUESTED':
+    "Tear a campaign's sessions down (answered with a promise of the engine being gone).",
+  'RESTART.DUE': 'The backoff before restarting a crashed ready session has passed.',
+  'SHUTDOWN.REQUESTED': 'Stop accepting sessions and tear every session down.',
+  'xstate.done.actor.*':
+    'A campaign actor reached `cleaned`: remove it, leave its tombstone, maybe restart.',
+  'xstate.error.actor.*':
+    'A campaign actor failed with a bug: remove it, stop its engine, leave a `failed` tombstone.',
+}
+
+export const SUPERVISOR_GUARDS: Record<string, string> = {
+  hasNoLiveSession: 'No campaign actor is left.',
+}
+
+export const SUPERVISOR_DELAYS: Record<string, string> = {
+  'restart:<campaignId>':
+    'Backoff before a restart: 1 s · 2ⁿ (n = restarts in the last 5 min), at most 30 s, with equal jitter.',
+}

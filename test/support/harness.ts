@@ -57,14 +57,16 @@ export function createHarness(options: HarnessOptions = {}) {
       const subscription = sessions.subscribe({ campaignId }, (event) => events.push(event))
       return { events, unsubscribe: () => subscription?.unsubscribe() }
     },
-    /** Shuts the service down in simulated time; fails if anything is left running. */
+    /** Shuts the service down in simulated time; reports the timers still pending after it. */
     async dispose() {
       let done = false
       const shutdown = sessions.shutdown().then(() => (done = true))
       for (let i = 0; i < 100 && !done; i++) await vi.advanceTimersByTimeAsync(1_000)
       await shutdown
       await simulated.close()
+      const timersLeft = vi.getTimerCount()
       vi.useRealTimers()
+      return { timersLeft }
     },
   }
 }
