@@ -43,6 +43,15 @@ describe('the dashboard (/) in a real browser', () => {
 
   it('links a campaign: a real PNG QR, a running countdown, the scan, then “Linked”', async () => {
     const token = await service.token('alice')
+    // Two campaigns of alice's already have a story: one linked, one whose engine failed.
+    await service.api(token, 'PUT', '/api/simulator/campaigns/welcome-series/behaviour', {
+      startup: 'restored',
+    })
+    await service.api(token, 'POST', '/api/campaigns/welcome-series/qr-code')
+    await service.api(token, 'PUT', '/api/simulator/campaigns/autumn-promo/behaviour', {
+      startup: 'error',
+    })
+    await service.api(token, 'POST', '/api/campaigns/autumn-promo/qr-code')
     const page = await openDashboard(token)
     // The token leaves the address bar once read.
     expect(page.url()).not.toContain('token=')
@@ -60,6 +69,10 @@ describe('the dashboard (/) in a real browser', () => {
     await expect
       .poll(() => page.locator('tr[data-campaign="spring-sale"] .badge').textContent())
       .toBe('Waiting for the scan')
+    await expect
+      .poll(() => page.locator('tr[data-campaign="welcome-series"] .badge').textContent())
+      .toBe('Linked')
+    await page.screenshot({ path: screenshotPath('dashboard'), fullPage: true })
 
     await page.getByRole('button', { name: 'Scan the QR' }).click()
     await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
@@ -68,7 +81,7 @@ describe('the dashboard (/) in a real browser', () => {
     await expect
       .poll(() => page.locator('tr[data-campaign="spring-sale"] .badge').textContent())
       .toBe('Linked')
-    await page.screenshot({ path: screenshotPath('dashboard'), fullPage: true })
+    await page.screenshot({ path: screenshotPath('dashboard-linked'), fullPage: true })
   }, 60_000)
 
   it('shows a session that failed, with its reason and the way to retry', async () => {

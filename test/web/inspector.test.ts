@@ -27,7 +27,7 @@ describe('the inspector (/inspect) in a real browser', () => {
   }, 30_000)
 
   async function openInspector(token: string): Promise<Page> {
-    page = await browser.newPage({ viewport: { width: 1400, height: 950 } })
+    page = await browser.newPage({ viewport: { width: 1440, height: 1200 } })
     page.on('pageerror', (error) => pageErrors.push(error.message))
     await page.goto(`${service.server.url}/inspect#token=${token}`)
     return page
@@ -91,9 +91,11 @@ describe('the inspector (/inspect) in a real browser', () => {
   it('is keyboard usable: arrows move the selection through the actor list', async () => {
     const admin = await service.token('root', { admin: true })
     const alice = await service.token('alice')
-    for (const id of ['kb-a', 'kb-b']) await service.api(alice, 'POST', `/api/campaigns/${id}/qr-code`)
     const page = await openInspector(admin)
     await page.locator('.actor-row', { hasText: 'supervisor' }).waitFor({ timeout: 10_000 })
+    for (const id of ['kb-a', 'kb-b'])
+      await service.api(alice, 'POST', `/api/campaigns/${id}/qr-code`)
+    await page.locator('.actor-row', { hasText: 'kb-b' }).waitFor({ timeout: 10_000 })
     await page.locator('#actors').focus()
     await page.keyboard.press('Home')
     const first = await page.locator('#detail-title').textContent()

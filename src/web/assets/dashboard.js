@@ -239,7 +239,16 @@ function handleLinkMessage(message) {
   }
 }
 
+/** After a timeout or a failure the session is torn down; the status people need is the outcome. */
+function keepsOutcome(previous, next) {
+  return (
+    (previous === 'timedOut' || previous === 'failed') &&
+    (next === 'cleaning' || next === 'cleaned')
+  )
+}
+
 function applyStatus(status, reason) {
+  if (keepsOutcome(link.status, status)) return
   link.status = status
   const badge = $('link-status')
   badge.dataset.status = status
@@ -406,7 +415,12 @@ function handleMessage(message) {
   else if (message.type === 'ready') status = 'ready'
   else if (message.type === 'qr_code') status = 'awaitingScan'
   if (message.type === 'error') update.reason = message.code
-  if (status && status !== known.status) {
+  const sameSession = !message.sessionId || message.sessionId === known.sessionId
+  if (status && sameSession && keepsOutcome(known.status, status)) {
+    update.history = [...(known.history ?? []), { status, at: message.at ?? new Date() }]
+    update.hasActiveSession = false
+    update.isConnected = false
+  } else if (status && status !== known.status) {
     update.status = status
     update.reason = message.reason ?? update.reason ?? null
     update.isConnected = status === 'ready'

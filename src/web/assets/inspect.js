@@ -45,6 +45,9 @@ const stats = {
   renders: 0,
   longTasks: 0,
   longTaskMsMax: 0,
+  /** Actors known, by top-level state (the session status for campaign actors). */
+  actors: 0,
+  byState: {},
 }
 window.__inspectorStats = stats
 
@@ -150,7 +153,8 @@ function upsertActor(info) {
   const actor = known ?? { log: [], ended: false, endedAt: null }
   Object.assign(actor, info)
   actors.set(info.id, actor)
-  if (!selectedId && info.parentId === null) selectedId = info.id
+  // The supervisor (a root without a campaign) is selected until someone picks another actor.
+  if (!selectedId && info.parentId === null && !info.campaignId) selectedId = info.id
   if (info.id === selectedId) detailDirty = true
   addStatusOption(topState(actor.state))
 }
@@ -298,7 +302,15 @@ function renderList() {
     list.removeAttribute('aria-activedescendant')
   }
   const total = actors.size
-  const ended = [...actors.values()].filter((actor) => actor.ended).length
+  let ended = 0
+  const byState = {}
+  for (const actor of actors.values()) {
+    if (actor.ended) ended += 1
+    const state = topState(actor.state)
+    byState[state] = (byState[state] ?? 0) + 1
+  }
+  stats.actors = total
+  stats.byState = byState
   $('list-meta').textContent =
     `${total.toLocaleString()} actor${total === 1 ? '' : 's'} (${ended} ended), ` +
     `${order.length.toLocaleString()} shown` +
