@@ -3,7 +3,8 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: [
+  {
+    ignores: [
       'node_modules',
       'data',
       'artifacts',
@@ -11,7 +12,8 @@ export default tseslint.config(
       'src/web/vendor',
       // The seed's frontend code, kept byte for byte as the seed has it.
       'test/web/fixtures/seed-frontend.js',
-    ] },
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
