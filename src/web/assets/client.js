@@ -176,7 +176,12 @@ export function clockTime(at) {
   if (at === null || at === undefined) return '–'
   const date = new Date(at)
   if (Number.isNaN(date.getTime())) return '–'
-  return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })
+  return date.toLocaleTimeString([], {
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    hourCycle: 'h23',
+  })
 }
 
 /** Builds an element: `h('button', { class: 'small', onclick }, 'Scan')`. */
