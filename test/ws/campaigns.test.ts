@@ -3,6 +3,7 @@
  * clients: seed case 4 (real-time QR, also for a late subscriber), subscriptions by session and by
  * campaign, access rules, the protocol's errors and limits, and shutdown.
  */
+import type { Socket } from 'node:net'
 import { WebSocket } from 'ws'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
@@ -306,7 +307,7 @@ describe('WebSocket /ws/campaigns: bad input and limits', () => {
   it('drops a consumer that stops reading instead of buffering without bound', async () => {
     const server = await startTestServer({}, { websocket: { maxBufferedBytes: 64 * 1024 } })
     const socket = await openSocket(server)
-    const raw = (socket.ws as unknown as { _socket: import('node:net').Socket })._socket
+    const raw = (socket.ws as unknown as { _socket: Socket })._socket
     raw.pause()
     // Pongs pile up in the server's send buffer once the kernel buffers are full.
     const ping = JSON.stringify({ type: 'ping' })
