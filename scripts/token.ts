@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { SignJWT } from 'jose'
 
@@ -79,7 +80,10 @@ async function main(): Promise<void> {
   console.log(token)
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error)
-  process.exit(1)
-})
+// Run only as a script: tests import signToken.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((error: unknown) => {
+    console.error(error instanceof Error ? error.message : error)
+    process.exit(1)
+  })
+}

@@ -3,9 +3,9 @@
  * WebSocket hub → one HTTP server on one port. `npm start` runs it; tests call `startServer()`
  * in-process on port 0.
  *
- * Shutdown (SIGTERM, SIGINT or `close()`): `/readyz` answers 503 and upgrades are refused, the
- * server stops accepting connections, every session is torn down within its bound, sockets are
- * closed with 1001, then the process exits 0.
+ * Shutdown (SIGTERM, SIGINT or `close()`): `/readyz` answers 503, new sessions and upgrades are
+ * refused, every session is torn down within its bound, sockets are closed with 1001, the server
+ * stops listening, then the process exits 0.
  *
  * @module
  */
@@ -145,15 +145,16 @@ export async function startServer(
 
   let closing: Promise<void> | undefined
   async function shutdown(): Promise<void> {
+    // Keep listening while sessions are torn down: /readyz answers 503 (so a load balancer drains
+    // this instance), new sessions and upgrades are refused, cleanup and status still answer.
     state = 'stopping'
-    const stoppedListening = new Promise<void>((resolve) => server.close(() => resolve()))
-    server.closeIdleConnections()
     inspectSocket?.close()
     await sessions.shutdown()
     await hub.close()
+    const stoppedListening = new Promise<void>((resolve) => server.close(() => resolve()))
+    server.closeAllConnections()
     await qrImages.close()
     await engine.close()
-    server.closeAllConnections()
     await stoppedListening
   }
 
