@@ -105,6 +105,19 @@ describe('the inspector (/inspect) in a real browser', () => {
     expect(await page.locator(`#${active}`).getAttribute('aria-selected')).toBe('true')
   }, 60_000)
 
+  it('is one click away from the dashboard for an admin, and back', async () => {
+    const admin = await service.token('root', { admin: true })
+    page = await browser.newPage()
+    page.on('pageerror', (error) => pageErrors.push(error.message))
+    await page.goto(`${service.server.url}/#token=${admin}`)
+    await page.getByRole('link', { name: 'Inspector' }).click()
+    await expect.poll(() => page!.locator('#stream-state').textContent()).toBe('Live')
+    expect(page.url()).toBe(`${service.server.url}/inspect`)
+    await page.getByRole('link', { name: 'Dashboard' }).click()
+    await page.getByLabel('Campaign id').waitFor()
+    expect(await page.locator('#who').textContent()).toBe('root (admin)')
+  }, 60_000)
+
   it('refuses a viewer without the admin role', async () => {
     const alice = await service.token('alice')
     const page = await openInspector(alice)

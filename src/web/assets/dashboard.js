@@ -62,11 +62,10 @@ function start() {
     location.reload()
   })
   if (inspectorOn && claims.admin) {
+    // The fragment carries the token to the other page without sending it to the server.
     const inspector = $('inspector-link')
     inspector.hidden = false
-    inspector.addEventListener('click', () => {
-      inspector.href = `/inspect#token=${encodeURIComponent(token)}`
-    })
+    inspector.href = `/inspect#token=${encodeURIComponent(token)}`
   }
   $('link').hidden = false
   $('campaigns').hidden = false

@@ -74,9 +74,7 @@ function start() {
   }
   const claims = readClaims(token)
   $('who').textContent = `${claims.sub}${claims.admin ? ' (admin)' : ''}`
-  $('dashboard-link').addEventListener('click', () => {
-    $('dashboard-link').href = `/#token=${encodeURIComponent(token)}`
-  })
+  $('dashboard-link').href = `/#token=${encodeURIComponent(token)}`
   if (!claims.admin) fatal('The inspector is for admins; this token has no admin role.')
 
   connectSocket(socketUrl('/ws/inspect', token), {
