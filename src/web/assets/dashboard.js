@@ -498,7 +498,7 @@ function renderRow(campaign) {
 function createRow(campaignId) {
   const badge = h('span', { class: 'badge' })
   const reason = h('div', { class: 'hint' })
-  const activity = h('td')
+  const activity = h('td', { class: 'nowrap' })
   const session = h('td', { class: 'mono' })
   const historyCount = h('summary')
   const historyList = h('ol')
