@@ -84,6 +84,20 @@ describe('the dashboard (/) in a real browser', () => {
     await page.screenshot({ path: screenshotPath('dashboard-linked'), fullPage: true })
   }, 60_000)
 
+  it('says so when the phone logs a linked campaign out', async () => {
+    const token = await service.token('frank')
+    const page = await openDashboard(token)
+    await page.getByLabel('Campaign id').fill('frank-shop')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    await page.getByRole('button', { name: 'Scan the QR' }).click()
+    await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
+    await page.getByRole('button', { name: 'Log out from the phone' }).click()
+    await page.locator('#outcome[data-kind="failed"]').waitFor({ timeout: 10_000 })
+    expect(await page.locator('#outcome-title').textContent()).toBe('Logged out from the phone')
+    expect(await page.getByRole('button', { name: 'Try again' }).isVisible()).toBe(true)
+  }, 60_000)
+
   it('shows a session that failed, with its reason and the way to retry', async () => {
     const token = await service.token('bob')
     await service.api(token, 'PUT', '/api/simulator/campaigns/broken/behaviour', {

@@ -154,6 +154,7 @@ async function linkCampaign(campaignId, { force }) {
     expiresAt: null,
     qrShownAt: null,
     outcome: null,
+    wasLinked: false,
     held: [],
   })
   $('link-panel').hidden = false
@@ -230,11 +231,15 @@ function handleLinkMessage(message) {
     case 'ready':
       applyStatus('ready', null)
       return
-    case 'error':
+    case 'error': {
       link.outcome = message.code && message.code.endsWith('_timeout') ? 'timedOut' : 'failed'
-      renderOutcome(outcomeFor(link.outcome, message.code, message.message))
+      const outcome = outcomeFor(link.outcome, message.code, message.message)
+      if (message.code === 'logged_out') outcome.title = 'Logged out from the phone'
+      else if (link.wasLinked) outcome.title = 'Connection lost'
+      renderOutcome(outcome)
       renderLink(null)
       return
+    }
   }
 }
 
@@ -255,6 +260,7 @@ function applyStatus(status, reason) {
   $('restart-button').hidden = !['initializing', 'awaitingScan', 'authenticating'].includes(status)
   if (status === 'ready') {
     link.outcome = 'linked'
+    link.wasLinked = true
     showQr(null, 'Linked ✓')
     renderOutcome(outcomeFor('linked'))
     renderLink(null)
@@ -263,9 +269,15 @@ function applyStatus(status, reason) {
     renderLink('The phone scanned the code; WhatsApp is syncing.')
   } else if (status === 'initializing') {
     renderLink('WhatsApp is starting; the QR code comes next.')
-  } else if ((status === 'timedOut' || status === 'failed') && !link.outcome) {
+  } else if (
+    (status === 'timedOut' || status === 'failed') &&
+    (!link.outcome || link.outcome === 'linked')
+  ) {
     link.outcome = status
-    renderOutcome(outcomeFor(status, reason))
+    const outcome = outcomeFor(status, reason)
+    if (reason === 'logged_out') outcome.title = 'Logged out from the phone'
+    else if (link.wasLinked) outcome.title = 'Connection lost'
+    renderOutcome(outcome)
     renderLink(null)
   } else if (status === 'cleaned' && !link.outcome) {
     link.outcome = 'ended'
