@@ -240,9 +240,9 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     }
     actor.info.status = status
     if (status !== 'active') {
+      // Its last context (why it ended) still goes out with the next batch.
       broadcast({ k: 'end', id: actor.info.id, status, at })
       tracked.delete(ref)
-      contextChanged.delete(actor)
     }
   }
 
