@@ -268,6 +268,7 @@ function applyStatus(status, reason) {
     showQr(null, 'Scanned. WhatsApp is linking the phone…')
     renderLink('The phone scanned the code; WhatsApp is syncing.')
   } else if (status === 'initializing') {
+    if (!$('qr-image')) showQr(null, 'WhatsApp is starting…')
     renderLink('WhatsApp is starting; the QR code comes next.')
   } else if (
     (status === 'timedOut' || status === 'failed') &&
@@ -384,7 +385,12 @@ function renderCountdown() {
   $('countdown').textContent =
     `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`
   $('countdown').dataset.remainingMs = String(left)
-  const phase = link.status === 'authenticating' ? 'to finish linking' : 'to scan'
+  const phase =
+    link.status === 'initializing'
+      ? 'for WhatsApp to start'
+      : link.status === 'authenticating'
+        ? 'to finish linking'
+        : 'to scan'
   $('countdown-text').textContent =
     left > 0 ? `left ${phase}` : 'Time is up; waiting for the service to confirm…'
   const total = Math.max(1, link.expiresAt - (link.qrShownAt ?? link.expiresAt - 30_000))
