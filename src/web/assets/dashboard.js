@@ -266,6 +266,7 @@ function applyStatus(status, reason) {
     renderLink(null)
   } else if (status === 'authenticating') {
     showQr(null, 'Scanned. WhatsApp is linking the phone…')
+    refreshDeadline()
     renderLink('The phone scanned the code; WhatsApp is syncing.')
   } else if (status === 'initializing') {
     if (!$('qr-image')) showQr(null, 'WhatsApp is starting…')
@@ -289,6 +290,20 @@ function applyStatus(status, reason) {
     if (box.querySelector('img') && status !== 'ready') box.classList.add('expired')
   }
   renderPhoneButtons()
+}
+
+/** A new phase has its own deadline, which status messages do not carry: ask for it. */
+async function refreshDeadline() {
+  const { campaignId, sessionId, status } = link
+  link.expiresAt = null
+  try {
+    const connection = await api.get(`/api/campaigns/${encodeURIComponent(campaignId)}/connection`)
+    if (link.sessionId !== sessionId || link.status !== status || link.outcome) return
+    link.expiresAt = connection.expiresAt ? Date.parse(connection.expiresAt) : null
+    link.qrShownAt = Date.now()
+  } catch {
+    // The countdown stays hidden; the status still follows live.
+  }
 }
 
 function outcomeFor(kind, reason, message) {
