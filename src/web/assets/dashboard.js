@@ -41,7 +41,7 @@ const link = {
   sessionId: null,
   status: 'idle',
   expiresAt: null,
-  qrShownAt: null,
+  phaseStartedAt: null,
   /** 'linked' | 'timedOut' | 'failed' | 'ended' | null: once set, later cleanup statuses do not hide it. */
   outcome: null,
   /** Messages that arrive while the request is in flight; replayed once its sessionId is known. */
@@ -152,7 +152,7 @@ async function linkCampaign(campaignId, { force }) {
     sessionId: null,
     status: 'idle',
     expiresAt: null,
-    qrShownAt: null,
+    phaseStartedAt: null,
     outcome: null,
     wasLinked: false,
     held: [],
@@ -300,7 +300,7 @@ async function refreshDeadline() {
     const connection = await api.get(`/api/campaigns/${encodeURIComponent(campaignId)}/connection`)
     if (link.sessionId !== sessionId || link.status !== status || link.outcome) return
     link.expiresAt = connection.expiresAt ? Date.parse(connection.expiresAt) : null
-    link.qrShownAt = Date.now()
+    link.phaseStartedAt = Date.now()
   } catch {
     // The countdown stays hidden; the status still follows live.
   }
@@ -352,7 +352,7 @@ function showQr(dataUrl, placeholder) {
   box.classList.remove('expired')
   box.replaceChildren()
   if (dataUrl) {
-    link.qrShownAt = Date.now()
+    link.phaseStartedAt = Date.now()
     box.append(
       h('img', {
         id: 'qr-image',
@@ -408,7 +408,7 @@ function renderCountdown() {
         : 'to scan'
   $('countdown-text').textContent =
     left > 0 ? `left ${phase}` : 'Time is up; waiting for the service to confirm…'
-  const total = Math.max(1, link.expiresAt - (link.qrShownAt ?? link.expiresAt - 30_000))
+  const total = Math.max(1, link.expiresAt - (link.phaseStartedAt ?? link.expiresAt - 30_000))
   bar.style.width = `${Math.min(100, (left / total) * 100)}%`
   if (left === 0) $('qr-box').classList.add('expired')
 }
