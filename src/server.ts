@@ -30,7 +30,7 @@ import { createApp } from './http/app.ts'
 import type { SimulatorControls } from './http/simulator.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
-import { createQrImageRenderer } from './qr/renderer.ts'
+import { createQrImageRenderer, type QrImageRenderer } from './qr/renderer.ts'
 import { createSessionService, type SupervisedSessionService } from './supervisor.ts'
 import { createWebSocketHub, refuseUpgrade, type WebSocketHubOptions } from './ws/hub.ts'
 import { toCaller } from './auth/identity.ts'
@@ -42,6 +42,13 @@ export interface StartServerOptions {
   logger?: Logger
   /** Routes mounted at `/` beside the API (the pages of `src/web`). */
   extraRoutes?: Hono[]
+  /**
+   * Replaces the engine the configuration names (benchmarks use a stand-in whose QRs rotate on
+   * command). The simulator routes exist only for the configured simulated engine.
+   */
+  engine?: Engine
+  /** Replaces the QR image renderer (benchmarks compare the seed's inline rendering). */
+  qrImages?: QrImageRenderer
   /** Overrides of the WebSocket hub's limits (tests use a short heartbeat). */
   websocket?: Pick<
     WebSocketHubOptions,
@@ -79,10 +86,17 @@ export async function startServer(
     logger = createLogger({ level: config.logLevel }),
     extraRoutes,
     websocket,
+    ...overrides
   }: StartServerOptions = {}
 ): Promise<RunningServer> {
   let state: 'starting' | 'ready' | 'stopping' = 'starting'
-  const { engine, simulator, maxSessions } = await createEngine(config, logger)
+  const { engine, simulator, maxSessions } = overrides.engine
+    ? {
+        engine: overrides.engine,
+        simulator: undefined,
+        maxSessions: config.maxSessions ?? SIMULATED_MAX_SESSIONS,
+      }
+    : await createEngine(config, logger)
   const sessions = createSessionService({
     engine,
     timeouts: config.timeouts,
@@ -91,10 +105,12 @@ export async function startServer(
   })
   const metrics = createMetrics({ sessions })
   sessions.observe((event) => metrics.observe(event))
-  const qrImages = createQrImageRenderer({
-    format: config.qrImage,
-    onRendered: (ms) => metrics.observeQrRender(ms),
-  })
+  const qrImages =
+    overrides.qrImages ??
+    createQrImageRenderer({
+      format: config.qrImage,
+      onRendered: (ms) => metrics.observeQrRender(ms),
+    })
   const verifier = createTokenVerifier(config.jwt)
   const app = createApp({
     sessions,

@@ -4,6 +4,11 @@
  * public key as its secret is refused), asymmetric algorithms only for a JWKS endpoint. `sub` and
  * `exp` are required; `iss` and `aud` are checked when configured.
  *
+ * Verified tokens are remembered until their `exp` (a bounded map keyed by the whole token string):
+ * clients send the same token on every request, and an HMAC or RSA check through WebCrypto costs
+ * far more than the rest of a status request. A token removed from a JWKS stays accepted until it
+ * expires, as it would at any verifier that caches keys.
+ *
  * @module
  */
 import { createPublicKey, type KeyObject } from 'node:crypto'
@@ -31,8 +36,12 @@ const CLOCK_TOLERANCE_SECONDS = 5
  * const verifier = createTokenVerifier({ key: { kind: 'secret', secret }, issuer: null, audience: null })
  * const identity = await verifier.verify(token)
  */
-export function createTokenVerifier(config: JwtConfig): TokenVerifier {
+export function createTokenVerifier(
+  config: JwtConfig,
+  { cacheSize = 10_000, now = Date.now }: { cacheSize?: number; now?: () => number } = {}
+): TokenVerifier {
   const { key, algorithms } = resolveKey(config)
+  const getKey: JWTVerifyGetKey = typeof key === 'function' ? key : async () => key
   const options = {
     algorithms,
     requiredClaims: ['exp', 'sub'],
@@ -41,18 +50,29 @@ export function createTokenVerifier(config: JwtConfig): TokenVerifier {
     ...(config.audience === null ? {} : { audience: config.audience }),
   }
 
+  const verified = new Map<string, { identity: Identity; expiresAtMs: number }>()
+
   return {
     async verify(token) {
+      const cached = verified.get(token)
+      if (cached !== undefined) {
+        if (now() < cached.expiresAtMs) return cached.identity
+        verified.delete(token)
+      }
       let payload: JWTPayload
       try {
-        payload =
-          typeof key === 'function'
-            ? (await jwtVerify(token, key, options)).payload
-            : (await jwtVerify(token, key, options)).payload
+        payload = (await jwtVerify(token, getKey, { ...options, currentDate: new Date(now()) }))
+          .payload
       } catch (error) {
         throw new InvalidTokenError(describeJoseError(error))
       }
-      return identityFrom(payload)
+      const identity = identityFrom(payload)
+      verified.set(token, { identity, expiresAtMs: (payload.exp as number) * 1000 })
+      if (verified.size > cacheSize) {
+        const oldest = verified.keys().next().value
+        if (oldest !== undefined) verified.delete(oldest)
+      }
+      return identity
     },
   }
 }

@@ -101,6 +101,18 @@ describe('createTokenVerifier with JWT_SECRET (HS256)', () => {
     expect(await refusal(config, await hs256().sign(secretKey))).toMatch(/iss/)
   })
 
+  it('remembers a verified token only until its exp', async () => {
+    let clock = Date.now()
+    const verifier = createTokenVerifier(hsConfig, { now: () => clock })
+    const token = await hs256({}, { expiresIn: '10s' }).sign(secretKey)
+    expect((await verifier.verify(token)).userId).toBe('alice')
+    expect((await verifier.verify(token)).userId).toBe('alice')
+    clock += 20_000
+    const error = await verifier.verify(token).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(InvalidTokenError)
+    expect((error as Error).message).toMatch(/expired/)
+  })
+
   it('refuses malformed roles and campaigns claims', async () => {
     expect(await refusal(hsConfig, await hs256({ roles: 'admin' }).sign(secretKey))).toMatch(
       /roles/
