@@ -48,8 +48,6 @@ const link = {
   held: null,
 }
 
-start()
-
 function start() {
   const token = takeToken()
   if (!token) return showSignIn()
@@ -613,3 +611,5 @@ async function cleanUp(campaignId, button) {
     button.textContent = previous
   }
 }
+
+start()

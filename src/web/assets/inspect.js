@@ -14,6 +14,7 @@ import {
   h,
   readClaims,
   socketUrl,
+  STATUS_LABELS,
   statusLabel,
   takeToken,
 } from './client.js'
@@ -63,8 +64,6 @@ if ('PerformanceObserver' in window) {
     // Long-task timing is not available everywhere; the page works without it.
   }
 }
-
-start()
 
 function start() {
   const token = takeToken()
@@ -187,12 +186,15 @@ function applyRecord(record) {
 }
 
 const statusOptions = new Set()
+// The session statuses first, in the contract's order; other machines' states as they appear.
+for (const status of Object.keys(STATUS_LABELS)) addStatusOption(status)
 
 function addStatusOption(state) {
   if (!state || statusOptions.has(state)) return
   statusOptions.add(state)
   const select = $('filter-status')
   select.append(h('option', { value: state }, state))
+  // (Options are only ever added: a filter someone chose never disappears under them.)
 }
 
 function topState(state) {
@@ -467,3 +469,5 @@ function stateNameOf(node) {
   if (node.classList.contains('cluster')) return node.id.replace(/^.*?-/, '') || node.id
   return node.dataset.id ?? null
 }
+
+start()
