@@ -61,7 +61,11 @@ export interface SessionServiceOptions {
 }
 
 export interface SupervisedSessionService extends SessionService {
-  /** Attaches an XState inspection observer to the supervisor and every campaign actor. */
+  /**
+   * Attaches an XState inspection observer to the supervisor and every campaign actor (each
+   * campaign actor is the root of its own small system); it first gets an `@xstate.actor` and an
+   * `@xstate.snapshot` for every live campaign actor. Costs nothing while nobody is attached.
+   */
   inspect(observer: (event: InspectionEvent) => void): Subscription
   /** Every event of every campaign, without replay (metrics, logs). */
   observe(listener: (event: SessionEvent) => void): Subscription
@@ -95,6 +99,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
       authMs: timeouts.authMs,
       teardownMs: timeouts.destroyMs + timeouts.killMs + TEARDOWN_MARGIN_MS,
     },
+    clock,
     now,
     maxTombstones,
     tombstoneTtlMs,
@@ -191,7 +196,16 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     subscribe: (target, listener) => registry.subscribe(target, listener),
     observe: (listener) => registry.observe(listener),
     stats: () => ({ accepting: isAccepting(), maxSessions, ...registry.stats() }),
-    inspect: (observer) => supervisor.system.inspect(observer),
+    inspect(observer) {
+      const onSupervisor = supervisor.system.inspect(observer)
+      const onSessions = registry.inspect({ next: observer })
+      return {
+        unsubscribe() {
+          onSupervisor.unsubscribe()
+          onSessions.unsubscribe()
+        },
+      }
+    },
     liveEngineSessions: () => engine.liveSessionIds(),
     shutdown() {
       if (supervisor.getSnapshot().status === 'active')

@@ -7,19 +7,15 @@
  *                          cleaning → cleaned (final)
  *
  * The machine owns every deadline (init, scan, auth, teardown) and never does I/O itself: the
- * engine comes in as the `engine` actor, the time as `now`, both through the factory's
- * dependencies. It emits what subscribers need to know (`status`, `qr`, `ready`, `error`), and
+ * engine comes in through the `startEngine` and `stopEngine` actions, the time as `now`, both
+ * from the factory's dependencies. It emits what subscribers need to know (`status`, `qr`, `ready`, `error`), and
  * its output tells the supervisor how the session ended.
  *
  * @module
  */
-import { assign, emit, enqueueActions, fromCallback, sendTo, setup } from 'xstate'
-import type {
-  Engine,
-  EngineEvent,
-  EngineSession,
-  EngineTerminationKind,
-} from '../engines/engine.ts'
+import { assign, emit, enqueueActions, setup } from 'xstate'
+import type { Engine, EngineTerminationKind } from '../engines/engine.ts'
+import { createEngineControl } from './engineControl.ts'
 import { MAX_HISTORY } from './status.ts'
 import type { FailureReason, HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 import { describeFailure } from './messages.ts'
@@ -98,82 +94,9 @@ export interface CampaignOutput {
   endedFrom: SessionStatus | null
 }
 
-/** Commands the machine sends to its engine actor. */
-export type EngineCommand = { type: 'ENGINE.START' } | { type: 'ENGINE.STOP' }
-
-export interface EngineActorInput {
-  campaignId: string
-  sessionId: string
-}
-
 export interface CampaignMachineDeps {
   engine: Engine
   now: () => number
-}
-
-/**
- * Runs one engine session for the machine: starts it on `ENGINE.START`, relays its events, and
- * stops it on `ENGINE.STOP`, answering `ENGINE.STOPPED` once it is gone. If the machine itself
- * is stopped first, the engine is stopped anyway (nothing leaks).
- */
-export function engineActor(engine: Engine) {
-  return fromCallback<EngineCommand, EngineActorInput, CampaignEvent>(
-    ({ input, sendBack, receive }) => {
-      const { campaignId, sessionId } = input
-      let session: EngineSession | undefined
-      let stopRequested = false
-
-      function relay(event: EngineEvent): void {
-        if (stopRequested) return
-        switch (event.type) {
-          case 'qr':
-            return sendBack({ type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr })
-          case 'authenticated':
-            return sendBack({ type: 'ENGINE.AUTHENTICATED', sessionId })
-          case 'ready':
-            return sendBack({ type: 'ENGINE.READY', sessionId })
-          case 'terminated':
-            return sendBack({
-              type: 'ENGINE.TERMINATED',
-              sessionId,
-              kind: event.kind,
-              detail: event.detail,
-            })
-        }
-      }
-
-      receive((command) => {
-        if (command.type === 'ENGINE.START' && !session && !stopRequested) {
-          try {
-            session = engine.createSession({ campaignId, sessionId, onEvent: relay })
-            session.start()
-          } catch (error) {
-            // An engine that throws on start broke its contract; for the session it is a failed start.
-            relay({
-              type: 'terminated',
-              kind: 'start_failed',
-              detail: error instanceof Error ? error.message : String(error),
-            })
-          }
-        } else if (command.type === 'ENGINE.STOP' && !stopRequested) {
-          stopRequested = true
-          const stopped = session
-            ? session.stop().catch(() => ({ forced: true, durationMs: 0 }))
-            : Promise.resolve({ forced: false, durationMs: 0 })
-          stopped.then(({ forced, durationMs }) =>
-            sendBack({ type: 'ENGINE.STOPPED', sessionId, forced, durationMs })
-          )
-        }
-      })
-
-      return () => {
-        if (session && !stopRequested) {
-          stopRequested = true
-          void session.stop()
-        }
-      }
-    }
-  )
 }
 
 /** The status a snapshot value stands for (nested `initializing` states count as one). */
@@ -182,6 +105,7 @@ export function statusOf(value: string | Record<string, unknown>): SessionStatus
 }
 
 export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
+  const engines = createEngineControl(engine)
   return setup({
     types: {
       context: {} as CampaignContext,
@@ -189,9 +113,6 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
       input: {} as CampaignInput,
       emitted: {} as CampaignEmitted,
       output: {} as CampaignOutput,
-    },
-    actors: {
-      engine: engineActor(engine),
     },
     guards: {
       awaitsPredecessor: ({ context }) => context.awaitPredecessor,
@@ -232,8 +153,10 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
       armScanDeadline: assign({
         phaseDeadline: ({ context }) => context.scanDeadline,
       }),
-      startEngine: sendTo('engine', { type: 'ENGINE.START' }),
-      stopEngine: sendTo('engine', { type: 'ENGINE.STOP' }),
+      startEngine: ({ context, self }) =>
+        engines.start(context.campaignId, context.sessionId, (event) => self.send(event)),
+      stopEngine: ({ context, self }) =>
+        engines.stop(context.sessionId, (event) => self.send(event)),
       recordQr: enqueueActions(({ context, event, enqueue }) => {
         if (event.type !== 'ENGINE.QR_RECEIVED') return
         const at = now()
@@ -305,11 +228,6 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
       history: [],
       teardown: null,
     }),
-    invoke: {
-      id: 'engine',
-      src: 'engine',
-      input: ({ context }) => ({ campaignId: context.campaignId, sessionId: context.sessionId }),
-    },
     initial: 'idle',
     on: {
       'CLEANUP.REQUESTED': {

@@ -5,6 +5,7 @@
  * @module
  */
 import type { AnyStateMachine } from 'xstate'
+import { systemClock } from '../clock.ts'
 import {
   CAMPAIGN_DELAYS,
   CAMPAIGN_EVENTS,
@@ -45,6 +46,7 @@ export function describedMachines(): DescribedMachine[] {
   const registry = new SessionRegistry({
     machine: campaign,
     timeouts: { initMs: 0, scanMs: 0, authMs: 0, teardownMs: 0 },
+    clock: systemClock,
     now,
     maxTombstones: 0,
     tombstoneTtlMs: 0,

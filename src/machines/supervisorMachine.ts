@@ -72,8 +72,8 @@ export type SupervisorEvent =
     }
   | { type: 'RESTART.DUE'; campaignId: string }
   | { type: 'SHUTDOWN.REQUESTED' }
-  | { type: `xstate.done.actor.${string}`; output: CampaignOutput; actorId: string }
-  | { type: `xstate.error.actor.${string}`; error: unknown; actorId: string }
+  | { type: 'SESSION.ENDED'; sessionId: string; output: CampaignOutput }
+  | { type: 'SESSION.FAILED'; sessionId: string; error: unknown }
 
 const restartDelayId = (campaignId: string) => `restart:${campaignId}`
 
@@ -235,30 +235,27 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         )
       }),
       handleSessionEnded: enqueueActions(({ event, enqueue, self }) => {
-        const isDone = event.type.startsWith('xstate.done.actor.')
-        const isError = event.type.startsWith('xstate.error.actor.')
-        if (!isDone && !isError) return
-        const { actorId } = event as { actorId: string }
+        if (event.type !== 'SESSION.ENDED' && event.type !== 'SESSION.FAILED') return
+        const { sessionId } = event
         safely(
           'handleSessionEnded',
           undefined,
           () => {
-            const bug = isError ? (event as { error: unknown }).error : undefined
-            const { ended, successor } = registry.endSession(actorId, bug)
-            if (isError) {
-              deps.onError(bug, { sessionId: actorId, action: 'campaign actor failed' })
+            const bug = event.type === 'SESSION.FAILED' ? event.error : undefined
+            const { ended, successor } = registry.endSession(sessionId, bug)
+            if (event.type === 'SESSION.FAILED') {
+              deps.onError(bug, { sessionId, action: 'campaign actor failed' })
               // Its own cleanup did not run: make sure its engine is stopped anyway.
-              safely('stopEngineOf', undefined, () => deps.stopEngineOf(actorId), {
-                sessionId: actorId,
-              })
+              safely('stopEngineOf', undefined, () => deps.stopEngineOf(sessionId), { sessionId })
             }
             successor?.actor.send({ type: 'PREDECESSOR.STOPPED' })
             enqueue.assign(({ context }) => ({
               ended: context.ended + 1,
               live: registry.liveCount,
             }))
-            if (!ended || isError || self.getSnapshot().value !== 'running') return
-            const output = (event as { output: CampaignOutput }).output
+            if (!ended || event.type !== 'SESSION.ENDED' || self.getSnapshot().value !== 'running')
+              return
+            const { output } = event
             const crashedWhileReady =
               output.failureKind === 'crashed' && output.endedFrom === 'ready'
             if (!crashedWhileReady || registry.current(output.campaignId)) return
@@ -271,7 +268,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
               { delay: delayMs, id: restartDelayId(output.campaignId) }
             )
           },
-          { sessionId: actorId }
+          { sessionId }
         )
       }),
       stopAccepting: assign({ accepting: false }),
@@ -298,8 +295,8 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     context: { accepting: true, live: 0, started: 0, ended: 0, restarts: 0 },
     initial: 'running',
     on: {
-      'xstate.done.actor.*': { actions: 'handleSessionEnded' },
-      'xstate.error.actor.*': { actions: 'handleSessionEnded' },
+      'SESSION.ENDED': { actions: 'handleSessionEnded' },
+      'SESSION.FAILED': { actions: 'handleSessionEnded' },
       'CLEANUP.REQUESTED': { actions: 'handleCleanupRequest' },
     },
     states: {
@@ -337,9 +334,9 @@ export const SUPERVISOR_EVENTS: Record<string, string> = {
     "Tear a campaign's sessions down (answered with a promise of the engine being gone).",
   'RESTART.DUE': 'The backoff before restarting a crashed ready session has passed.',
   'SHUTDOWN.REQUESTED': 'Stop accepting sessions and tear every session down.',
-  'xstate.done.actor.*':
+  'SESSION.ENDED':
     'A campaign actor reached `cleaned`: remove it, leave its tombstone, maybe restart.',
-  'xstate.error.actor.*':
+  'SESSION.FAILED':
     'A campaign actor failed with a bug: remove it, stop its engine, leave a `failed` tombstone.',
 }
 

@@ -26,14 +26,15 @@ const machine = createCampaignMachine({ engine: delegatingEngine, now: () => Dat
 const taken = new Set<unknown>()
 
 const TIMEOUTS = { initMs: 30_000, scanMs: 30_000, authMs: 120_000, teardownMs: 16_000 }
-const SESSION_ID = 'session-1'
+let sessionCount = 0
 
 function start(input: Partial<CampaignInput> = {}) {
+  const sessionId = `session-${++sessionCount}`
   const emitted: CampaignEmitted[] = []
   const actor = createActor(machine, {
     input: {
       campaignId: 'spring-sale',
-      sessionId: SESSION_ID,
+      sessionId,
       timeouts: TIMEOUTS,
       awaitPredecessor: false,
       ...input,
@@ -49,7 +50,7 @@ function start(input: Partial<CampaignInput> = {}) {
   const status = () => statusOf(actor.getSnapshot().value)
   const engineSession = () => scripted.last()
   const qr = (text = 'qr-1') => engineSession().emit({ type: 'qr', qr: text })
-  return { actor, emitted, status, engineSession, qr }
+  return { actor, emitted, status, engineSession, qr, sessionId }
 }
 
 const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms)
@@ -214,7 +215,7 @@ describe('campaign machine: failures', () => {
     ['authenticating', 'engine_error', 'engine_failed'],
     ['ready', 'logged_out', 'logged_out'],
   ] as const)('fails from %s when the engine terminates (%s → %s)', async (from, kind, reason) => {
-    const { actor, status, qr, engineSession, emitted } = start()
+    const { actor, status, qr, engineSession, emitted, sessionId } = start()
     actor.send({ type: 'START' })
     if (from !== 'initializing') qr()
     if (from === 'authenticating' || from === 'ready')
@@ -226,7 +227,7 @@ describe('campaign machine: failures', () => {
     expect(status()).toBe('cleaned')
     expect(actor.getSnapshot().output).toEqual({
       campaignId: 'spring-sale',
-      sessionId: SESSION_ID,
+      sessionId,
       reason,
       failureKind: kind,
       endedFrom: from,
