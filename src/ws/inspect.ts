@@ -388,8 +388,16 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
       slowSince: null,
       alive: true,
     }
+    // Attach first: the actors replayed on attach land in `tracked`, and the hello carries them.
+    try {
+      attach()
+    } catch (error) {
+      logger.error({ err: error }, 'inspector: cannot attach to the sessions')
+      if (viewers.size === 0) detach()
+      socket.close(1011, 'inspection unavailable')
+      return
+    }
     viewers.add(viewer)
-    attach()
     hello(viewer)
     socket.on('pong', () => {
       viewer.alive = true

@@ -88,6 +88,27 @@ describe('the inspector (/inspect) in a real browser', () => {
     await page.screenshot({ path: screenshotPath('inspector') })
   }, 60_000)
 
+  it('shows at once the actors that were live before it opened', async () => {
+    const admin = await service.token('root', { admin: true })
+    const alice = await service.token('alice')
+    await service.api(alice, 'POST', '/api/campaigns/before-a/qr-code')
+    await service.api(alice, 'POST', '/api/campaigns/before-b/qr-code')
+    await service.api(alice, 'POST', '/api/simulator/campaigns/before-b/scan').catch(async () => {
+      // The QR may not be shown yet: wait for it, then scan.
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      await service.api(alice, 'POST', '/api/simulator/campaigns/before-b/scan')
+    })
+    await expect
+      .poll(() => service.server.sessions.getCampaign('before-b').status, { timeout: 10_000 })
+      .toBe('ready')
+    const page = await openInspector(admin)
+    const rowA = page.locator('.actor-row', { hasText: 'before-a' })
+    const rowB = page.locator('.actor-row', { hasText: 'before-b' })
+    await rowA.waitFor({ timeout: 10_000 })
+    expect(await rowA.getAttribute('data-state')).toBe('awaitingScan')
+    expect(await rowB.getAttribute('data-state')).toBe('ready')
+  }, 60_000)
+
   it('is keyboard usable: arrows move the selection through the actor list', async () => {
     const admin = await service.token('root', { admin: true })
     const alice = await service.token('alice')

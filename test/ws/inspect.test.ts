@@ -119,9 +119,8 @@ describe('/ws/inspect', () => {
     await until(() => records(viewer).some((r) => r.k === 'step' && r.to === 'awaitingScan'))
     const campaign = records(viewer).find(
       (r) => r.k === 'actor' && (r.actor as { machineId: string }).machineId === 'campaign'
-    )?.actor as { id: string; campaignId: string; parentId: string | null }
+    )?.actor as { id: string; campaignId: string }
     expect(campaign.campaignId).toBe('spring-sale')
-    expect(campaign.parentId).not.toBeNull()
     const machine = viewer.messages.find((m) => m.type === 'machine' && m.machineId === 'campaign')
     expect(machine?.mermaid).toMatch(/^stateDiagram-v2/)
     const states = records(viewer)
@@ -159,6 +158,27 @@ describe('/ws/inspect', () => {
     ).toEqual(['c0', 'c1', 'c2', 'c3', 'c4'])
     early.socket.close()
     late.socket.close()
+  })
+
+  it('shows the actors that were live before anyone looked, at once', async () => {
+    for (const id of ['early-a', 'early-b']) {
+      sessions.requestSession({ campaignId: id, caller: TOKENS.alice! })
+    }
+    await until(() => sessions.getCampaign('early-b').status === 'awaitingScan')
+    const viewer = await connect('?token=admin')
+    const hello = viewer.messages[0] as {
+      type: string
+      machines: Record<string, string>
+      actors: Array<{ label: string; state: string }>
+    }
+    expect(hello.type).toBe('hello')
+    expect(Object.keys(hello.machines).sort()).toEqual(['campaign', 'supervisor'])
+    expect(hello.actors.map((actor) => [actor.label, actor.state]).sort()).toEqual([
+      ['early-a', 'awaitingScan'],
+      ['early-b', 'awaitingScan'],
+      ['supervisor', 'running'],
+    ])
+    viewer.socket.close()
   })
 
   it('replaces the queue of a viewer that falls behind with a fresh hello', async () => {
