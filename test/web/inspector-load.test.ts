@@ -42,6 +42,15 @@ describe('the inspector with 1,000 live actors', () => {
   const stats = () =>
     page.evaluate(() => (window as unknown as { __inspectorStats: PageStats }).__inspectorStats)
 
+  /** Resolves with the ms until the server has every load actor in `status`. */
+  async function serverTimeUntil(status: 'awaitingScan' | 'ready', since: number): Promise<number> {
+    for (;;) {
+      if (service.server.sessions.stats().byStatus[status] >= ACTORS) return Date.now() - since
+      if (Date.now() - since > 60_000) throw new Error(`the server never had ${ACTORS} ${status}`)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+
   const maxFrameGap = () =>
     page.evaluate(
       () => (window as unknown as { __frames: { maxFrameGapMs: number } }).__frames.maxFrameGapMs
@@ -83,11 +92,13 @@ describe('the inspector with 1,000 live actors', () => {
       service.server.sessions.requestSession({ campaignId, caller })
     }
     const startMs = Date.now() - started
+    const serverAwaitingMs = await serverTimeUntil('awaitingScan', started)
     const allShownMs = await timeUntil((s) => (s.byState.awaitingScan ?? 0) === ACTORS, started)
 
     const scanned = Date.now()
     const engine = service.server.engine as SimulatedEngine
     for (let i = 0; i < ACTORS; i++) engine.scan(`load-${String(i).padStart(4, '0')}`)
+    const serverReadyMs = await serverTimeUntil('ready', scanned)
     const allReadyMs = await timeUntil((s) => (s.byState.ready ?? 0) === ACTORS, scanned)
 
     const afterBurst = await stats()
@@ -114,8 +125,12 @@ describe('the inspector with 1,000 live actors', () => {
     const figures = {
       actors: ACTORS,
       startSessionsMs: startMs,
+      serverAllAwaitingScanMs: serverAwaitingMs,
       allAwaitingScanOnScreenMs: allShownMs,
+      pageLagAwaitingScanMs: allShownMs - serverAwaitingMs,
+      serverAllReadyMs: serverReadyMs,
       allReadyOnScreenMs: allReadyMs,
+      pageLagReadyMs: allReadyMs - serverReadyMs,
       filterToOneMs: filterMs,
       selectAndShowDetailMs: selectMs,
       batches: final.batches,
@@ -140,8 +155,9 @@ describe('the inspector with 1,000 live actors', () => {
     console.log('inspector with 1,000 actors:', figures)
 
     // Generous bounds for a loaded 2-core CI machine; the measured figures are far below them.
-    expect(allShownMs).toBeLessThan(15_000)
-    expect(allReadyMs).toBeLessThan(15_000)
+    // They bound the page's own lag behind the server, not the server's work.
+    expect(allShownMs - serverAwaitingMs).toBeLessThan(10_000)
+    expect(allReadyMs - serverReadyMs).toBeLessThan(10_000)
     expect(final.renderMsMax).toBeLessThan(500)
     expect(frames).toBeLessThan(2_000)
   }, 120_000)
