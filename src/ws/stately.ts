@@ -46,8 +46,19 @@ export async function forwardToStately({
     sanitizeContext: (context) => hideSecrets(context) as typeof context,
     sanitizeEvent: (event) => hideSecrets(event) as typeof event,
   })
+  // Stately's inspector shows an actor only after its `@xstate.actor` event. An actor whose
+  // inspection was attached after it was constructed never sends one: announce it first.
+  const announced = new WeakSet<object>()
   const subscription = sessions.inspect((event: InspectionEvent) => {
     try {
+      if (event.type !== '@xstate.actor' && !announced.has(event.actorRef)) {
+        inspector.inspect.next?.({
+          type: '@xstate.actor',
+          actorRef: event.actorRef,
+          rootId: event.rootId,
+        } as InspectionEvent)
+      }
+      announced.add(event.actorRef)
       inspector.inspect.next?.(event)
     } catch (error) {
       logger.warn({ err: error }, 'stately inspector: an event could not be forwarded')

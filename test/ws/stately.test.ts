@@ -55,7 +55,10 @@ describe('forwardToStately (INSPECT_STATELY_URL)', () => {
       if (Date.now() - started > 5_000) throw new Error(`no snapshot: ${received.length} messages`)
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
-    expect(received.some((m) => m.type === '@xstate.actor')).toBe(true)
+    // Both the supervisor and the campaign actor are announced, though both existed before.
+    const announced = received.filter((m) => m.type === '@xstate.actor')
+    expect(announced.length).toBeGreaterThanOrEqual(2)
+    expect(announced.some((m) => String(m.definition).includes('"id":"campaign"'))).toBe(true)
     expect(JSON.stringify(received)).not.toContain(qr)
   })
 
