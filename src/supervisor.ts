@@ -19,9 +19,9 @@ import { randomUUID } from 'node:crypto'
 import { createActor, type InspectionEvent } from 'xstate'
 import { systemClock, type Clock } from './clock.ts'
 import type { Engine } from './engines/engine.ts'
-import { trackEngine } from './engines/tracked.ts'
 import { silentLogger, type Logger } from './logger.ts'
 import { createCampaignMachine } from './machines/campaignMachine.ts'
+import { createEngineControl } from './machines/engineControl.ts'
 import { SessionRegistry } from './machines/sessionRegistry.ts'
 import {
   createSupervisorMachine,
@@ -89,10 +89,10 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     random = Math.random,
   } = options
   validateTimeouts(timeouts)
-  const engine = trackEngine(options.engine)
+  const engines = createEngineControl(options.engine)
   const now = () => clock.now()
   const registry = new SessionRegistry({
-    machine: createCampaignMachine({ engine, now }),
+    machine: createCampaignMachine({ engines, now }),
     timeouts: {
       initMs: timeouts.initMs,
       scanMs: timeouts.scanMs,
@@ -113,7 +113,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     now,
     random,
     newSessionId,
-    stopEngineOf: (sessionId) => engine.stopSession(sessionId),
+    stopEngineOf: (sessionId) => engines.forceStop(sessionId),
     onError: (error, context) => logger.error({ err: error, ...context }, 'supervisor error'),
     onRestart: (campaignId, delayMs) =>
       logger.warn(
@@ -124,7 +124,10 @@ export function createSessionService(options: SessionServiceOptions): Supervised
   const supervisor = createActor(machine, { clock })
   const stopped = new Promise<void>((resolve) => {
     supervisor.subscribe({
-      complete: () => resolve(),
+      complete: () => {
+        registry.close()
+        resolve()
+      },
       error: (error) => {
         // Unreachable by design (every action is total); logged so it can never pass silently.
         logger.fatal({ err: error }, 'the supervisor failed')
@@ -206,7 +209,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
         },
       }
     },
-    liveEngineSessions: () => engine.liveSessionIds(),
+    liveEngineSessions: () => engines.liveSessionIds(),
     shutdown() {
       if (supervisor.getSnapshot().status === 'active')
         supervisor.send({ type: 'SHUTDOWN.REQUESTED' })

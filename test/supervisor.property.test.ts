@@ -78,7 +78,8 @@ describe('supervisor under random interleavings', () => {
             // An engine runs only while its session does.
             expect(h.engine.liveCount()).toBeLessThanOrEqual(h.sessions.stats().live)
           }
-          const { timersLeft } = await h.dispose()
+          const { timersLeft, errors } = await h.dispose()
+          expect(errors).toEqual([])
           await Promise.all(cleanups)
           // Every engine started was stopped, and nothing is left running.
           const counters = h.engine.counters()

@@ -5,11 +5,15 @@ import { admin, alice, bob, createHarness, TIMEOUTS } from './support/harness.ts
 
 type Harness = ReturnType<typeof createHarness>
 let h: Harness
+/** Error log lines a test provokes on purpose. */
+let expectedErrors: string[] = []
 
 afterEach(async () => {
-  const { timersLeft } = await h.dispose()
-  // Nothing the service started is left: no engine session, no timer.
+  const { timersLeft, errors } = await h.dispose()
+  // Nothing the service started is left: no engine session, no timer; no error was swallowed.
   expect(timersLeft).toBe(0)
+  expect(errors.filter((line) => !expectedErrors.some((e) => line.includes(e)))).toEqual([])
+  expectedErrors = []
   expect(h.engine.liveCount()).toBe(0)
   expect(h.sessions.liveEngineSessions()).toEqual([])
 })
@@ -237,6 +241,7 @@ describe('faults', () => {
       close: async () => {},
     }
     h = createHarness({ engineOverride: contractBreaker })
+    expectedErrors = ['stop threw']
     request('healthy')
     request('broken')
     await h.advance(300)
@@ -426,6 +431,7 @@ describe('subscriptions', () => {
 
   it('keeps delivering to the others when a listener throws', async () => {
     h = createHarness()
+    expectedErrors = ['listener bug']
     h.sessions.subscribe({ campaignId: 'spring-sale' }, () => {
       throw new Error('listener bug')
     })

@@ -16,7 +16,8 @@ import { createSessionService } from '../../src/supervisor.ts'
 
 const [design = 'qrvisor', nText = '1000'] = process.argv.slice(2)
 const N = Number(nText)
-const SCAN_MS = 2_000 + N / 50 // long enough for every QR of the run to be shown first
+// Long enough for every session of the run to show its QR before the first scan deadline.
+const SCAN_MS = 3_000 + N / 2
 const QR_DELAY_MS = 50
 const AUTH_DELAY_MS = 50
 

@@ -14,8 +14,8 @@
  * @module
  */
 import { assign, emit, enqueueActions, setup } from 'xstate'
-import type { Engine, EngineTerminationKind } from '../engines/engine.ts'
-import { createEngineControl } from './engineControl.ts'
+import type { EngineTerminationKind } from '../engines/engine.ts'
+import type { EngineControl } from './engineControl.ts'
 import { MAX_HISTORY } from './status.ts'
 import type { FailureReason, HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 import { describeFailure } from './messages.ts'
@@ -95,7 +95,7 @@ export interface CampaignOutput {
 }
 
 export interface CampaignMachineDeps {
-  engine: Engine
+  engines: EngineControl
   now: () => number
 }
 
@@ -104,8 +104,7 @@ export function statusOf(value: string | Record<string, unknown>): SessionStatus
   return (typeof value === 'string' ? value : Object.keys(value)[0]) as SessionStatus
 }
 
-export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
-  const engines = createEngineControl(engine)
+export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
   return setup({
     types: {
       context: {} as CampaignContext,

@@ -24,6 +24,13 @@ export interface EngineControl {
   start(campaignId: string, sessionId: string, send: Send): void
   /** Stops it (if it ever started) and sends `ENGINE.STOPPED` once it is gone, never before. */
   stop(sessionId: string, send: Send): void
+  /**
+   * Stops the engine of a session whose actor failed with a bug (so `stopEngine` never ran).
+   * Expects anything of the engine, since it may be the reason.
+   */
+  forceStop(sessionId: string): void
+  /** Engine sessions started and not yet stopped: tests use it to prove nothing leaks. */
+  liveSessionIds(): string[]
 }
 
 export function createEngineControl(engine: Engine): EngineControl {
@@ -60,6 +67,17 @@ export function createEngineControl(engine: Engine): EngineControl {
         send({ type: 'ENGINE.STOPPED', sessionId, forced, durationMs })
       })
     },
+    forceStop(sessionId) {
+      const entry = running.get(sessionId)
+      if (!entry) return
+      // Even if a stop was requested: it may be the very call that threw. stop() is idempotent.
+      entry.stopping = true
+      Promise.resolve()
+        .then(() => entry.session.stop())
+        .catch(() => undefined)
+        .finally(() => running.delete(sessionId))
+    },
+    liveSessionIds: () => [...running.keys()],
   }
 }
 

@@ -13,6 +13,7 @@ import {
   createCampaignMachine,
 } from './campaignMachine.ts'
 import type { MachineDocs } from './diagram.ts'
+import { createEngineControl } from './engineControl.ts'
 import { SessionRegistry } from './sessionRegistry.ts'
 import {
   createSupervisorMachine,
@@ -34,14 +35,14 @@ export function describedMachines(): DescribedMachine[] {
   const now = () => 0
   const campaign = createCampaignMachine({
     now,
-    engine: {
+    engines: createEngineControl({
       name: 'none',
       createSession: () => ({
         start: () => {},
         stop: async () => ({ forced: false, durationMs: 0 }),
       }),
       close: async () => {},
-    },
+    }),
   })
   const registry = new SessionRegistry({
     machine: campaign,

@@ -7,15 +7,17 @@
  * so one machine with N children costs O(N²) (10k children: 14.6 s to spawn). And why not one
  * shared actor system either: stopping an actor scans every scheduled event of its system
  * (`scheduler.cancelAll`), so N sessions in one system cost O(N²) to tear down (measured: 10k
- * sessions took 3.1 s to shut down, 1k took 72 ms). So each campaign actor is a root actor with
- * its own small system, on the supervisor's clock; it reports its end to the supervisor as
- * `SESSION.ENDED` (or `SESSION.FAILED` for a bug), and every operation here is a Map lookup:
- * starting or ending a session costs the same with 10 sessions or 100,000.
+ * sessions took 3.1 s to shut down, 1k took 72 ms). A system per session fixes that but costs
+ * ~2 KiB of heap each. So campaign actors share the system of a small *shard* actor, at most
+ * `SHARD_SIZE` sessions per shard, on the supervisor's clock: teardown scans at most one shard's
+ * timers. Each campaign actor reports its end to the supervisor as `SESSION.ENDED` (or
+ * `SESSION.FAILED` for a bug), and every operation here is a Map lookup: starting or ending a
+ * session costs the same with 10 sessions or 100,000.
  *
  * @module
  */
 import type { AnyActorRef, InspectionEvent, Observer, Subscription as XSubscription } from 'xstate'
-import { createActor } from 'xstate'
+import { createActor, createMachine } from 'xstate'
 import type { Clock } from '../clock.ts'
 import type {
   CampaignView,
@@ -41,17 +43,36 @@ import {
 } from './status.ts'
 
 export type CampaignActor = ReturnType<typeof createActor<CampaignMachine>>
+
+/** Sessions per shard: bounds what stopping one actor scans, and amortises a system's heap. */
+export const SHARD_SIZE = 256
+
+/**
+ * A shard is the parent of its campaign actors only so that they share its actor system. It
+ * absorbs what children report to a parent (their ends are observed directly): with `'*'`
+ * handled, a child's error never escalates into the shard.
+ */
+const shardMachine = createMachine({ id: 'shard', on: { '*': {} } })
+
+interface Shard {
+  actor: AnyActorRef
+  /** Sessions ever placed in it, and those still live. */
+  placed: number
+  live: number
+  inspection: XSubscription | undefined
+}
 export type SessionListener = (event: SessionEvent) => void
 
 export interface LiveSession {
   campaignId: string
   sessionId: string
   actor: CampaignActor
+  shard: Shard
   /** The last `error` the session emitted, kept for its tombstone. */
   failure: { code: FailureReason; message: string } | null
   emitted: XSubscription
-  /** Its inspection subscription, while an inspector is attached. */
-  inspection: XSubscription | undefined
+  /** The last status it reported, kept for the per-status counts. */
+  status: SessionStatus
 }
 
 export interface Tombstone {
@@ -69,18 +90,19 @@ interface CampaignRecord {
   campaignId: string
   /** The newest session of the campaign, until it ends. */
   current: LiveSession | undefined
-  /** Older sessions still being torn down (replaced by `current`). */
-  draining: Map<string, LiveSession>
+  /** Older sessions still being torn down (replaced by `current`); created when needed. */
+  draining: Map<string, LiveSession> | undefined
   /** The newest ended session. */
   last: Tombstone | undefined
   lastActivity: number | null
   /** Resolved when the campaign has no live session any more. */
-  idleWaiters: Array<() => void>
+  idleWaiters: Array<() => void> | undefined
 }
 
 export interface RegistryOptions {
   machine: CampaignMachine
   timeouts: CampaignTimeouts
+  /** The clock of every campaign actor's timers. */
   clock: Clock
   now: () => number
   /** How many ended sessions are remembered, and for how long. */
@@ -100,6 +122,10 @@ export class SessionRegistry {
   private readonly sessionListeners = new Map<string, Set<SessionListener>>()
   private readonly observers = new Set<SessionListener>()
   private readonly inspectors = new Set<Observer<InspectionEvent>>()
+  private readonly shards = new Set<Shard>()
+  /** Live sessions by status, kept as they change so stats() costs nothing at 100k sessions. */
+  private readonly statusCounts = emptyStatusCounts()
+  private shard: Shard | undefined
   private seq = 0
 
   constructor(private readonly options: RegistryOptions) {}
@@ -128,7 +154,7 @@ export class SessionRegistry {
   sessionsOf(campaignId: string): LiveSession[] {
     const record = this.campaigns.get(campaignId)
     if (!record) return []
-    const sessions = [...record.draining.values()]
+    const sessions = [...(record.draining?.values() ?? [])]
     if (record.current) sessions.unshift(record.current)
     return sessions
   }
@@ -138,7 +164,7 @@ export class SessionRegistry {
   }
 
   hasDraining(campaignId: string): boolean {
-    return (this.campaigns.get(campaignId)?.draining.size ?? 0) > 0
+    return (this.campaigns.get(campaignId)?.draining?.size ?? 0) > 0
   }
 
   touch(campaignId: string): void {
@@ -155,21 +181,21 @@ export class SessionRegistry {
       campaignId,
       sessionId,
       timeouts: this.options.timeouts,
-      awaitPredecessor: record.draining.size > 0,
+      awaitPredecessor: (record.draining?.size ?? 0) > 0,
     }
-    const actor = createActor(this.options.machine, {
-      id: sessionId,
-      input,
-      clock: this.options.clock,
-    })
+    const shard = this.shardForNewSession()
+    const actor = createActor(this.options.machine, { id: sessionId, input, parent: shard.actor })
+    shard.live++
     const session: LiveSession = {
       campaignId,
       sessionId,
       actor,
+      shard,
       failure: null,
       emitted: { unsubscribe: () => {} },
-      inspection: undefined,
+      status: 'idle',
     }
+    this.statusCounts.idle++
     session.emitted = actor.on('*', (event) => this.publish(session, event))
     actor.subscribe({
       complete: () => {
@@ -178,7 +204,6 @@ export class SessionRegistry {
       },
       error: (error) => supervisor.send({ type: 'SESSION.FAILED', sessionId, error }),
     })
-    if (this.inspectors.size > 0) session.inspection = actor.system.inspect(this.inspectionHub)
     record.current = session
     record.lastActivity = this.options.now()
     this.liveSessions.set(sessionId, session)
@@ -194,9 +219,8 @@ export class SessionRegistry {
    */
   inspect(observer: Observer<InspectionEvent>): XSubscription {
     if (this.inspectors.size === 0) {
-      for (const session of this.liveSessions.values()) {
-        session.inspection = session.actor.system.inspect(this.inspectionHub)
-      }
+      for (const shard of this.shards)
+        shard.inspection = shard.actor.system.inspect(this.inspectionHub)
     }
     this.inspectors.add(observer)
     for (const { actor } of this.liveSessions.values()) {
@@ -213,12 +237,40 @@ export class SessionRegistry {
     return {
       unsubscribe: () => {
         if (!this.inspectors.delete(observer) || this.inspectors.size > 0) return
-        for (const session of this.liveSessions.values()) {
-          session.inspection?.unsubscribe()
-          session.inspection = undefined
+        for (const shard of this.shards) {
+          shard.inspection?.unsubscribe()
+          shard.inspection = undefined
         }
       },
     }
+  }
+
+  private shardForNewSession(): Shard {
+    if (!this.shard || this.shard.placed >= SHARD_SIZE) {
+      const actor = createActor(shardMachine, { clock: this.options.clock })
+      actor.start()
+      const shard: Shard = { actor, placed: 0, live: 0, inspection: undefined }
+      if (this.inspectors.size > 0) shard.inspection = actor.system.inspect(this.inspectionHub)
+      this.shards.add(shard)
+      this.shard = shard
+    }
+    this.shard.placed++
+    return this.shard
+  }
+
+  /** A full shard whose sessions have all ended is stopped; nothing else refers to it. */
+  private releaseShard(shard: Shard): void {
+    shard.live--
+    if (shard.live > 0 || shard === this.shard) return
+    this.shards.delete(shard)
+    stopShardLater(shard)
+  }
+
+  /** Stops the shard that takes new sessions (at shutdown, once every session has ended). */
+  close(): void {
+    for (const shard of this.shards) stopShardLater(shard)
+    this.shards.clear()
+    this.shard = undefined
   }
 
   private readonly inspectionHub: Observer<InspectionEvent> = {
@@ -239,6 +291,7 @@ export class SessionRegistry {
     const session = record?.current
     if (!record || !session) return undefined
     record.current = undefined
+    record.draining ??= new Map()
     record.draining.set(session.sessionId, session)
     return session
   }
@@ -251,11 +304,13 @@ export class SessionRegistry {
     const session = this.liveSessions.get(sessionId)
     if (!session) return {}
     this.liveSessions.delete(sessionId)
+    this.statusCounts[session.status]--
     session.emitted.unsubscribe()
-    session.inspection?.unsubscribe()
+    this.releaseShard(session.shard)
     const record = this.record(session.campaignId)
     if (record.current === session) record.current = undefined
-    record.draining.delete(sessionId)
+    record.draining?.delete(sessionId)
+    if (record.draining?.size === 0) record.draining = undefined
 
     const snapshot = session.actor.getSnapshot()
     const context = snapshot.context
@@ -281,22 +336,21 @@ export class SessionRegistry {
     this.tombstones.set(sessionId, tombstone)
     this.evictTombstones()
 
-    if (!record.current && record.draining.size === 0) {
-      const waiters = record.idleWaiters.splice(0)
+    if (!record.current && !record.draining && record.idleWaiters) {
+      const waiters = record.idleWaiters
+      record.idleWaiters = undefined
       for (const resolve of waiters) resolve()
     }
     const successor =
-      record.draining.size === 0 && record.current && isWaiting(record.current)
-        ? record.current
-        : undefined
+      !record.draining && record.current && isWaiting(record.current) ? record.current : undefined
     return { ended: tombstone, successor }
   }
 
   /** Resolves once the campaign has no live session. */
   whenIdle(campaignId: string): Promise<void> {
     const record = this.campaigns.get(campaignId)
-    if (!record || (!record.current && record.draining.size === 0)) return Promise.resolve()
-    return new Promise((resolve) => record.idleWaiters.push(resolve))
+    if (!record || (!record.current && !record.draining)) return Promise.resolve()
+    return new Promise((resolve) => (record.idleWaiters ??= []).push(resolve))
   }
 
   lastEnded(campaignId: string): Tombstone | undefined {
@@ -354,14 +408,7 @@ export class SessionRegistry {
   }
 
   stats(): Pick<SessionStats, 'live' | 'byStatus'> {
-    const byStatus = Object.fromEntries(SESSION_STATUSES.map((s) => [s, 0])) as Record<
-      SessionStatus,
-      number
-    >
-    for (const session of this.liveSessions.values()) {
-      byStatus[statusOf(session.actor.getSnapshot().value)]++
-    }
-    return { live: this.liveSessions.size, byStatus }
+    return { live: this.liveSessions.size, byStatus: { ...this.statusCounts } }
   }
 
   /** Subscribes with a replay of the current state; undefined for an unknown session. */
@@ -457,6 +504,9 @@ export class SessionRegistry {
     let event: SessionEvent
     switch (emitted.type) {
       case 'status': {
+        this.statusCounts[session.status]--
+        this.statusCounts[emitted.status]++
+        session.status = emitted.status
         const teardown =
           emitted.status === 'cleaned' ? session.actor.getSnapshot().context.teardown : null
         event = {
@@ -508,10 +558,10 @@ export class SessionRegistry {
       record = {
         campaignId,
         current: undefined,
-        draining: new Map(),
+        draining: undefined,
         last: undefined,
         lastActivity: null,
-        idleWaiters: [],
+        idleWaiters: undefined,
       }
       this.campaigns.set(campaignId, record)
     }
@@ -532,12 +582,30 @@ export class SessionRegistry {
       const record = this.campaigns.get(tombstone.campaignId)
       if (record?.last === tombstone) {
         record.last = undefined
-        if (!record.current && record.draining.size === 0 && record.idleWaiters.length === 0) {
+        if (!record.current && !record.draining && !record.idleWaiters) {
           this.campaigns.delete(tombstone.campaignId)
         }
       }
     }
   }
+}
+
+function emptyStatusCounts(): Record<SessionStatus, number> {
+  return Object.fromEntries(SESSION_STATUSES.map((status) => [status, 0])) as Record<
+    SessionStatus,
+    number
+  >
+}
+
+/**
+ * A session's end reaches us from inside its actor's completion, before XState relays the done
+ * event to the shard; stopping the shard a microtask later lets that relay land.
+ */
+function stopShardLater(shard: Shard): void {
+  queueMicrotask(() => {
+    shard.inspection?.unsubscribe()
+    shard.actor.stop()
+  })
 }
 
 /** The status a finished session is remembered by: how it ended, not only that it did. */

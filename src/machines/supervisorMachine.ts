@@ -15,7 +15,7 @@ import { assign, enqueueActions, setup } from 'xstate'
 import type { Caller, CleanupResult, StartResult } from '../sessions.ts'
 import type { CampaignOutput } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
-import type { LiveSession, SessionRegistry } from './sessionRegistry.ts'
+import type { SessionRegistry } from './sessionRegistry.ts'
 
 export interface RestartPolicy {
   /** At most this many restarts of one campaign within `windowMs`; past it the session stays failed. */
@@ -276,19 +276,11 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         for (const campaignId of pendingRestarts) enqueue.cancel(restartDelayId(campaignId))
         pendingRestarts.clear()
       }),
-      shutDownEverySession: () => {
-        const sessions: LiveSession[] = [...registry.allLive()]
-        for (const session of sessions) {
-          safely(
-            'shutDownSession',
-            undefined,
-            () => session.actor.send({ type: 'SHUTDOWN.REQUESTED' }),
-            {
-              sessionId: session.sessionId,
-            }
-          )
+      shutDownEverySession: enqueueActions(({ enqueue }) => {
+        for (const session of registry.allLive()) {
+          enqueue.sendTo(session.actor, { type: 'SHUTDOWN.REQUESTED' })
         }
-      },
+      }),
     },
   }).createMachine({
     id: 'supervisor',

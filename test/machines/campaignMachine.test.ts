@@ -8,6 +8,7 @@ import {
   type CampaignEmitted,
   type CampaignInput,
 } from '../../src/machines/campaignMachine.ts'
+import { createEngineControl } from '../../src/machines/engineControl.ts'
 import { createScriptedEngine, type StopBehaviour } from '../support/scriptedEngine.ts'
 
 /*
@@ -22,7 +23,10 @@ const delegatingEngine: Engine = {
   createSession: (options) => scripted.engine.createSession(options),
   close: async () => {},
 }
-const machine = createCampaignMachine({ engine: delegatingEngine, now: () => Date.now() })
+const machine = createCampaignMachine({
+  engines: createEngineControl(delegatingEngine),
+  now: () => Date.now(),
+})
 const taken = new Set<unknown>()
 
 const TIMEOUTS = { initMs: 30_000, scanMs: 30_000, authMs: 120_000, teardownMs: 16_000 }

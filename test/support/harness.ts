@@ -2,6 +2,8 @@
  * A session service over the simulated engine, in simulated time (vitest's fake timers drive
  * `systemClock`, XState's delays and the engine alike).
  */
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
 import { vi } from 'vitest'
 import { systemClock } from '../../src/clock.ts'
 import type { Engine } from '../../src/engines/engine.ts'
@@ -40,15 +42,29 @@ export function createHarness(options: HarnessOptions = {}) {
     killTimeoutMs: TIMEOUTS.killMs,
     ...options.engine,
   })
+  // Error-level log lines, so a test fails when the supervisor had to swallow an error.
+  const errors: string[] = []
+  const logger = pino(
+    { level: 'error' },
+    new Writable({
+      write(chunk, _encoding, done) {
+        errors.push(String(chunk))
+        done()
+      },
+    })
+  )
   const sessions = createSessionService({
     engine: options.engineOverride ?? simulated,
     timeouts: TIMEOUTS,
     maxSessions: 1_000,
+    logger,
     ...options.service,
   })
   return {
     engine: simulated,
     sessions,
+    /** Error-level log lines written so far. */
+    errors,
     /** Moves simulated time forward, running every timer and promise due on the way. */
     advance: (ms: number) => vi.advanceTimersByTimeAsync(ms),
     /** Collects a campaign's events. */
@@ -66,7 +82,7 @@ export function createHarness(options: HarnessOptions = {}) {
       await simulated.close()
       const timersLeft = vi.getTimerCount()
       vi.useRealTimers()
-      return { timersLeft }
+      return { timersLeft, errors }
     },
   }
 }
