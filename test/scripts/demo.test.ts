@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
 
-const ANSI = /\x1b\[[0-9;]*m/g
+const ANSI = new RegExp(String.fromCharCode(27) + '\\[[0-9;]*m', 'g')
 
 describe('npm run demo', () => {
   let demo: ChildProcess | undefined
