@@ -111,10 +111,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     stopEngineOf: (sessionId) => engine.stopSession(sessionId),
     onError: (error, context) => logger.error({ err: error, ...context }, 'supervisor error'),
     onRestart: (campaignId, delayMs) =>
-      logger.warn(
-        { campaignId, delayMs },
-        'engine crashed while ready; restarting with saved auth'
-      ),
+      logger.warn({ campaignId, delayMs }, 'engine crashed while ready; restarting with saved auth'),
   })
   const supervisor = createActor(machine, { clock })
   const stopped = new Promise<void>((resolve) => {
@@ -132,12 +129,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
   registry.observe((event) => {
     if (event.type === 'status') {
       logger.info(
-        {
-          campaignId: event.campaignId,
-          sessionId: event.sessionId,
-          status: event.status,
-          reason: event.reason,
-        },
+        { campaignId: event.campaignId, sessionId: event.sessionId, status: event.status, reason: event.reason },
         'session status'
       )
     }
@@ -162,8 +154,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
       })
       // The supervisor processes an event sent from outside synchronously; no answer means the
       // call came from inside its own processing, which the edges never do.
-      if (!result)
-        throw new Error('requestSession was called re-entrantly from within the supervisor')
+      if (!result) throw new Error('requestSession was called re-entrantly from within the supervisor')
       return result
     },
     cleanupSession(campaignId) {
@@ -175,13 +166,8 @@ export function createSessionService(options: SessionServiceOptions): Supervised
         })
       }
       let result: Promise<CleanupResult> | undefined
-      supervisor.send({
-        type: 'CLEANUP.REQUESTED',
-        campaignId,
-        reply: (answer) => (result = answer),
-      })
-      if (!result)
-        throw new Error('cleanupSession was called re-entrantly from within the supervisor')
+      supervisor.send({ type: 'CLEANUP.REQUESTED', campaignId, reply: (answer) => (result = answer) })
+      if (!result) throw new Error('cleanupSession was called re-entrantly from within the supervisor')
       return result
     },
     getCampaign: (campaignId) => registry.view(campaignId),
@@ -194,8 +180,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     inspect: (observer) => supervisor.system.inspect(observer),
     liveEngineSessions: () => engine.liveSessionIds(),
     shutdown() {
-      if (supervisor.getSnapshot().status === 'active')
-        supervisor.send({ type: 'SHUTDOWN.REQUESTED' })
+      if (supervisor.getSnapshot().status === 'active') supervisor.send({ type: 'SHUTDOWN.REQUESTED' })
       return stopped
     },
   }
@@ -205,9 +190,7 @@ function validateTimeouts(timeouts: SessionTimeouts): void {
   for (const [name, value] of Object.entries(timeouts)) {
     // A delay that is not a finite number would make XState fire the transition at once.
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-      throw new TypeError(
-        `timeouts.${name} must be a finite, non-negative number of ms (got ${value})`
-      )
+      throw new TypeError(`timeouts.${name} must be a finite, non-negative number of ms (got ${value})`)
     }
   }
 }

@@ -249,8 +249,7 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
       markFailedByEngine: assign(({ event }, params: { from: SessionStatus }) => {
         if (event.type !== 'ENGINE.TERMINATED') return {}
         return {
-          reason:
-            event.kind === 'logged_out' ? ('logged_out' as const) : ('engine_failed' as const),
+          reason: event.kind === 'logged_out' ? ('logged_out' as const) : ('engine_failed' as const),
           endedFrom: params.from,
           failureKind: event.kind,
           detail: event.detail,
@@ -333,8 +332,7 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
             ],
           },
           waitingForPredecessor: {
-            description:
-              "The campaign's previous engine is being torn down; its profile is not free yet.",
+            description: "The campaign's previous engine is being torn down; its profile is not free yet.",
             on: { 'PREDECESSOR.STOPPED': 'startingEngine' },
           },
           startingEngine: {
@@ -344,10 +342,7 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
         after: {
           initTimeout: {
             target: 'timedOut',
-            actions: {
-              type: 'markFailed',
-              params: { reason: 'init_timeout', from: 'initializing' },
-            },
+            actions: { type: 'markFailed', params: { reason: 'init_timeout', from: 'initializing' } },
           },
         },
         on: {
@@ -377,10 +372,7 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
         after: {
           scanTimeout: {
             target: 'timedOut',
-            actions: {
-              type: 'markFailed',
-              params: { reason: 'scan_timeout', from: 'awaitingScan' },
-            },
+            actions: { type: 'markFailed', params: { reason: 'scan_timeout', from: 'awaitingScan' } },
           },
         },
         on: {
@@ -420,8 +412,7 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
         on: {
           'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
           'ENGINE.QR_RECEIVED': {
-            description:
-              'The scan did not take and WhatsApp shows a new QR (within the scan deadline).',
+            description: 'The scan did not take and WhatsApp shows a new QR (within the scan deadline).',
             guard: 'isOwnEngineEvent',
             target: 'awaitingScan',
             actions: 'recordQr',
@@ -475,11 +466,7 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
           "The engine is being stopped (graceful, then forced). The teardown deadline is the machine's own bound in case the engine's stop never settles.",
         entry: [{ type: 'recordStatus', params: { status: 'cleaning' } }, 'stopEngine'],
         on: {
-          'ENGINE.STOPPED': {
-            guard: 'isOwnEngineEvent',
-            target: 'cleaned',
-            actions: 'recordTeardown',
-          },
+          'ENGINE.STOPPED': { guard: 'isOwnEngineEvent', target: 'cleaned', actions: 'recordTeardown' },
           'CLEANUP.REQUESTED': {},
           'SHUTDOWN.REQUESTED': {},
         },
@@ -504,9 +491,7 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
 }
 
 function isEndStatus(status: SessionStatus): boolean {
-  return (
-    status === 'timedOut' || status === 'failed' || status === 'cleaning' || status === 'cleaned'
-  )
+  return status === 'timedOut' || status === 'failed' || status === 'cleaning' || status === 'cleaned'
 }
 
 export type CampaignMachine = ReturnType<typeof createCampaignMachine>

@@ -203,10 +203,7 @@ export class SessionRegistry {
         ? { code: 'engine_failed', message: 'The session stopped because of an internal error.' }
         : session.failure,
       history: bug
-        ? [
-            ...history,
-            { status: 'failed', at: endedAt, reason: 'engine_failed', detail: 'internal error' },
-          ]
+        ? [...history, { status: 'failed', at: endedAt, reason: 'engine_failed', detail: 'internal error' }]
         : history,
       endedAt,
     }
@@ -322,10 +319,7 @@ export class SessionRegistry {
     return { unsubscribe: () => this.observers.delete(listener) }
   }
 
-  private viewOfSession(
-    live: LiveSession | undefined,
-    tombstone: Tombstone | undefined
-  ): CampaignView {
+  private viewOfSession(live: LiveSession | undefined, tombstone: Tombstone | undefined): CampaignView {
     if (live) {
       const { context, value } = live.actor.getSnapshot()
       const status = statusOf(value)
@@ -403,13 +397,7 @@ export class SessionRegistry {
         break
       }
       case 'qr':
-        event = {
-          ...base,
-          type: 'qr',
-          qr: emitted.qr,
-          attempt: emitted.attempt,
-          expiresAt: emitted.expiresAt,
-        }
+        event = { ...base, type: 'qr', qr: emitted.qr, attempt: emitted.attempt, expiresAt: emitted.expiresAt }
         break
       case 'ready':
         event = { ...base, type: 'ready' }
@@ -455,10 +443,7 @@ export class SessionRegistry {
   private evictTombstones(): void {
     const oldestAllowed = this.options.now() - this.options.tombstoneTtlMs
     for (const [sessionId, tombstone] of this.tombstones) {
-      if (
-        this.tombstones.size <= this.options.maxTombstones &&
-        tombstone.endedAt >= oldestAllowed
-      ) {
+      if (this.tombstones.size <= this.options.maxTombstones && tombstone.endedAt >= oldestAllowed) {
         break
       }
       this.tombstones.delete(sessionId)

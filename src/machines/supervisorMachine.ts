@@ -65,11 +65,7 @@ export type SupervisorEvent =
       force: boolean
       reply: (result: StartResult) => void
     }
-  | {
-      type: 'CLEANUP.REQUESTED'
-      campaignId: string
-      reply: (result: Promise<CleanupResult>) => void
-    }
+  | { type: 'CLEANUP.REQUESTED'; campaignId: string; reply: (result: Promise<CleanupResult>) => void }
   | { type: 'RESTART.DUE'; campaignId: string }
   | { type: 'SHUTDOWN.REQUESTED' }
   | { type: `xstate.done.actor.${string}`; output: CampaignOutput; actorId: string }
@@ -84,12 +80,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
   /** Campaigns with a restart scheduled. */
   const pendingRestarts = new Set<string>()
 
-  function safely<T>(
-    what: string,
-    fallback: T,
-    fn: () => T,
-    context: Record<string, unknown> = {}
-  ): T {
+  function safely<T>(what: string, fallback: T, fn: () => T, context: Record<string, unknown> = {}): T {
     try {
       return fn()
     } catch (error) {
@@ -177,10 +168,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         )
         if (result.ok && result.outcome === 'started') {
           enqueue.cancel(restartDelayId(event.campaignId))
-          enqueue.assign(({ context }) => ({
-            started: context.started + 1,
-            live: registry.liveCount,
-          }))
+          enqueue.assign(({ context }) => ({ started: context.started + 1, live: registry.liveCount }))
         }
         safely('reply', undefined, () => event.reply(result))
       }),
@@ -199,11 +187,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             const sessions = registry.sessionsOf(campaignId)
             if (sessions.length === 0) {
               const last = registry.lastEnded(campaignId)
-              return Promise.resolve({
-                campaignId,
-                sessionId: last?.sessionId ?? null,
-                hadSession: false,
-              })
+              return Promise.resolve({ campaignId, sessionId: last?.sessionId ?? null, hadSession: false })
             }
             for (const session of sessions) session.actor.send({ type: 'CLEANUP.REQUESTED' })
             const sessionId = sessions[0]!.sessionId
@@ -250,14 +234,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             }
             const { ended, successor } = registry.endSession(actorId, bug)
             successor?.actor.send({ type: 'PREDECESSOR.STOPPED' })
-            enqueue.assign(({ context }) => ({
-              ended: context.ended + 1,
-              live: registry.liveCount,
-            }))
+            enqueue.assign(({ context }) => ({ ended: context.ended + 1, live: registry.liveCount }))
             if (!ended || isError || self.getSnapshot().value !== 'running') return
             const output = (event as { output: CampaignOutput }).output
-            const crashedWhileReady =
-              output.failureKind === 'crashed' && output.endedFrom === 'ready'
+            const crashedWhileReady = output.failureKind === 'crashed' && output.endedFrom === 'ready'
             if (!crashedWhileReady || registry.current(output.campaignId)) return
             const delayMs = restartDelay(output.campaignId)
             if (delayMs === undefined) return
@@ -279,14 +259,9 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
       shutDownEverySession: () => {
         const sessions: LiveSession[] = [...registry.allLive()]
         for (const session of sessions) {
-          safely(
-            'shutDownSession',
-            undefined,
-            () => session.actor.send({ type: 'SHUTDOWN.REQUESTED' }),
-            {
-              sessionId: session.sessionId,
-            }
-          )
+          safely('shutDownSession', undefined, () => session.actor.send({ type: 'SHUTDOWN.REQUESTED' }), {
+            sessionId: session.sessionId,
+          })
         }
       },
     },

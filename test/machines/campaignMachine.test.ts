@@ -48,7 +48,8 @@ function start(input: Partial<CampaignInput> = {}) {
   actor.start()
   const status = () => statusOf(actor.getSnapshot().value)
   const engineSession = () => scripted.last()
-  const qr = (text = 'qr-1') => engineSession().emit({ type: 'qr', qr: text })
+  const qr = (text = 'qr-1') =>
+    engineSession().emit({ type: 'qr', qr: text })
   return { actor, emitted, status, engineSession, qr }
 }
 
@@ -95,13 +96,7 @@ describe('campaign machine: starting', () => {
     const { context } = actor.getSnapshot()
     expect(context.qr).toEqual({ qr: 'first', attempt: 1, expiresAt: Date.now() + TIMEOUTS.scanMs })
     expect(context.phaseDeadline).toBe(Date.now() + TIMEOUTS.scanMs)
-    expect(emitted).toContainEqual({
-      type: 'qr',
-      qr: 'first',
-      attempt: 1,
-      expiresAt: context.phaseDeadline,
-      at: Date.now(),
-    })
+    expect(emitted).toContainEqual({ type: 'qr', qr: 'first', attempt: 1, expiresAt: context.phaseDeadline, at: Date.now() })
   })
 
   it('comes up ready without a scan when saved auth is reused, within the init deadline', async () => {
@@ -149,10 +144,7 @@ describe('campaign machine: deadlines', () => {
     expect(status()).toBe('awaitingScan')
     await advance(1)
     expect(status()).toBe('cleaned')
-    expect(actor.getSnapshot().output).toMatchObject({
-      reason: 'scan_timeout',
-      endedFrom: 'awaitingScan',
-    })
+    expect(actor.getSnapshot().output).toMatchObject({ reason: 'scan_timeout', endedFrom: 'awaitingScan' })
     expect(emitted.find((e) => e.type === 'error')).toEqual({
       type: 'error',
       code: 'scan_timeout',
@@ -217,8 +209,7 @@ describe('campaign machine: failures', () => {
     const { actor, status, qr, engineSession, emitted } = start()
     actor.send({ type: 'START' })
     if (from !== 'initializing') qr()
-    if (from === 'authenticating' || from === 'ready')
-      engineSession().emit({ type: 'authenticated' })
+    if (from === 'authenticating' || from === 'ready') engineSession().emit({ type: 'authenticated' })
     if (from === 'ready') engineSession().emit({ type: 'ready' })
     expect(status()).toBe(from)
     engineSession().emit({ type: 'terminated', kind, detail: 'boom' })
@@ -346,10 +337,7 @@ describe('campaign machine: coverage', () => {
     const found: Array<{ key: string; transition: unknown }> = []
     const visit = (node: DirectedGraphNode) => {
       for (const edge of node.edges) {
-        found.push({
-          key: `${edge.source.id} --${edge.label.text}--> ${edge.target.id}`,
-          transition: edge.transition,
-        })
+        found.push({ key: `${edge.source.id} --${edge.label.text}--> ${edge.target.id}`, transition: edge.transition })
       }
       const stateNode: AnyStateNode = node.stateNode
       stateNode.always?.forEach((transition) => {
