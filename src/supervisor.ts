@@ -19,9 +19,9 @@ import { randomUUID } from 'node:crypto'
 import { createActor, type InspectionEvent } from 'xstate'
 import { systemClock, type Clock } from './clock.ts'
 import type { Engine } from './engines/engine.ts'
-import { trackEngine } from './engines/tracked.ts'
 import { silentLogger, type Logger } from './logger.ts'
 import { createCampaignMachine } from './machines/campaignMachine.ts'
+import { createEngineControl } from './machines/engineControl.ts'
 import { SessionRegistry } from './machines/sessionRegistry.ts'
 import {
   createSupervisorMachine,
@@ -61,7 +61,11 @@ export interface SessionServiceOptions {
 }
 
 export interface SupervisedSessionService extends SessionService {
-  /** Attaches an XState inspection observer to the supervisor and every campaign actor. */
+  /**
+   * Attaches an XState inspection observer to the supervisor and every campaign actor (each
+   * campaign actor is the root of its own small system); it first gets an `@xstate.actor` and an
+   * `@xstate.snapshot` for every live campaign actor. Costs nothing while nobody is attached.
+   */
   inspect(observer: (event: InspectionEvent) => void): Subscription
   /** Every event of every campaign, without replay (metrics, logs). */
   observe(listener: (event: SessionEvent) => void): Subscription
@@ -85,16 +89,17 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     random = Math.random,
   } = options
   validateTimeouts(timeouts)
-  const engine = trackEngine(options.engine)
+  const engines = createEngineControl(options.engine)
   const now = () => clock.now()
   const registry = new SessionRegistry({
-    machine: createCampaignMachine({ engine, now }),
+    machine: createCampaignMachine({ engines, now }),
     timeouts: {
       initMs: timeouts.initMs,
       scanMs: timeouts.scanMs,
       authMs: timeouts.authMs,
       teardownMs: timeouts.destroyMs + timeouts.killMs + TEARDOWN_MARGIN_MS,
     },
+    clock,
     now,
     maxTombstones,
     tombstoneTtlMs,
@@ -108,15 +113,21 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     now,
     random,
     newSessionId,
-    stopEngineOf: (sessionId) => engine.stopSession(sessionId),
+    stopEngineOf: (sessionId) => engines.forceStop(sessionId),
     onError: (error, context) => logger.error({ err: error, ...context }, 'supervisor error'),
     onRestart: (campaignId, delayMs) =>
-      logger.warn({ campaignId, delayMs }, 'engine crashed while ready; restarting with saved auth'),
+      logger.warn(
+        { campaignId, delayMs },
+        'engine crashed while ready; restarting with saved auth'
+      ),
   })
   const supervisor = createActor(machine, { clock })
   const stopped = new Promise<void>((resolve) => {
     supervisor.subscribe({
-      complete: () => resolve(),
+      complete: () => {
+        registry.close()
+        resolve()
+      },
       error: (error) => {
         // Unreachable by design (every action is total); logged so it can never pass silently.
         logger.fatal({ err: error }, 'the supervisor failed')
@@ -129,7 +140,12 @@ export function createSessionService(options: SessionServiceOptions): Supervised
   registry.observe((event) => {
     if (event.type === 'status') {
       logger.info(
-        { campaignId: event.campaignId, sessionId: event.sessionId, status: event.status, reason: event.reason },
+        {
+          campaignId: event.campaignId,
+          sessionId: event.sessionId,
+          status: event.status,
+          reason: event.reason,
+        },
         'session status'
       )
     }
@@ -154,7 +170,8 @@ export function createSessionService(options: SessionServiceOptions): Supervised
       })
       // The supervisor processes an event sent from outside synchronously; no answer means the
       // call came from inside its own processing, which the edges never do.
-      if (!result) throw new Error('requestSession was called re-entrantly from within the supervisor')
+      if (!result)
+        throw new Error('requestSession was called re-entrantly from within the supervisor')
       return result
     },
     cleanupSession(campaignId) {
@@ -166,8 +183,13 @@ export function createSessionService(options: SessionServiceOptions): Supervised
         })
       }
       let result: Promise<CleanupResult> | undefined
-      supervisor.send({ type: 'CLEANUP.REQUESTED', campaignId, reply: (answer) => (result = answer) })
-      if (!result) throw new Error('cleanupSession was called re-entrantly from within the supervisor')
+      supervisor.send({
+        type: 'CLEANUP.REQUESTED',
+        campaignId,
+        reply: (answer) => (result = answer),
+      })
+      if (!result)
+        throw new Error('cleanupSession was called re-entrantly from within the supervisor')
       return result
     },
     getCampaign: (campaignId) => registry.view(campaignId),
@@ -177,10 +199,20 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     subscribe: (target, listener) => registry.subscribe(target, listener),
     observe: (listener) => registry.observe(listener),
     stats: () => ({ accepting: isAccepting(), maxSessions, ...registry.stats() }),
-    inspect: (observer) => supervisor.system.inspect(observer),
-    liveEngineSessions: () => engine.liveSessionIds(),
+    inspect(observer) {
+      const onSupervisor = supervisor.system.inspect(observer)
+      const onSessions = registry.inspect({ next: observer })
+      return {
+        unsubscribe() {
+          onSupervisor.unsubscribe()
+          onSessions.unsubscribe()
+        },
+      }
+    },
+    liveEngineSessions: () => engines.liveSessionIds(),
     shutdown() {
-      if (supervisor.getSnapshot().status === 'active') supervisor.send({ type: 'SHUTDOWN.REQUESTED' })
+      if (supervisor.getSnapshot().status === 'active')
+        supervisor.send({ type: 'SHUTDOWN.REQUESTED' })
       return stopped
     },
   }
@@ -190,7 +222,9 @@ function validateTimeouts(timeouts: SessionTimeouts): void {
   for (const [name, value] of Object.entries(timeouts)) {
     // A delay that is not a finite number would make XState fire the transition at once.
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-      throw new TypeError(`timeouts.${name} must be a finite, non-negative number of ms (got ${value})`)
+      throw new TypeError(
+        `timeouts.${name} must be a finite, non-negative number of ms (got ${value})`
+      )
     }
   }
 }

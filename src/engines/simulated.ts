@@ -56,6 +56,8 @@ export interface SimulatedEngine extends Engine {
   isLinked(campaignId: string): boolean
   /** Running engine instances (started and not yet fully stopped). */
   liveCount(): number
+  /** Running engine instances of one campaign. */
+  liveCountOf(campaignId: string): number
   /** Counts since the engine was created, to prove nothing leaks. */
   counters(): { started: number; stopped: number; forcedStops: number }
 }
@@ -96,6 +98,10 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
 
     constructor(private readonly options: EngineSessionOptions) {
       this.behaviour = behaviourOf(options.campaignId)
+    }
+
+    get campaignId(): string {
+      return this.options.campaignId
     }
 
     start(): void {
@@ -213,6 +219,11 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     behaviourOf,
     isLinked: (campaignId) => linked.has(campaignId),
     liveCount: () => live.size,
+    liveCountOf(campaignId) {
+      let count = 0
+      for (const session of live) if (session.campaignId === campaignId) count++
+      return count
+    },
     counters: () => ({ ...counts }),
     async close() {
       await Promise.all([...live].map((session) => session.stop()))

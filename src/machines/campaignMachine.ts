@@ -7,14 +7,15 @@
  *                          cleaning → cleaned (final)
  *
  * The machine owns every deadline (init, scan, auth, teardown) and never does I/O itself: the
- * engine comes in as the `engine` actor, the time as `now`, both through the factory's
- * dependencies. It emits what subscribers need to know (`status`, `qr`, `ready`, `error`), and
+ * engine comes in through the `startEngine` and `stopEngine` actions, the time as `now`, both
+ * from the factory's dependencies. It emits what subscribers need to know (`status`, `qr`, `ready`, `error`), and
  * its output tells the supervisor how the session ended.
  *
  * @module
  */
-import { assign, emit, enqueueActions, fromCallback, sendTo, setup } from 'xstate'
-import type { Engine, EngineSession, EngineTerminationKind } from '../engines/engine.ts'
+import { assign, emit, enqueueActions, setup } from 'xstate'
+import type { EngineTerminationKind } from '../engines/engine.ts'
+import type { EngineControl } from './engineControl.ts'
 import { MAX_HISTORY } from './status.ts'
 import type { FailureReason, HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 import { describeFailure } from './messages.ts'
@@ -93,75 +94,9 @@ export interface CampaignOutput {
   endedFrom: SessionStatus | null
 }
 
-/** Commands the machine sends to its engine actor. */
-export type EngineCommand = { type: 'ENGINE.START' } | { type: 'ENGINE.STOP' }
-
-export interface EngineActorInput {
-  campaignId: string
-  sessionId: string
-}
-
 export interface CampaignMachineDeps {
-  engine: Engine
+  engines: EngineControl
   now: () => number
-}
-
-/**
- * Runs one engine session for the machine: starts it on `ENGINE.START`, relays its events, and
- * stops it on `ENGINE.STOP`, answering `ENGINE.STOPPED` once it is gone. If the machine itself
- * is stopped first, the engine is stopped anyway (nothing leaks).
- */
-export function engineActor(engine: Engine) {
-  return fromCallback<EngineCommand, EngineActorInput, CampaignEvent>(
-    ({ input, sendBack, receive }) => {
-      const { campaignId, sessionId } = input
-      let session: EngineSession | undefined
-      let stopRequested = false
-
-      receive((command) => {
-        if (command.type === 'ENGINE.START' && !session && !stopRequested) {
-          session = engine.createSession({
-            campaignId,
-            sessionId,
-            onEvent: (event) => {
-              if (stopRequested) return
-              switch (event.type) {
-                case 'qr':
-                  return sendBack({ type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr })
-                case 'authenticated':
-                  return sendBack({ type: 'ENGINE.AUTHENTICATED', sessionId })
-                case 'ready':
-                  return sendBack({ type: 'ENGINE.READY', sessionId })
-                case 'terminated':
-                  return sendBack({
-                    type: 'ENGINE.TERMINATED',
-                    sessionId,
-                    kind: event.kind,
-                    detail: event.detail,
-                  })
-              }
-            },
-          })
-          session.start()
-        } else if (command.type === 'ENGINE.STOP' && !stopRequested) {
-          stopRequested = true
-          const stopped = session
-            ? session.stop().catch(() => ({ forced: true, durationMs: 0 }))
-            : Promise.resolve({ forced: false, durationMs: 0 })
-          stopped.then(({ forced, durationMs }) =>
-            sendBack({ type: 'ENGINE.STOPPED', sessionId, forced, durationMs })
-          )
-        }
-      })
-
-      return () => {
-        if (session && !stopRequested) {
-          stopRequested = true
-          void session.stop()
-        }
-      }
-    }
-  )
 }
 
 /** The status a snapshot value stands for (nested `initializing` states count as one). */
@@ -169,7 +104,7 @@ export function statusOf(value: string | Record<string, unknown>): SessionStatus
   return (typeof value === 'string' ? value : Object.keys(value)[0]) as SessionStatus
 }
 
-export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
+export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
   return setup({
     types: {
       context: {} as CampaignContext,
@@ -177,9 +112,6 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
       input: {} as CampaignInput,
       emitted: {} as CampaignEmitted,
       output: {} as CampaignOutput,
-    },
-    actors: {
-      engine: engineActor(engine),
     },
     guards: {
       awaitsPredecessor: ({ context }) => context.awaitPredecessor,
@@ -220,8 +152,10 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
       armScanDeadline: assign({
         phaseDeadline: ({ context }) => context.scanDeadline,
       }),
-      startEngine: sendTo('engine', { type: 'ENGINE.START' }),
-      stopEngine: sendTo('engine', { type: 'ENGINE.STOP' }),
+      startEngine: ({ context, self }) =>
+        engines.start(context.campaignId, context.sessionId, (event) => self.send(event)),
+      stopEngine: ({ context, self }) =>
+        engines.stop(context.sessionId, (event) => self.send(event)),
       recordQr: enqueueActions(({ context, event, enqueue }) => {
         if (event.type !== 'ENGINE.QR_RECEIVED') return
         const at = now()
@@ -249,7 +183,8 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
       markFailedByEngine: assign(({ event }, params: { from: SessionStatus }) => {
         if (event.type !== 'ENGINE.TERMINATED') return {}
         return {
-          reason: event.kind === 'logged_out' ? ('logged_out' as const) : ('engine_failed' as const),
+          reason:
+            event.kind === 'logged_out' ? ('logged_out' as const) : ('engine_failed' as const),
           endedFrom: params.from,
           failureKind: event.kind,
           detail: event.detail,
@@ -292,11 +227,6 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
       history: [],
       teardown: null,
     }),
-    invoke: {
-      id: 'engine',
-      src: 'engine',
-      input: ({ context }) => ({ campaignId: context.campaignId, sessionId: context.sessionId }),
-    },
     initial: 'idle',
     on: {
       'CLEANUP.REQUESTED': {
@@ -332,7 +262,8 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
             ],
           },
           waitingForPredecessor: {
-            description: "The campaign's previous engine is being torn down; its profile is not free yet.",
+            description:
+              "The campaign's previous engine is being torn down; its profile is not free yet.",
             on: { 'PREDECESSOR.STOPPED': 'startingEngine' },
           },
           startingEngine: {
@@ -342,7 +273,10 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
         after: {
           initTimeout: {
             target: 'timedOut',
-            actions: { type: 'markFailed', params: { reason: 'init_timeout', from: 'initializing' } },
+            actions: {
+              type: 'markFailed',
+              params: { reason: 'init_timeout', from: 'initializing' },
+            },
           },
         },
         on: {
@@ -372,7 +306,10 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
         after: {
           scanTimeout: {
             target: 'timedOut',
-            actions: { type: 'markFailed', params: { reason: 'scan_timeout', from: 'awaitingScan' } },
+            actions: {
+              type: 'markFailed',
+              params: { reason: 'scan_timeout', from: 'awaitingScan' },
+            },
           },
         },
         on: {
@@ -412,7 +349,8 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
         on: {
           'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
           'ENGINE.QR_RECEIVED': {
-            description: 'The scan did not take and WhatsApp shows a new QR (within the scan deadline).',
+            description:
+              'The scan did not take and WhatsApp shows a new QR (within the scan deadline).',
             guard: 'isOwnEngineEvent',
             target: 'awaitingScan',
             actions: 'recordQr',
@@ -466,7 +404,11 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
           "The engine is being stopped (graceful, then forced). The teardown deadline is the machine's own bound in case the engine's stop never settles.",
         entry: [{ type: 'recordStatus', params: { status: 'cleaning' } }, 'stopEngine'],
         on: {
-          'ENGINE.STOPPED': { guard: 'isOwnEngineEvent', target: 'cleaned', actions: 'recordTeardown' },
+          'ENGINE.STOPPED': {
+            guard: 'isOwnEngineEvent',
+            target: 'cleaned',
+            actions: 'recordTeardown',
+          },
           'CLEANUP.REQUESTED': {},
           'SHUTDOWN.REQUESTED': {},
         },
@@ -491,7 +433,38 @@ export function createCampaignMachine({ engine, now }: CampaignMachineDeps) {
 }
 
 function isEndStatus(status: SessionStatus): boolean {
-  return status === 'timedOut' || status === 'failed' || status === 'cleaning' || status === 'cleaned'
+  return (
+    status === 'timedOut' || status === 'failed' || status === 'cleaning' || status === 'cleaned'
+  )
 }
 
 export type CampaignMachine = ReturnType<typeof createCampaignMachine>
+
+/** What each event means; statecharts.md is generated from these. */
+export const CAMPAIGN_EVENTS: Record<CampaignEvent['type'], string> = {
+  START: 'The supervisor starts the session (right after creating it).',
+  'PREDECESSOR.STOPPED': "The campaign's previous session is gone; its engine profile is free.",
+  'SESSION.REQUESTED': 'Someone asked for a QR again (`force` to replace the session).',
+  'CLEANUP.REQUESTED': 'Someone asked to tear the session down.',
+  'SHUTDOWN.REQUESTED': 'The service is shutting down.',
+  'ENGINE.QR_RECEIVED': 'The engine shows a QR (first one, or a rotation).',
+  'ENGINE.AUTHENTICATED': 'The phone scanned the QR, or saved auth was accepted.',
+  'ENGINE.READY': 'WhatsApp is linked and connected.',
+  'ENGINE.TERMINATED': 'The engine ended on its own (start failure, logout, crash, error).',
+  'ENGINE.STOPPED': "The engine's bounded stop settled: no process of it is left.",
+}
+
+export const CAMPAIGN_GUARDS: Record<string, string> = {
+  awaitsPredecessor: "The campaign's previous session is still being torn down.",
+  isForced: 'The request carries `force: true`.',
+  isOwnEngineEvent:
+    "The event comes from this session's own engine instance (a late event of another is ignored).",
+}
+
+export const CAMPAIGN_DELAYS: Record<string, string> = {
+  initTimeout: '`INIT_TIMEOUT_MS`: from START until the first QR (or ready, with saved auth).',
+  scanTimeout: '`SCAN_TIMEOUT_MS`: from the first QR; rotations do not extend it.',
+  authTimeout: '`AUTH_TIMEOUT_MS`: from the scan until ready.',
+  teardownTimeout:
+    "`DESTROY_TIMEOUT_MS` + kill bound + 1 s: the machine's own bound on the engine's stop.",
+}

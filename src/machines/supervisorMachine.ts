@@ -15,7 +15,7 @@ import { assign, enqueueActions, setup } from 'xstate'
 import type { Caller, CleanupResult, StartResult } from '../sessions.ts'
 import type { CampaignOutput } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
-import type { LiveSession, SessionRegistry } from './sessionRegistry.ts'
+import type { SessionRegistry } from './sessionRegistry.ts'
 
 export interface RestartPolicy {
   /** At most this many restarts of one campaign within `windowMs`; past it the session stays failed. */
@@ -65,11 +65,15 @@ export type SupervisorEvent =
       force: boolean
       reply: (result: StartResult) => void
     }
-  | { type: 'CLEANUP.REQUESTED'; campaignId: string; reply: (result: Promise<CleanupResult>) => void }
+  | {
+      type: 'CLEANUP.REQUESTED'
+      campaignId: string
+      reply: (result: Promise<CleanupResult>) => void
+    }
   | { type: 'RESTART.DUE'; campaignId: string }
   | { type: 'SHUTDOWN.REQUESTED' }
-  | { type: `xstate.done.actor.${string}`; output: CampaignOutput; actorId: string }
-  | { type: `xstate.error.actor.${string}`; error: unknown; actorId: string }
+  | { type: 'SESSION.ENDED'; sessionId: string; output: CampaignOutput }
+  | { type: 'SESSION.FAILED'; sessionId: string; error: unknown }
 
 const restartDelayId = (campaignId: string) => `restart:${campaignId}`
 
@@ -80,7 +84,12 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
   /** Campaigns with a restart scheduled. */
   const pendingRestarts = new Set<string>()
 
-  function safely<T>(what: string, fallback: T, fn: () => T, context: Record<string, unknown> = {}): T {
+  function safely<T>(
+    what: string,
+    fallback: T,
+    fn: () => T,
+    context: Record<string, unknown> = {}
+  ): T {
     try {
       return fn()
     } catch (error) {
@@ -168,7 +177,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         )
         if (result.ok && result.outcome === 'started') {
           enqueue.cancel(restartDelayId(event.campaignId))
-          enqueue.assign(({ context }) => ({ started: context.started + 1, live: registry.liveCount }))
+          enqueue.assign(({ context }) => ({
+            started: context.started + 1,
+            live: registry.liveCount,
+          }))
         }
         safely('reply', undefined, () => event.reply(result))
       }),
@@ -187,7 +199,11 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             const sessions = registry.sessionsOf(campaignId)
             if (sessions.length === 0) {
               const last = registry.lastEnded(campaignId)
-              return Promise.resolve({ campaignId, sessionId: last?.sessionId ?? null, hadSession: false })
+              return Promise.resolve({
+                campaignId,
+                sessionId: last?.sessionId ?? null,
+                hadSession: false,
+              })
             }
             for (const session of sessions) session.actor.send({ type: 'CLEANUP.REQUESTED' })
             const sessionId = sessions[0]!.sessionId
@@ -219,25 +235,29 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         )
       }),
       handleSessionEnded: enqueueActions(({ event, enqueue, self }) => {
-        const isDone = event.type.startsWith('xstate.done.actor.')
-        const isError = event.type.startsWith('xstate.error.actor.')
-        if (!isDone && !isError) return
-        const { actorId } = event as { actorId: string }
+        if (event.type !== 'SESSION.ENDED' && event.type !== 'SESSION.FAILED') return
+        const { sessionId } = event
         safely(
           'handleSessionEnded',
           undefined,
           () => {
-            const bug = isError ? (event as { error: unknown }).error : undefined
-            if (isError) {
-              deps.onError(bug, { sessionId: actorId, action: 'campaign actor failed' })
-              deps.stopEngineOf(actorId)
+            const bug = event.type === 'SESSION.FAILED' ? event.error : undefined
+            const { ended, successor } = registry.endSession(sessionId, bug)
+            if (event.type === 'SESSION.FAILED') {
+              deps.onError(bug, { sessionId, action: 'campaign actor failed' })
+              // Its own cleanup did not run: make sure its engine is stopped anyway.
+              safely('stopEngineOf', undefined, () => deps.stopEngineOf(sessionId), { sessionId })
             }
-            const { ended, successor } = registry.endSession(actorId, bug)
             successor?.actor.send({ type: 'PREDECESSOR.STOPPED' })
-            enqueue.assign(({ context }) => ({ ended: context.ended + 1, live: registry.liveCount }))
-            if (!ended || isError || self.getSnapshot().value !== 'running') return
-            const output = (event as { output: CampaignOutput }).output
-            const crashedWhileReady = output.failureKind === 'crashed' && output.endedFrom === 'ready'
+            enqueue.assign(({ context }) => ({
+              ended: context.ended + 1,
+              live: registry.liveCount,
+            }))
+            if (!ended || event.type !== 'SESSION.ENDED' || self.getSnapshot().value !== 'running')
+              return
+            const { output } = event
+            const crashedWhileReady =
+              output.failureKind === 'crashed' && output.endedFrom === 'ready'
             if (!crashedWhileReady || registry.current(output.campaignId)) return
             const delayMs = restartDelay(output.campaignId)
             if (delayMs === undefined) return
@@ -248,7 +268,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
               { delay: delayMs, id: restartDelayId(output.campaignId) }
             )
           },
-          { sessionId: actorId }
+          { sessionId }
         )
       }),
       stopAccepting: assign({ accepting: false }),
@@ -256,22 +276,19 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         for (const campaignId of pendingRestarts) enqueue.cancel(restartDelayId(campaignId))
         pendingRestarts.clear()
       }),
-      shutDownEverySession: () => {
-        const sessions: LiveSession[] = [...registry.allLive()]
-        for (const session of sessions) {
-          safely('shutDownSession', undefined, () => session.actor.send({ type: 'SHUTDOWN.REQUESTED' }), {
-            sessionId: session.sessionId,
-          })
+      shutDownEverySession: enqueueActions(({ enqueue }) => {
+        for (const session of registry.allLive()) {
+          enqueue.sendTo(session.actor, { type: 'SHUTDOWN.REQUESTED' })
         }
-      },
+      }),
     },
   }).createMachine({
     id: 'supervisor',
     context: { accepting: true, live: 0, started: 0, ended: 0, restarts: 0 },
     initial: 'running',
     on: {
-      'xstate.done.actor.*': { actions: 'handleSessionEnded' },
-      'xstate.error.actor.*': { actions: 'handleSessionEnded' },
+      'SESSION.ENDED': { actions: 'handleSessionEnded' },
+      'SESSION.FAILED': { actions: 'handleSessionEnded' },
       'CLEANUP.REQUESTED': { actions: 'handleCleanupRequest' },
     },
     states: {
@@ -301,3 +318,25 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
 }
 
 export type SupervisorMachine = ReturnType<typeof createSupervisorMachine>
+
+/** What each event means; statecharts.md is generated from these. */
+export const SUPERVISOR_EVENTS: Record<string, string> = {
+  'SESSION.REQUESTED': 'Start or join a campaign session (answered at once through `reply`).',
+  'CLEANUP.REQUESTED':
+    "Tear a campaign's sessions down (answered with a promise of the engine being gone).",
+  'RESTART.DUE': 'The backoff before restarting a crashed ready session has passed.',
+  'SHUTDOWN.REQUESTED': 'Stop accepting sessions and tear every session down.',
+  'SESSION.ENDED':
+    'A campaign actor reached `cleaned`: remove it, leave its tombstone, maybe restart.',
+  'SESSION.FAILED':
+    'A campaign actor failed with a bug: remove it, stop its engine, leave a `failed` tombstone.',
+}
+
+export const SUPERVISOR_GUARDS: Record<string, string> = {
+  hasNoLiveSession: 'No campaign actor is left.',
+}
+
+export const SUPERVISOR_DELAYS: Record<string, string> = {
+  'restart:<campaignId>':
+    'Backoff before a restart: 1 s · 2ⁿ (n = restarts in the last 5 min), at most 30 s, with equal jitter.',
+}

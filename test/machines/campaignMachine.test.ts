@@ -8,6 +8,7 @@ import {
   type CampaignEmitted,
   type CampaignInput,
 } from '../../src/machines/campaignMachine.ts'
+import { createEngineControl } from '../../src/machines/engineControl.ts'
 import { createScriptedEngine, type StopBehaviour } from '../support/scriptedEngine.ts'
 
 /*
@@ -22,18 +23,22 @@ const delegatingEngine: Engine = {
   createSession: (options) => scripted.engine.createSession(options),
   close: async () => {},
 }
-const machine = createCampaignMachine({ engine: delegatingEngine, now: () => Date.now() })
+const machine = createCampaignMachine({
+  engines: createEngineControl(delegatingEngine),
+  now: () => Date.now(),
+})
 const taken = new Set<unknown>()
 
 const TIMEOUTS = { initMs: 30_000, scanMs: 30_000, authMs: 120_000, teardownMs: 16_000 }
-const SESSION_ID = 'session-1'
+let sessionCount = 0
 
 function start(input: Partial<CampaignInput> = {}) {
+  const sessionId = `session-${++sessionCount}`
   const emitted: CampaignEmitted[] = []
   const actor = createActor(machine, {
     input: {
       campaignId: 'spring-sale',
-      sessionId: SESSION_ID,
+      sessionId,
       timeouts: TIMEOUTS,
       awaitPredecessor: false,
       ...input,
@@ -48,9 +53,8 @@ function start(input: Partial<CampaignInput> = {}) {
   actor.start()
   const status = () => statusOf(actor.getSnapshot().value)
   const engineSession = () => scripted.last()
-  const qr = (text = 'qr-1') =>
-    engineSession().emit({ type: 'qr', qr: text })
-  return { actor, emitted, status, engineSession, qr }
+  const qr = (text = 'qr-1') => engineSession().emit({ type: 'qr', qr: text })
+  return { actor, emitted, status, engineSession, qr, sessionId }
 }
 
 const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms)
@@ -96,7 +100,13 @@ describe('campaign machine: starting', () => {
     const { context } = actor.getSnapshot()
     expect(context.qr).toEqual({ qr: 'first', attempt: 1, expiresAt: Date.now() + TIMEOUTS.scanMs })
     expect(context.phaseDeadline).toBe(Date.now() + TIMEOUTS.scanMs)
-    expect(emitted).toContainEqual({ type: 'qr', qr: 'first', attempt: 1, expiresAt: context.phaseDeadline, at: Date.now() })
+    expect(emitted).toContainEqual({
+      type: 'qr',
+      qr: 'first',
+      attempt: 1,
+      expiresAt: context.phaseDeadline,
+      at: Date.now(),
+    })
   })
 
   it('comes up ready without a scan when saved auth is reused, within the init deadline', async () => {
@@ -144,7 +154,10 @@ describe('campaign machine: deadlines', () => {
     expect(status()).toBe('awaitingScan')
     await advance(1)
     expect(status()).toBe('cleaned')
-    expect(actor.getSnapshot().output).toMatchObject({ reason: 'scan_timeout', endedFrom: 'awaitingScan' })
+    expect(actor.getSnapshot().output).toMatchObject({
+      reason: 'scan_timeout',
+      endedFrom: 'awaitingScan',
+    })
     expect(emitted.find((e) => e.type === 'error')).toEqual({
       type: 'error',
       code: 'scan_timeout',
@@ -206,10 +219,11 @@ describe('campaign machine: failures', () => {
     ['authenticating', 'engine_error', 'engine_failed'],
     ['ready', 'logged_out', 'logged_out'],
   ] as const)('fails from %s when the engine terminates (%s → %s)', async (from, kind, reason) => {
-    const { actor, status, qr, engineSession, emitted } = start()
+    const { actor, status, qr, engineSession, emitted, sessionId } = start()
     actor.send({ type: 'START' })
     if (from !== 'initializing') qr()
-    if (from === 'authenticating' || from === 'ready') engineSession().emit({ type: 'authenticated' })
+    if (from === 'authenticating' || from === 'ready')
+      engineSession().emit({ type: 'authenticated' })
     if (from === 'ready') engineSession().emit({ type: 'ready' })
     expect(status()).toBe(from)
     engineSession().emit({ type: 'terminated', kind, detail: 'boom' })
@@ -217,7 +231,7 @@ describe('campaign machine: failures', () => {
     expect(status()).toBe('cleaned')
     expect(actor.getSnapshot().output).toEqual({
       campaignId: 'spring-sale',
-      sessionId: SESSION_ID,
+      sessionId,
       reason,
       failureKind: kind,
       endedFrom: from,
@@ -337,7 +351,10 @@ describe('campaign machine: coverage', () => {
     const found: Array<{ key: string; transition: unknown }> = []
     const visit = (node: DirectedGraphNode) => {
       for (const edge of node.edges) {
-        found.push({ key: `${edge.source.id} --${edge.label.text}--> ${edge.target.id}`, transition: edge.transition })
+        found.push({
+          key: `${edge.source.id} --${edge.label.text}--> ${edge.target.id}`,
+          transition: edge.transition,
+        })
       }
       const stateNode: AnyStateNode = node.stateNode
       stateNode.always?.forEach((transition) => {

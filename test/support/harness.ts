@@ -2,6 +2,8 @@
  * A session service over the simulated engine, in simulated time (vitest's fake timers drive
  * `systemClock`, XState's delays and the engine alike).
  */
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
 import { vi } from 'vitest'
 import { systemClock } from '../../src/clock.ts'
 import type { Engine } from '../../src/engines/engine.ts'
@@ -40,15 +42,29 @@ export function createHarness(options: HarnessOptions = {}) {
     killTimeoutMs: TIMEOUTS.killMs,
     ...options.engine,
   })
+  // Error-level log lines, so a test fails when the supervisor had to swallow an error.
+  const errors: string[] = []
+  const logger = pino(
+    { level: 'error' },
+    new Writable({
+      write(chunk, _encoding, done) {
+        errors.push(String(chunk))
+        done()
+      },
+    })
+  )
   const sessions = createSessionService({
     engine: options.engineOverride ?? simulated,
     timeouts: TIMEOUTS,
     maxSessions: 1_000,
+    logger,
     ...options.service,
   })
   return {
     engine: simulated,
     sessions,
+    /** Error-level log lines written so far. */
+    errors,
     /** Moves simulated time forward, running every timer and promise due on the way. */
     advance: (ms: number) => vi.advanceTimersByTimeAsync(ms),
     /** Collects a campaign's events. */
@@ -57,14 +73,16 @@ export function createHarness(options: HarnessOptions = {}) {
       const subscription = sessions.subscribe({ campaignId }, (event) => events.push(event))
       return { events, unsubscribe: () => subscription?.unsubscribe() }
     },
-    /** Shuts the service down in simulated time; fails if anything is left running. */
+    /** Shuts the service down in simulated time; reports the timers still pending after it. */
     async dispose() {
       let done = false
       const shutdown = sessions.shutdown().then(() => (done = true))
       for (let i = 0; i < 100 && !done; i++) await vi.advanceTimersByTimeAsync(1_000)
       await shutdown
       await simulated.close()
+      const timersLeft = vi.getTimerCount()
       vi.useRealTimers()
+      return { timersLeft, errors }
     },
   }
 }

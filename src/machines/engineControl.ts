@@ -1,0 +1,95 @@
+/**
+ * The campaign machine's handle on its engine: `startEngine` and `stopEngine` are named actions
+ * that call this, and engine events come back to the actor as `ENGINE.*` events.
+ *
+ * Why not an invoked callback actor: that is a second XState actor (with its mailbox, observers
+ * and scope) for every session, which doubled the heap of a live session; one Map shared by all
+ * sessions does the same job.
+ *
+ * @module
+ */
+import type { Engine, EngineEvent, EngineSession } from '../engines/engine.ts'
+import type { CampaignEvent } from './campaignMachine.ts'
+
+type Send = (event: CampaignEvent) => void
+
+interface Running {
+  session: EngineSession
+  /** Set once stop has been requested: from then on, the engine's events are dropped. */
+  stopping: boolean
+}
+
+export interface EngineControl {
+  /** Starts the session's engine; its events are sent to the actor through `send`. */
+  start(campaignId: string, sessionId: string, send: Send): void
+  /** Stops it (if it ever started) and sends `ENGINE.STOPPED` once it is gone, never before. */
+  stop(sessionId: string, send: Send): void
+  /**
+   * Stops the engine of a session whose actor failed with a bug (so `stopEngine` never ran).
+   * Expects anything of the engine, since it may be the reason.
+   */
+  forceStop(sessionId: string): void
+  /** Engine sessions started and not yet stopped: tests use it to prove nothing leaks. */
+  liveSessionIds(): string[]
+}
+
+export function createEngineControl(engine: Engine): EngineControl {
+  const running = new Map<string, Running>()
+
+  return {
+    start(campaignId, sessionId, send) {
+      if (running.has(sessionId)) return
+      const relay = (event: EngineEvent) => {
+        if (running.get(sessionId)?.stopping !== false) return
+        send(toMachineEvent(sessionId, event))
+      }
+      try {
+        const session = engine.createSession({ campaignId, sessionId, onEvent: relay })
+        running.set(sessionId, { session, stopping: false })
+        session.start()
+      } catch (error) {
+        // An engine that throws on start broke its contract; for the session it is a failed start.
+        const detail = error instanceof Error ? error.message : String(error)
+        queueMicrotask(() =>
+          send({ type: 'ENGINE.TERMINATED', sessionId, kind: 'start_failed', detail })
+        )
+      }
+    },
+    stop(sessionId, send) {
+      const entry = running.get(sessionId)
+      if (entry?.stopping) return
+      if (entry) entry.stopping = true
+      const stopped = entry
+        ? entry.session.stop().catch(() => ({ forced: true, durationMs: 0 }))
+        : Promise.resolve({ forced: false, durationMs: 0 })
+      void stopped.then(({ forced, durationMs }) => {
+        running.delete(sessionId)
+        send({ type: 'ENGINE.STOPPED', sessionId, forced, durationMs })
+      })
+    },
+    forceStop(sessionId) {
+      const entry = running.get(sessionId)
+      if (!entry) return
+      // Even if a stop was requested: it may be the very call that threw. stop() is idempotent.
+      entry.stopping = true
+      Promise.resolve()
+        .then(() => entry.session.stop())
+        .catch(() => undefined)
+        .finally(() => running.delete(sessionId))
+    },
+    liveSessionIds: () => [...running.keys()],
+  }
+}
+
+function toMachineEvent(sessionId: string, event: EngineEvent): CampaignEvent {
+  switch (event.type) {
+    case 'qr':
+      return { type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr }
+    case 'authenticated':
+      return { type: 'ENGINE.AUTHENTICATED', sessionId }
+    case 'ready':
+      return { type: 'ENGINE.READY', sessionId }
+    case 'terminated':
+      return { type: 'ENGINE.TERMINATED', sessionId, kind: event.kind, detail: event.detail }
+  }
+}

@@ -1,0 +1,120 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { EngineEvent } from '../../src/engines/engine.ts'
+import { createSimulatedEngine, fakeWhatsAppQr } from '../../src/engines/simulated.ts'
+
+const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms)
+
+beforeEach(() => {
+  vi.useFakeTimers()
+})
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+function run(engine = createSimulatedEngine(), campaignId = 'spring-sale', sessionId = 's1') {
+  const events: EngineEvent[] = []
+  const session = engine.createSession({ campaignId, sessionId, onEvent: (e) => events.push(e) })
+  session.start()
+  return { engine, session, events }
+}
+
+describe('simulated engine', () => {
+  it('shows its first QR after 300 ms and a new one every 20 s', async () => {
+    const { events } = run()
+    await advance(299)
+    expect(events).toEqual([])
+    await advance(1)
+    expect(events).toHaveLength(1)
+    await advance(20_000)
+    expect(events.map((e) => e.type)).toEqual(['qr', 'qr'])
+    const [first, second] = events as Array<Extract<EngineEvent, { type: 'qr' }>>
+    expect(first!.qr).not.toBe(second!.qr)
+  })
+
+  it("makes QR texts shaped like WhatsApp Web's", () => {
+    const qr = fakeWhatsAppQr()
+    const fields = qr.split(',')
+    expect(fields).toHaveLength(5)
+    expect(fields[0]).toMatch(/^2@[A-Za-z0-9+/=]+$/)
+    expect(qr.length).toBeGreaterThanOrEqual(152)
+  })
+
+  it('honours SIM_QR_DELAY_MS and SIM_QR_ROTATE_MS', async () => {
+    const { events } = run(createSimulatedEngine({ qrDelayMs: 10, qrRotateMs: 100 }))
+    await advance(310)
+    expect(events.filter((e) => e.type === 'qr')).toHaveLength(4)
+  })
+
+  it('plays the phone: scan → authenticated → ready, and remembers the link', async () => {
+    const { engine, events, session } = run()
+    expect(engine.scan('spring-sale')).toBe(false) // no QR yet
+    await advance(300)
+    expect(engine.scan('spring-sale')).toBe(true)
+    expect(engine.scan('spring-sale')).toBe(false) // already scanned
+    await advance(500)
+    expect(events.map((e) => e.type)).toEqual(['qr', 'authenticated', 'ready'])
+    expect(engine.isLinked('spring-sale')).toBe(true)
+    const stopped = session.stop()
+    await advance(20)
+    await stopped
+
+    const restored = run(engine, 'spring-sale', 's2')
+    await advance(800)
+    expect(restored.events.map((e) => e.type)).toEqual(['authenticated', 'ready'])
+  })
+
+  it('forgets the link when the phone logs out', async () => {
+    const engine = createSimulatedEngine()
+    const { events } = run(engine)
+    await advance(300)
+    engine.scan('spring-sale')
+    await advance(500)
+    expect(engine.disconnect('spring-sale')).toBe(true)
+    expect(events.at(-1)).toMatchObject({ type: 'terminated', kind: 'logged_out' })
+    expect(engine.isLinked('spring-sale')).toBe(false)
+  })
+
+  it('dies without warning on crash, and says nothing more', async () => {
+    const { engine, events } = run()
+    await advance(300)
+    expect(engine.crash('spring-sale')).toBe(true)
+    expect(engine.crash('spring-sale')).toBe(false)
+    await advance(60_000)
+    expect(events.map((e) => e.type)).toEqual(['qr', 'terminated'])
+    expect(events[1]).toMatchObject({ kind: 'crashed' })
+  })
+
+  it.each([
+    ['hang', []],
+    ['error', ['terminated']],
+    ['restored', ['authenticated', 'ready']],
+  ] as const)('starts with behaviour %s', async (startup, expected) => {
+    const engine = createSimulatedEngine()
+    engine.setBehaviour('spring-sale', { startup })
+    const { events } = run(engine)
+    await advance(60_000)
+    expect(events.map((e) => e.type)).toEqual(expected)
+  })
+
+  it('stops idempotently, delivers nothing after stop, and is gone after it', async () => {
+    const { engine, session, events } = run()
+    await advance(300)
+    const first = session.stop()
+    expect(session.stop()).toBe(first)
+    await advance(30_000)
+    expect(await first).toEqual({ forced: false, durationMs: 20 })
+    expect(events).toHaveLength(1)
+    expect(engine.liveCount()).toBe(0)
+    expect(vi.getTimerCount()).toBe(0)
+  })
+
+  it('kills a hanging teardown after destroyTimeoutMs', async () => {
+    const engine = createSimulatedEngine({ destroyTimeoutMs: 1_000, killDelayMs: 10 })
+    engine.setBehaviour('spring-sale', { teardown: 'hang' })
+    const { session } = run(engine)
+    const stopped = session.stop()
+    await advance(1_010)
+    expect(await stopped).toEqual({ forced: true, durationMs: 1_010 })
+    expect(engine.counters()).toEqual({ started: 1, stopped: 1, forcedStops: 1 })
+  })
+})

@@ -1,0 +1,459 @@
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import type { Engine } from '../src/engines/engine.ts'
+import type { SessionEvent, StartResult } from '../src/sessions.ts'
+import { admin, alice, bob, createHarness, TIMEOUTS } from './support/harness.ts'
+
+type Harness = ReturnType<typeof createHarness>
+let h: Harness
+/** Error log lines a test provokes on purpose. */
+let expectedErrors: string[] = []
+
+afterEach(async () => {
+  const { timersLeft, errors } = await h.dispose()
+  // Nothing the service started is left: no engine session, no timer; no error was swallowed.
+  expect(timersLeft).toBe(0)
+  expect(errors.filter((line) => !expectedErrors.some((e) => line.includes(e)))).toEqual([])
+  expectedErrors = []
+  expect(h.engine.liveCount()).toBe(0)
+  expect(h.sessions.liveEngineSessions()).toEqual([])
+})
+
+function sessionIdOf(result: StartResult): string {
+  if (!result.ok) throw new Error(`expected a session, got ${result.error}`)
+  return result.view.sessionId!
+}
+
+const request = (campaignId: string, options: { force?: boolean; caller?: typeof alice } = {}) =>
+  h.sessions.requestSession({ campaignId, caller: options.caller ?? alice, force: options.force })
+
+describe('start or join (the seed: "same campaign requested repeatedly")', () => {
+  it('starts one engine for 100 simultaneous requests of the same campaign', async () => {
+    h = createHarness()
+    const results = Array.from({ length: 100 }, () => request('spring-sale'))
+    const ids = new Set(results.map(sessionIdOf))
+    expect(ids.size).toBe(1)
+    expect(results[0]).toMatchObject({ ok: true, outcome: 'started' })
+    expect(results.slice(1).every((r) => r.ok && r.outcome === 'joined')).toBe(true)
+    await h.advance(300)
+    expect(h.engine.counters().started).toBe(1)
+    expect(h.sessions.getCampaign('spring-sale').status).toBe('awaitingScan')
+  })
+
+  it('answers at once with the session, its status and the init deadline', () => {
+    h = createHarness()
+    const result = request('spring-sale')
+    expect(result).toMatchObject({
+      ok: true,
+      outcome: 'started',
+      view: {
+        campaignId: 'spring-sale',
+        owner: 'alice',
+        status: 'initializing',
+        isConnected: false,
+        hasActiveSession: true,
+        expiresAt: Date.now() + TIMEOUTS.initMs,
+        qr: null,
+      },
+    })
+  })
+
+  it('returns the current QR to a request that joins a session awaiting its scan', async () => {
+    h = createHarness()
+    request('spring-sale')
+    await h.advance(300)
+    const joined = request('spring-sale')
+    expect(joined).toMatchObject({ ok: true, outcome: 'joined', view: { status: 'awaitingScan' } })
+    expect(joined.ok && joined.view.qr?.attempt).toBe(1)
+  })
+
+  it('starts nothing for a ready campaign', async () => {
+    h = createHarness()
+    const first = sessionIdOf(request('spring-sale'))
+    await h.advance(300)
+    h.engine.scan('spring-sale')
+    await h.advance(500)
+    const again = request('spring-sale')
+    expect(again).toMatchObject({
+      ok: true,
+      outcome: 'ready',
+      view: { status: 'ready', isConnected: true },
+    })
+    expect(sessionIdOf(again)).toBe(first)
+    expect(h.engine.counters().started).toBe(1)
+  })
+
+  it('replaces the session on force, starting the new engine only after the old one is gone', async () => {
+    h = createHarness()
+    h.engine.setBehaviour('spring-sale', { teardown: 'hang' })
+    const first = sessionIdOf(request('spring-sale'))
+    await h.advance(300)
+    const forced = request('spring-sale', { force: true })
+    expect(forced).toMatchObject({ ok: true, outcome: 'started', view: { status: 'initializing' } })
+    const second = sessionIdOf(forced)
+    expect(second).not.toBe(first)
+    // The old engine's teardown hangs until it is killed; the new one waits for it.
+    await h.advance(TIMEOUTS.destroyMs - 1)
+    expect(h.engine.counters().started).toBe(1)
+    expect(h.engine.liveCountOf('spring-sale')).toBe(1)
+    await h.advance(1_000)
+    expect(h.engine.counters()).toMatchObject({ started: 2, forcedStops: 1 })
+    expect(h.engine.liveCountOf('spring-sale')).toBe(1)
+    expect(h.sessions.getCampaign('spring-sale').sessionId).toBe(second)
+  })
+
+  it('starts a new session at once for a request while the old one is still cleaning', async () => {
+    h = createHarness()
+    h.engine.setBehaviour('spring-sale', { startup: 'hang', teardown: 'hang' })
+    const first = sessionIdOf(request('spring-sale'))
+    await h.advance(TIMEOUTS.initMs)
+    expect(h.sessions.getCampaign('spring-sale').status).toBe('cleaning')
+    h.engine.setBehaviour('spring-sale', { startup: 'qr', teardown: 'normal' })
+    const next = request('spring-sale')
+    expect(next).toMatchObject({ ok: true, outcome: 'started', view: { status: 'initializing' } })
+    expect(sessionIdOf(next)).not.toBe(first)
+    await h.advance(TIMEOUTS.destroyMs + 1_000)
+    expect(h.sessions.getCampaign('spring-sale').status).toBe('awaitingScan')
+  })
+})
+
+describe('deadlines (the seed: "timeout scenario")', () => {
+  it('times out a start that never shows a QR, and stops its engine', async () => {
+    h = createHarness()
+    h.engine.setBehaviour('spring-sale', { startup: 'hang' })
+    request('spring-sale')
+    await h.advance(TIMEOUTS.initMs + 100)
+    const view = h.sessions.getCampaign('spring-sale')
+    expect(view).toMatchObject({
+      status: 'timedOut',
+      reason: 'init_timeout',
+      hasActiveSession: false,
+    })
+    expect(h.engine.liveCount()).toBe(0)
+  })
+
+  it('times out a QR that is never scanned, while QRs rotate', async () => {
+    h = createHarness({ engine: { qrRotateMs: 5_000 } })
+    const events = h.record('spring-sale').events
+    request('spring-sale')
+    await h.advance(300 + TIMEOUTS.scanMs + 100)
+    expect(events.filter((e) => e.type === 'qr').map((e) => e.type === 'qr' && e.attempt)).toEqual([
+      1, 2, 3, 4, 5, 6,
+    ])
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      status: 'timedOut',
+      reason: 'scan_timeout',
+    })
+    expect(events.find((e) => e.type === 'error')).toMatchObject({ code: 'scan_timeout' })
+    expect(h.engine.liveCount()).toBe(0)
+  })
+
+  it('gives a request after a timeout a new sessionId', async () => {
+    h = createHarness()
+    const first = sessionIdOf(request('spring-sale'))
+    await h.advance(300 + TIMEOUTS.scanMs + 100)
+    const second = request('spring-sale')
+    expect(second).toMatchObject({ ok: true, outcome: 'started' })
+    expect(sessionIdOf(second)).not.toBe(first)
+  })
+})
+
+describe('cleanup (the seed: "session cleanup")', () => {
+  it('resolves once the engine is gone, and is idempotent', async () => {
+    h = createHarness()
+    const sessionId = sessionIdOf(request('spring-sale'))
+    await h.advance(300)
+    let settled = false
+    const cleanup = h.sessions.cleanupSession('spring-sale').then((r) => ((settled = true), r))
+    await h.advance(0)
+    expect(settled).toBe(false)
+    await h.advance(50)
+    expect(await cleanup).toEqual({ campaignId: 'spring-sale', sessionId, hadSession: true })
+    expect(h.engine.liveCount()).toBe(0)
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      status: 'cleaned',
+      reason: 'cleanup_requested',
+    })
+    expect(await h.sessions.cleanupSession('spring-sale')).toEqual({
+      campaignId: 'spring-sale',
+      sessionId,
+      hadSession: false,
+    })
+    expect(await h.sessions.cleanupSession('never-seen')).toEqual({
+      campaignId: 'never-seen',
+      sessionId: null,
+      hadSession: false,
+    })
+  })
+
+  it('forces a hanging teardown within DESTROY_TIMEOUT_MS plus the kill bound', async () => {
+    h = createHarness()
+    h.engine.setBehaviour('spring-sale', { teardown: 'hang' })
+    request('spring-sale')
+    await h.advance(300)
+    const startedAt = Date.now()
+    let endedAt = 0
+    const cleanup = h.sessions.cleanupSession('spring-sale').then(() => (endedAt = Date.now()))
+    await h.advance(TIMEOUTS.destroyMs + TIMEOUTS.killMs)
+    await cleanup
+    expect(endedAt - startedAt).toBeLessThanOrEqual(TIMEOUTS.destroyMs + TIMEOUTS.killMs)
+    expect(h.engine.counters().forcedStops).toBe(1)
+  })
+})
+
+describe('faults', () => {
+  it('fails a session whose engine start throws, without touching other campaigns', async () => {
+    const throwing: Engine = {
+      name: 'throwing',
+      createSession(options) {
+        if (options.campaignId === 'broken') throw new Error('cannot launch')
+        return h.engine.createSession(options)
+      },
+      close: async () => {},
+    }
+    h = createHarness({ engineOverride: throwing })
+    request('healthy')
+    request('broken')
+    await h.advance(300)
+    expect(h.sessions.getCampaign('broken')).toMatchObject({
+      status: 'failed',
+      reason: 'engine_failed',
+    })
+    expect(
+      h.sessions.getCampaign('broken').history.find((e) => e.status === 'failed')?.detail
+    ).toBe('cannot launch')
+    expect(h.sessions.getCampaign('healthy').status).toBe('awaitingScan')
+  })
+
+  it('contains a campaign whose engine breaks the contract (stop throws): the others go on', async () => {
+    const contractBreaker: Engine = {
+      name: 'contract-breaker',
+      createSession(options) {
+        const session = h.engine.createSession(options)
+        if (options.campaignId !== 'broken') return session
+        return {
+          start: () => session.start(),
+          stop: () => {
+            void session.stop()
+            throw new Error('stop threw')
+          },
+        }
+      },
+      close: async () => {},
+    }
+    h = createHarness({ engineOverride: contractBreaker })
+    expectedErrors = ['stop threw']
+    request('healthy')
+    request('broken')
+    await h.advance(300)
+    await h.sessions.cleanupSession('broken')
+    expect(h.sessions.getCampaign('broken')).toMatchObject({
+      status: 'failed',
+      reason: 'engine_failed',
+    })
+    expect(h.sessions.getCampaign('healthy').status).toBe('awaitingScan')
+    expect(h.sessions.supervisor.getSnapshot().status).toBe('active')
+    expect(sessionIdOf(request('another'))).toBeTruthy()
+  })
+
+  it("ignores what an ended session's engine says after its stop", async () => {
+    h = createHarness()
+    request('spring-sale')
+    await h.advance(300)
+    const before = h.sessions.getCampaign('spring-sale').sessionId
+    await Promise.all([h.sessions.cleanupSession('spring-sale'), h.advance(100)])
+    expect(h.engine.scan('spring-sale')).toBe(false)
+    await h.advance(25_000)
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      sessionId: before,
+      status: 'cleaned',
+    })
+  })
+})
+
+describe('restarts', () => {
+  async function linkAndReady(campaignId: string) {
+    request(campaignId)
+    await h.advance(300)
+    h.engine.scan(campaignId)
+    await h.advance(500)
+    expect(h.sessions.getCampaign(campaignId).status).toBe('ready')
+  }
+
+  it('restarts a ready session whose engine crashed, with saved auth and backoff', async () => {
+    h = createHarness({ service: { random: () => 0 } })
+    await linkAndReady('spring-sale')
+    const first = h.sessions.getCampaign('spring-sale').sessionId
+    h.engine.crash('spring-sale')
+    await h.advance(20) // the crashed engine's teardown
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      status: 'failed',
+      reason: 'engine_failed',
+    })
+    // Backoff for the first restart: 1 s with jitter (random = 0 → half of it).
+    await h.advance(499)
+    expect(h.engine.counters().started).toBe(1)
+    await h.advance(1)
+    expect(h.engine.counters().started).toBe(2)
+    await h.advance(300 + 500)
+    const view = h.sessions.getCampaign('spring-sale')
+    expect(view.status).toBe('ready')
+    expect(view.sessionId).not.toBe(first)
+  })
+
+  it('stops restarting when the budget (3 in 5 minutes) is spent: the session stays failed', async () => {
+    h = createHarness({ service: { random: () => 1 } })
+    await linkAndReady('spring-sale')
+    const delays = [1_000, 2_000, 4_000]
+    for (const delay of delays) {
+      h.engine.crash('spring-sale')
+      await h.advance(50 + delay + 800)
+      expect(h.sessions.getCampaign('spring-sale').status).toBe('ready')
+    }
+    h.engine.crash('spring-sale')
+    await h.advance(60_000)
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      status: 'failed',
+      reason: 'engine_failed',
+    })
+    expect(h.engine.counters().started).toBe(4)
+  })
+
+  it('does not restart a session that fails before it was ready, or a phone logout', async () => {
+    h = createHarness()
+    request('a')
+    await h.advance(300)
+    h.engine.crash('a')
+    await linkAndReady('b')
+    h.engine.disconnect('b')
+    await h.advance(60_000)
+    expect(h.engine.counters().started).toBe(2)
+    expect(h.sessions.getCampaign('b')).toMatchObject({ status: 'failed', reason: 'logged_out' })
+    expect(h.engine.isLinked('b')).toBe(false)
+  })
+})
+
+describe('capacity and ownership', () => {
+  it('refuses a new campaign past MAX_SESSIONS with a retry hint, but still lets others join', async () => {
+    h = createHarness({ service: { maxSessions: 2 } })
+    request('a')
+    request('b')
+    expect(request('c')).toEqual({ ok: false, error: 'at_capacity', retryAfterSeconds: 15 })
+    expect(request('a')).toMatchObject({ ok: true, outcome: 'joined' })
+    await Promise.all([h.sessions.cleanupSession('a'), h.advance(100)])
+    expect(request('c')).toMatchObject({ ok: true, outcome: 'started' })
+  })
+
+  it('records the first user as owner; others are refused, an admin may act', () => {
+    h = createHarness()
+    request('spring-sale')
+    expect(h.sessions.ownerOf('spring-sale')).toBe('alice')
+    expect(request('spring-sale', { caller: bob })).toEqual({ ok: false, error: 'forbidden' })
+    expect(request('spring-sale', { caller: admin })).toMatchObject({ ok: true, outcome: 'joined' })
+    expect(h.sessions.listCampaigns({ owner: 'alice' }).map((c) => c.campaignId)).toEqual([
+      'spring-sale',
+    ])
+    expect(h.sessions.listCampaigns({ owner: 'bob' })).toEqual([])
+  })
+
+  it('keeps a bounded number of tombstones', async () => {
+    h = createHarness({ service: { maxTombstones: 2 } })
+    for (const id of ['a', 'b', 'c']) {
+      request(id)
+      await Promise.all([h.sessions.cleanupSession(id), h.advance(100)])
+    }
+    expect(h.sessions.getCampaign('a')).toMatchObject({
+      status: 'idle',
+      sessionId: null,
+      owner: 'alice',
+    })
+    expect(h.sessions.getCampaign('b').status).toBe('cleaned')
+    expect(h.sessions.getCampaign('c').status).toBe('cleaned')
+  })
+
+  it('reports a campaign never seen as idle', () => {
+    h = createHarness()
+    expect(h.sessions.getCampaign('never-seen')).toEqual({
+      campaignId: 'never-seen',
+      owner: null,
+      sessionId: null,
+      status: 'idle',
+      reason: null,
+      isConnected: false,
+      hasActiveSession: false,
+      lastActivity: null,
+      expiresAt: null,
+      history: [],
+      qr: null,
+    })
+  })
+})
+
+describe('subscriptions', () => {
+  it('replays the current QR to a subscriber that comes after it was shown', async () => {
+    h = createHarness()
+    const sessionId = sessionIdOf(request('spring-sale'))
+    await h.advance(300)
+    const events: SessionEvent[] = []
+    h.sessions.subscribe({ sessionId }, (e) => events.push(e))
+    expect(events.map((e) => e.type)).toEqual(['subscribed', 'qr'])
+    expect(events[0]).toMatchObject({ status: 'awaitingScan', sessionId })
+    expect(events[1]).toMatchObject({ attempt: 1 })
+    expect(events[1]!.seq).toBeGreaterThan(events[0]!.seq)
+  })
+
+  it('gives a subscriber of an ended session its outcome at once', async () => {
+    h = createHarness()
+    const sessionId = sessionIdOf(request('spring-sale'))
+    await h.advance(300 + TIMEOUTS.scanMs + 100)
+    const events: SessionEvent[] = []
+    h.sessions.subscribe({ sessionId }, (e) => events.push(e))
+    expect(events.map((e) => e.type)).toEqual(['subscribed', 'error'])
+    expect(events[1]).toMatchObject({ code: 'scan_timeout' })
+  })
+
+  it('follows a campaign across its sessions, with increasing seq', async () => {
+    h = createHarness()
+    const { events } = h.record('spring-sale')
+    request('spring-sale')
+    await h.advance(300)
+    request('spring-sale', { force: true })
+    await h.advance(400)
+    const sessionIds = new Set(events.filter((e) => e.type === 'qr').map((e) => e.sessionId))
+    expect(sessionIds.size).toBe(2)
+    const seqs = events.map((e) => e.seq)
+    expect([...seqs].sort((a, b) => a - b)).toEqual(seqs)
+  })
+
+  it('answers undefined for an unknown session', () => {
+    h = createHarness()
+    expect(h.sessions.subscribe({ sessionId: 'nope' }, () => {})).toBeUndefined()
+  })
+
+  it('keeps delivering to the others when a listener throws', async () => {
+    h = createHarness()
+    expectedErrors = ['listener bug']
+    h.sessions.subscribe({ campaignId: 'spring-sale' }, () => {
+      throw new Error('listener bug')
+    })
+    const { events } = h.record('spring-sale')
+    request('spring-sale')
+    await h.advance(300)
+    expect(events.some((e) => e.type === 'qr')).toBe(true)
+  })
+})
+
+describe('shutdown', () => {
+  it('refuses new sessions while shutting down and stops every engine', async () => {
+    h = createHarness()
+    request('a')
+    request('b')
+    await h.advance(300)
+    const done = h.sessions.shutdown()
+    expect(request('c')).toEqual({ ok: false, error: 'shutting_down' })
+    expect(h.sessions.stats().accepting).toBe(false)
+    await h.advance(100)
+    await done
+    expect(h.engine.liveCount()).toBe(0)
+    expect(vi.getTimerCount()).toBe(0)
+  })
+})
