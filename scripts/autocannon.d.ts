@@ -13,7 +13,7 @@ declare module 'autocannon' {
     p99: number
     max: number
   }
-  interface Result {
+  export interface Result {
     requests: Histogram & { total: number }
     latency: Histogram
     non2xx: number

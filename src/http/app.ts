@@ -72,13 +72,14 @@ export function createApp({
   )
 
   const api = new Hono<AppEnv>()
-  api.use(
-    bodyLimit({
-      maxSize: maxBodyBytes,
-      onError: (c) =>
-        sendError(c, 413, 'invalid_body', `The request body is larger than ${maxBodyBytes} bytes.`),
-    })
-  )
+  // Only on methods with a body: reading `body` of a GET makes node-server build a full Request,
+  // which costs more than everything else a status request does.
+  const limitBody = bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: (c) =>
+      sendError(c, 413, 'invalid_body', `The request body is larger than ${maxBodyBytes} bytes.`),
+  })
+  api.on(['POST', 'PUT', 'PATCH', 'DELETE'], '*', limitBody)
   api.use(requireBearerToken({ verifier }))
   api.route('/campaigns', createCampaignRoutes({ sessions, qrImages, logger, qrImageWaitMs }))
   if (simulator) {

@@ -25,11 +25,26 @@ export interface ConnectionJson {
   history: HistoryEntryJson[]
 }
 
+/**
+ * Recently formatted times. A status answer formats the same few stable times (history entries,
+ * deadlines) on every poll, and `Date#toISOString` is most of what shaping the answer costs
+ * (~1 µs each; measured in docs/benchmarks/http.md).
+ */
+const isoCache = new Map<number, string>()
+const ISO_CACHE_SIZE = 4096
+
 /** An epoch-ms time as an ISO string; null stays null. */
 export function isoTime(epochMs: number): string
 export function isoTime(epochMs: number | null): string | null
 export function isoTime(epochMs: number | null): string | null {
-  return epochMs === null ? null : new Date(epochMs).toISOString()
+  if (epochMs === null) return null
+  let iso = isoCache.get(epochMs)
+  if (iso === undefined) {
+    iso = new Date(epochMs).toISOString()
+    if (isoCache.size >= ISO_CACHE_SIZE) isoCache.clear()
+    isoCache.set(epochMs, iso)
+  }
+  return iso
 }
 
 /** The `GET …/connection` answer for a campaign. */
