@@ -176,6 +176,7 @@ async function linkCampaign(campaignId, { force }) {
     follow(campaignId)
     applyStatus(answer.status, null)
     if (answer.qrCode) showQr(answer.qrCode)
+    renderCountdown()
     renderLink(
       answer.status === 'ready'
         ? null
@@ -220,6 +221,7 @@ function handleLinkMessage(message) {
       link.expiresAt = message.expiresAt ? Date.parse(message.expiresAt) : link.expiresAt
       showQr(message.qrCode)
       if (link.status !== 'awaitingScan') applyStatus('awaitingScan', null)
+      renderCountdown()
       renderLink(
         message.attempt > 1
           ? `A new QR code (number ${message.attempt}); the deadline stays the same.`
