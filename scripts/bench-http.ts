@@ -1,0 +1,462 @@
+/**
+ * `npx tsx scripts/bench-http.ts [--quick]`: the edge benchmarks of issue 3.
+ *
+ * The service runs in a child process (so that the load generator does not share its event
+ * loop); this process drives it over HTTP and WebSocket and prints a Markdown report.
+ *
+ * 1. HTTP: autocannon `GET /api/campaigns/:id/connection` with JWT verification, 64 connections for
+ *    10 s, against a bare Hono route on the same child answering the same JSON without auth or
+ *    lookup.
+ * 2. QR delivery, steady: 2,000 sessions of the simulated engine, one subscribed socket each, QRs
+ *    rotating every 20 s spread over time (~100/s), measured for 60 s: engine QR event → socket
+ *    latency (p50, p99) and the server's event-loop delay p99.
+ * 3. QR delivery, burst: 1,000 sessions of a stand-in engine whose QRs all rotate in the same tick:
+ *    event-loop delay p99, time until the last socket has its QR, CPU per rendered QR.
+ *
+ * 2 and 3 run twice: with the worker-pool renderer, and with the seed's way (render inline on the
+ * event loop for every event).
+ *
+ * @module
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { cpus, totalmem } from 'node:os'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import autocannon, { type Result as AutocannonResult } from 'autocannon'
+import { serve } from '@hono/node-server'
+import { Hono } from 'hono'
+import QRCode from 'qrcode'
+import { WebSocket } from 'ws'
+import { loadConfig } from '../src/config.ts'
+import type { Engine, EngineSession, EngineSessionOptions } from '../src/engines/engine.ts'
+import { fakeWhatsAppQr } from '../src/engines/simulated.ts'
+import { connectionJson } from '../src/http/views.ts'
+import { silentLogger } from '../src/logger.ts'
+import type { QrImageRenderer } from '../src/qr/renderer.ts'
+import { startServer } from '../src/server.ts'
+import { signToken } from './token.ts'
+
+const SECRET = 'bench-secret-that-is-long-enough-for-hs256'
+
+type Renderer = 'pool' | 'inline'
+type EngineKind = 'simulated' | 'burst'
+
+type ToChild =
+  | { type: 'freeze-bare'; campaignId: string }
+  | { type: 'measure-start' }
+  | { type: 'measure-stop' }
+  | { type: 'rotate' }
+type FromChild =
+  | { type: 'listening'; url: string; bareUrl: string }
+  | { type: 'ok' }
+  | { type: 'rotated'; at: number }
+  | { type: 'measured'; loopP99Ms: number; loopMaxMs: number; cpuMs: number; rendered: number }
+
+// ---------------------------------------------------------------------------------------------
+// Child: the service under test.
+// ---------------------------------------------------------------------------------------------
+
+/** A stand-in engine whose sessions show a QR only when told, all in the same tick. */
+function createBurstEngine(): Engine & { rotateAll(): number } {
+  const live = new Map<string, EngineSessionOptions>()
+  return {
+    name: 'burst',
+    createSession(options): EngineSession {
+      return {
+        start: () => void live.set(options.sessionId, options),
+        stop: async () => {
+          live.delete(options.sessionId)
+          return { forced: false, durationMs: 0 }
+        },
+      }
+    },
+    rotateAll() {
+      for (const session of live.values()) session.onEvent({ type: 'qr', qr: fakeWhatsAppQr() })
+      return live.size
+    },
+    close: async () => {},
+  }
+}
+
+/** The seed's way: every QR event rendered on the event loop, for every subscriber, no cache. */
+function createInlineRenderer(): QrImageRenderer & { rendered: number } {
+  const renderer = {
+    format: 'png' as const,
+    rendered: 0,
+    async imageFor({ qr }: { qr: string }) {
+      renderer.rendered++
+      return QRCode.toDataURL(qr)
+    },
+    forget() {},
+    counts: () => ({ rendered: renderer.rendered, cacheHits: 0 }),
+    close: async () => {},
+  }
+  return renderer
+}
+
+async function runChild(renderer: Renderer, engineKind: EngineKind): Promise<void> {
+  const send = (message: FromChild) => process.send?.(message)
+  const burst = engineKind === 'burst' ? createBurstEngine() : undefined
+  const inline = renderer === 'inline' ? createInlineRenderer() : undefined
+  const config = loadConfig({
+    WA_ENGINE: 'simulated',
+    PORT: '0',
+    JWT_SECRET: SECRET,
+    LOG_LEVEL: 'silent',
+    MAX_SESSIONS: '10000',
+    INIT_TIMEOUT_MS: '600000',
+    SCAN_TIMEOUT_MS: '600000',
+    SIM_QR_DELAY_MS: '300',
+    SIM_QR_ROTATE_MS: '20000',
+  })
+  const server = await startServer(config, {
+    logger: silentLogger,
+    engine: burst,
+    qrImages: inline,
+  })
+  const renderedSoFar = async () => {
+    if (inline) return inline.rendered
+    const text = await (await fetch(`${server.url}/metrics`)).text()
+    return Number(/^qrvisor_qr_render_seconds_count (\d+)/m.exec(text)?.[1] ?? 0)
+  }
+
+  let bareJson: unknown = {}
+  const bare = new Hono().get('/bare', (c) => c.json(bareJson))
+  const bareServer = serve({ fetch: bare.fetch, port: 0, hostname: '127.0.0.1' })
+  await new Promise((resolve) => bareServer.once('listening', resolve))
+  const barePort = (bareServer.address() as { port: number }).port
+
+  const loop = monitorEventLoopDelay({ resolution: 5 })
+  let cpuStart = process.cpuUsage()
+  let renderedStart = 0
+
+  process.on('message', async (message: ToChild) => {
+    switch (message.type) {
+      case 'freeze-bare':
+        bareJson = connectionJson(server.sessions.getCampaign(message.campaignId))
+        send({ type: 'ok' })
+        return
+      case 'measure-start':
+        loop.reset()
+        loop.enable()
+        cpuStart = process.cpuUsage()
+        renderedStart = await renderedSoFar()
+        send({ type: 'ok' })
+        return
+      case 'rotate': {
+        loop.reset()
+        loop.enable()
+        cpuStart = process.cpuUsage()
+        renderedStart = await renderedSoFar()
+        const at = Date.now()
+        burst?.rotateAll()
+        send({ type: 'rotated', at })
+        return
+      }
+      case 'measure-stop': {
+        loop.disable()
+        const cpu = process.cpuUsage(cpuStart)
+        send({
+          type: 'measured',
+          loopP99Ms: loop.percentile(99) / 1e6,
+          loopMaxMs: loop.max / 1e6,
+          cpuMs: (cpu.user + cpu.system) / 1000,
+          rendered: (await renderedSoFar()) - renderedStart,
+        })
+        return
+      }
+    }
+  })
+  send({ type: 'listening', url: server.url, bareUrl: `http://127.0.0.1:${barePort}/bare` })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent: the load.
+// ---------------------------------------------------------------------------------------------
+
+class Child {
+  private queue: FromChild[] = []
+  private waiters: Array<() => void> = []
+  private constructor(readonly process: ChildProcess) {
+    process.on('message', (message: FromChild) => {
+      this.queue.push(message)
+      for (const wake of this.waiters.splice(0)) wake()
+    })
+  }
+
+  static async start(
+    renderer: Renderer,
+    engine: EngineKind
+  ): Promise<Child & { url: string; bareUrl: string }> {
+    const script = fileURLToPath(import.meta.url)
+    const child = new Child(
+      fork(script, ['--child', renderer, engine], {
+        execArgv: ['--import', 'tsx'],
+        stdio: 'inherit',
+      })
+    )
+    const listening = await child.receive('listening')
+    return Object.assign(child, { url: listening.url, bareUrl: listening.bareUrl })
+  }
+
+  async receive<T extends FromChild['type']>(type: T): Promise<Extract<FromChild, { type: T }>> {
+    for (;;) {
+      const index = this.queue.findIndex((message) => message.type === type)
+      if (index !== -1) return this.queue.splice(index, 1)[0] as Extract<FromChild, { type: T }>
+      await new Promise<void>((resolve) => this.waiters.push(resolve))
+    }
+  }
+
+  async ask<T extends FromChild['type']>(message: ToChild, reply: T) {
+    this.process.send(message)
+    return this.receive(reply)
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => {
+      this.process.once('exit', () => resolve())
+      this.process.kill('SIGKILL')
+    })
+  }
+}
+
+const percentile = (sorted: number[], p: number) =>
+  sorted.length === 0
+    ? NaN
+    : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const round = (value: number, digits = 1) => Number(value.toFixed(digits))
+
+async function startSession(url: string, token: string, campaignId: string): Promise<string> {
+  const response = await fetch(`${url}/api/campaigns/${campaignId}/qr-code`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}` },
+  })
+  const body = (await response.json()) as { sessionId?: string }
+  if (!body.sessionId)
+    throw new Error(`qr-code answered ${response.status}: ${JSON.stringify(body)}`)
+  return body.sessionId
+}
+
+interface Subscriber {
+  ws: WebSocket
+  qrTimes: Array<{ receivedAt: number; eventAt: number }>
+  subscribed: Promise<void>
+}
+
+function subscribe(url: string, sessionId: string): Subscriber {
+  const ws = new WebSocket(`${url.replace('http', 'ws')}/ws/campaigns`)
+  const subscriber: Subscriber = { ws, qrTimes: [], subscribed: Promise.resolve() }
+  subscriber.subscribed = new Promise((resolve, reject) => {
+    ws.once('error', reject)
+    ws.once('open', () => ws.send(JSON.stringify({ type: 'subscribe', sessionId })))
+    ws.on('message', (data) => {
+      const message = JSON.parse(data.toString()) as { type: string; at: string }
+      if (message.type === 'subscribed') resolve()
+      if (message.type === 'qr_code') {
+        subscriber.qrTimes.push({ receivedAt: Date.now(), eventAt: Date.parse(message.at) })
+      }
+    })
+  })
+  return subscriber
+}
+
+interface HttpFigures {
+  requestsPerSecond: number
+  p50: number
+  p99: number
+  non2xx: number
+}
+
+/**
+ * The two routes are measured in alternating 2 s slices (64 connections each), `durationS` in
+ * total per route, so that load from elsewhere on the machine falls on both alike.
+ */
+async function benchHttp(token: string, durationS: number) {
+  const child = await Child.start('pool', 'simulated')
+  try {
+    await startSession(child.url, token, 'bench')
+    await sleep(500)
+    await child.ask({ type: 'freeze-bare', campaignId: 'bench' }, 'ok')
+    const targets = {
+      api: {
+        url: `${child.url}/api/campaigns/bench/connection`,
+        headers: { authorization: `Bearer ${token}` },
+      },
+      bare: { url: child.bareUrl, headers: {} },
+    }
+    const slices: Record<keyof typeof targets, AutocannonResult[]> = { api: [], bare: [] }
+    // Warm-up, then alternate.
+    for (const target of Object.values(targets)) {
+      await autocannon({ ...target, connections: 64, duration: 2 })
+    }
+    for (let i = 0; i < Math.max(1, Math.round(durationS / 2)); i++) {
+      for (const name of ['bare', 'api'] as const) {
+        slices[name].push(await autocannon({ ...targets[name], connections: 64, duration: 2 }))
+      }
+    }
+    const summarize = (results: AutocannonResult[]): HttpFigures => {
+      const median = (values: number[]) =>
+        [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+      return {
+        requestsPerSecond: results.reduce((sum, r) => sum + r.requests.average, 0) / results.length,
+        p50: median(results.map((r) => r.latency.p50)),
+        p99: median(results.map((r) => r.latency.p99)),
+        non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
+      }
+    }
+    return { api: summarize(slices.api), bare: summarize(slices.bare) }
+  } finally {
+    await child.stop()
+  }
+}
+
+async function benchSteady(renderer: Renderer, token: string, sessions: number, measureS: number) {
+  const child = await Child.start(renderer, 'simulated')
+  const subscribers: Subscriber[] = []
+  try {
+    // Start 100 sessions a second so that their 20 s rotations are spread over time.
+    const rampMs = (sessions / 100) * 1000
+    const started = Date.now()
+    for (let i = 0; i < sessions; i++) {
+      const due = started + (i * rampMs) / sessions
+      if (due > Date.now()) await sleep(due - Date.now())
+      const sessionId = await startSession(child.url, token, `steady-${i}`)
+      subscribers.push(subscribe(child.url, sessionId))
+    }
+    await Promise.all(subscribers.map((s) => s.subscribed))
+    await child.ask({ type: 'measure-start' }, 'ok')
+    const from = Date.now()
+    await sleep(measureS * 1000)
+    const to = Date.now()
+    const measured = await child.ask({ type: 'measure-stop' }, 'measured')
+    const latencies = subscribers
+      .flatMap((s) => s.qrTimes)
+      .filter((t) => t.eventAt >= from && t.eventAt < to)
+      .map((t) => t.receivedAt - t.eventAt)
+      .sort((a, b) => a - b)
+    return {
+      renderer,
+      qrs: latencies.length,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      max: latencies.at(-1) ?? NaN,
+      ...measured,
+    }
+  } finally {
+    for (const s of subscribers) s.ws.terminate()
+    await child.stop()
+  }
+}
+
+async function benchBurst(renderer: Renderer, token: string, sessions: number) {
+  const child = await Child.start(renderer, 'burst')
+  const subscribers: Subscriber[] = []
+  try {
+    const ids = await Promise.all(
+      Array.from({ length: sessions }, (_, i) => startSession(child.url, token, `burst-${i}`))
+    )
+    for (const id of ids) subscribers.push(subscribe(child.url, id))
+    await Promise.all(subscribers.map((s) => s.subscribed))
+
+    const burst = async (round: number) => {
+      const { at } = await child.ask({ type: 'rotate' }, 'rotated')
+      while (subscribers.some((s) => s.qrTimes.length < round)) await sleep(5)
+      const last = Math.max(...subscribers.map((s) => s.qrTimes[round - 1]!.receivedAt))
+      const measured = await child.ask({ type: 'measure-stop' }, 'measured')
+      return { lastQrAfterMs: last - at, ...measured }
+    }
+    await burst(1) // warm-up: JIT, worker start
+    const result = await burst(2)
+    return { renderer, ...result, cpuPerQrMs: result.cpuMs / result.rendered }
+  } finally {
+    for (const s of subscribers) s.ws.terminate()
+    await child.stop()
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      child: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: false,
+  })
+  if (typeof values.child === 'string') {
+    const [renderer, engine] = process.argv.slice(process.argv.indexOf('--child') + 1)
+    await runChild(renderer as Renderer, engine as EngineKind)
+    return
+  }
+  const quick = values.quick === true
+  const only = typeof values.only === 'string' ? values.only : undefined
+  const wanted = (part: string) => only === undefined || only === part
+  const token = await signToken({ secret: SECRET, sub: 'bench', admin: true, ttlSeconds: 3600 })
+  const log = (line: string) => console.error(`[bench] ${line}`)
+
+  const cpu = cpus()
+  const report = [
+    `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${round(totalmem() / 1024 ** 3)} GiB RAM, Node ${process.version}, ${new Date().toISOString()}${quick ? ' (quick run)' : ''}`,
+  ]
+  const label = (renderer: Renderer) =>
+    renderer === 'pool' ? 'worker pool, cached' : 'seed: inline on each event'
+
+  if (wanted('http')) {
+    log('HTTP: connection route vs bare route')
+    const { api, bare } = await benchHttp(token, quick ? 4 : 10)
+    report.push(
+      '',
+      '### HTTP: GET /api/campaigns/:id/connection (64 connections, ' +
+        (quick ? 4 : 10) +
+        ' s per route)',
+      '',
+      '| route | req/s (mean) | p50 ms | p99 ms | non-2xx |',
+      '| --- | ---: | ---: | ---: | ---: |',
+      `| with JWT verification + lookup | ${round(api.requestsPerSecond, 0)} | ${api.p50} | ${api.p99} | ${api.non2xx} |`,
+      `| bare Hono route, same JSON | ${round(bare.requestsPerSecond, 0)} | ${bare.p50} | ${bare.p99} | ${bare.non2xx} |`,
+      '',
+      `Ratio: ${round((100 * api.requestsPerSecond) / bare.requestsPerSecond)} % of the bare route (alternating 2 s slices; p50/p99 are the slices' medians).`
+    )
+  }
+  if (wanted('steady')) {
+    report.push(
+      '',
+      '### QR delivery, steady (sessions rotating every 20 s, spread; one socket each)',
+      '',
+      '| renderer | QRs delivered | latency p50 ms | p99 ms | max ms | event-loop delay p99 ms | max ms | process CPU ms per QR |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+    )
+    for (const renderer of ['pool', 'inline'] as const) {
+      log(`QR steady (${renderer})`)
+      const r = await benchSteady(renderer, token, quick ? 500 : 2000, quick ? 10 : 60)
+      report.push(
+        `| ${label(renderer)} | ${r.qrs} | ${r.p50} | ${r.p99} | ${r.max} | ${round(r.loopP99Ms)} | ${round(r.loopMaxMs)} | ${round(r.cpuMs / Math.max(1, r.rendered), 2)} |`
+      )
+    }
+  }
+  if (wanted('burst')) {
+    report.push(
+      '',
+      '### QR delivery, burst (1,000 sessions rotating in the same tick)',
+      '',
+      '| renderer | last socket has its QR after ms | event-loop delay p99 ms | max ms | process CPU ms per QR |',
+      '| --- | ---: | ---: | ---: | ---: |'
+    )
+    for (const renderer of ['pool', 'inline'] as const) {
+      log(`QR burst (${renderer})`)
+      const r = await benchBurst(renderer, token, 1000)
+      report.push(
+        `| ${label(renderer)} | ${r.lastQrAfterMs} | ${round(r.loopP99Ms)} | ${round(r.loopMaxMs)} | ${round(r.cpuPerQrMs, 2)} |`
+      )
+    }
+  }
+  console.log(report.join('\n'))
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exit(1)
+})

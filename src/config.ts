@@ -1,0 +1,190 @@
+/**
+ * Configuration from the environment, exactly the contract's table (plus the simulator's knobs,
+ * `KILL_TIMEOUT_MS` and `LOG_LEVEL`). Everything is validated at start: a bad value stops the start
+ * with a `ConfigError` whose message names the variable and says what it expects.
+ *
+ * @module
+ */
+import { totalmem } from 'node:os'
+import { z } from 'zod'
+
+/** How bearer tokens are verified: exactly one of the three is configured. */
+export type JwtKeyConfig =
+  | { kind: 'secret'; secret: string }
+  | { kind: 'publicKey'; pem: string }
+  | { kind: 'jwks'; url: string }
+
+export interface JwtConfig {
+  key: JwtKeyConfig
+  issuer: string | null
+  audience: string | null
+}
+
+export interface Config {
+  port: number
+  host: string
+  engine: 'wwebjs' | 'simulated'
+  /** Chromium for `wwebjs`; null means "find it on the machine". */
+  chromePath: string | null
+  dataDir: string
+  timeouts: { initMs: number; scanMs: number; authMs: number; destroyMs: number; killMs: number }
+  /** `MAX_SESSIONS`; null when unset: the engine decides (sized to the machine for wwebjs). */
+  maxSessions: number | null
+  jwt: JwtConfig
+  wsRequireToken: boolean
+  inspect: boolean
+  qrImage: 'png' | 'svg'
+  simulator: { qrDelayMs: number; qrRotateMs: number }
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+}
+
+/** A configuration value is missing or wrong; the message names the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Memory planned per live wwebjs session (one Chromium: 300-600 MB, see the field notes). */
+const WWEBJS_BYTES_PER_SESSION = 600 * 1024 * 1024
+/** HS256 keys shorter than the hash output are brute-forceable (RFC 7518 §3.2). */
+const MIN_SECRET_LENGTH = 32
+
+/** The default `MAX_SESSIONS` of the simulated engine (it costs a few kB per session). */
+export const SIMULATED_MAX_SESSIONS = 10_000
+
+/**
+ * The default `MAX_SESSIONS` for a real engine when its module does not say: how many Chromiums
+ * the machine's memory holds. `src/engines/wwebjs.ts`'s `recommendedMaxSessions` wins when present.
+ */
+export function fallbackWwebjsMaxSessions(totalMemoryBytes: number = totalmem()): number {
+  return Math.max(1, Math.floor(totalMemoryBytes / WWEBJS_BYTES_PER_SESSION))
+}
+
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^\d+$/, { error: `must be a whole number between ${min} and ${max}` })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(min, { error: `must be at least ${min}` })
+        .max(max, { error: `must be at most ${max}` })
+    )
+
+const boolean = z
+  .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
+  .transform((value) => value === 'true' || value === '1')
+
+const nonEmpty = z.string().min(1)
+
+const environmentSchema = z.object({
+  PORT: integer(0, 65_535).default(3000),
+  HOST: nonEmpty.default('127.0.0.1'),
+  WA_ENGINE: z
+    .enum(['wwebjs', 'simulated'], { error: 'must be wwebjs or simulated' })
+    .default('wwebjs'),
+  CHROME_PATH: nonEmpty.optional(),
+  DATA_DIR: nonEmpty.default('./data'),
+  INIT_TIMEOUT_MS: integer(1).default(30_000),
+  SCAN_TIMEOUT_MS: integer(1).default(30_000),
+  AUTH_TIMEOUT_MS: integer(1).default(120_000),
+  DESTROY_TIMEOUT_MS: integer(1).default(10_000),
+  KILL_TIMEOUT_MS: integer(1).default(5_000),
+  MAX_SESSIONS: integer(1).optional(),
+  JWT_SECRET: z
+    .string()
+    .min(MIN_SECRET_LENGTH, {
+      error: `must be at least ${MIN_SECRET_LENGTH} characters (HS256 needs a 256-bit secret)`,
+    })
+    .optional(),
+  JWT_PUBLIC_KEY: z
+    .string()
+    .transform((pem) => pem.replace(/\\n/g, '\n'))
+    .pipe(
+      z.string().regex(/-----BEGIN PUBLIC KEY-----[\s\S]+-----END PUBLIC KEY-----/, {
+        error: 'must be a PEM public key (-----BEGIN PUBLIC KEY----- …)',
+      })
+    )
+    .optional(),
+  JWT_JWKS_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  JWT_ISSUER: nonEmpty.optional(),
+  JWT_AUDIENCE: nonEmpty.optional(),
+  WS_REQUIRE_TOKEN: boolean.default(false),
+  INSPECT: boolean.default(false),
+  QR_IMAGE: z.enum(['png', 'svg'], { error: 'must be png or svg' }).default('png'),
+  SIM_QR_DELAY_MS: integer(0).default(300),
+  SIM_QR_ROTATE_MS: integer(1).default(20_000),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      error: 'must be one of fatal, error, warn, info, debug, trace, silent',
+    })
+    .default('info'),
+})
+
+/**
+ * Reads and validates the configuration.
+ *
+ * Empty variables count as unset. Exactly one of `JWT_SECRET`, `JWT_PUBLIC_KEY` and
+ * `JWT_JWKS_URL` must be set.
+ *
+ * @throws ConfigError naming the first variable that is wrong.
+ * @example
+ * const config = loadConfig({ WA_ENGINE: 'simulated', JWT_SECRET: 'x'.repeat(32) })
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const present: Record<string, string> = {}
+  for (const name of Object.keys(environmentSchema.shape)) {
+    const value = env[name]
+    if (value !== undefined && value.trim() !== '') present[name] = value.trim()
+  }
+  const parsed = environmentSchema.safeParse(present)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    const name = String(issue?.path[0] ?? 'environment')
+    const got =
+      present[name] === undefined ? '' : ` (got ${JSON.stringify(redact(name, present[name]))})`
+    throw new ConfigError(`Invalid configuration: ${name} ${issue?.message ?? 'is invalid'}${got}.`)
+  }
+  const e = parsed.data
+
+  const keys: JwtKeyConfig[] = []
+  if (e.JWT_SECRET !== undefined) keys.push({ kind: 'secret', secret: e.JWT_SECRET })
+  if (e.JWT_PUBLIC_KEY !== undefined) keys.push({ kind: 'publicKey', pem: e.JWT_PUBLIC_KEY })
+  if (e.JWT_JWKS_URL !== undefined) keys.push({ kind: 'jwks', url: e.JWT_JWKS_URL })
+  const [key] = keys
+  if (key === undefined || keys.length > 1) {
+    throw new ConfigError(
+      'Invalid configuration: set exactly one of JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL ' +
+        `(${keys.length === 0 ? 'none is set' : 'more than one is set'}); ` +
+        'for a quick start, JWT_SECRET=$(openssl rand -hex 32).'
+    )
+  }
+
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    engine: e.WA_ENGINE,
+    chromePath: e.CHROME_PATH ?? null,
+    dataDir: e.DATA_DIR,
+    timeouts: {
+      initMs: e.INIT_TIMEOUT_MS,
+      scanMs: e.SCAN_TIMEOUT_MS,
+      authMs: e.AUTH_TIMEOUT_MS,
+      destroyMs: e.DESTROY_TIMEOUT_MS,
+      killMs: e.KILL_TIMEOUT_MS,
+    },
+    maxSessions: e.MAX_SESSIONS ?? null,
+    jwt: { key, issuer: e.JWT_ISSUER ?? null, audience: e.JWT_AUDIENCE ?? null },
+    wsRequireToken: e.WS_REQUIRE_TOKEN,
+    inspect: e.INSPECT,
+    qrImage: e.QR_IMAGE,
+    simulator: { qrDelayMs: e.SIM_QR_DELAY_MS, qrRotateMs: e.SIM_QR_ROTATE_MS },
+    logLevel: e.LOG_LEVEL,
+  }
+}
+
+/** Secrets are never echoed back in an error message. */
+function redact(name: string, value: string | undefined): string | undefined {
+  return name === 'JWT_SECRET' ? '[redacted]' : value
+}

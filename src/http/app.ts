@@ -1,0 +1,101 @@
+/**
+ * The HTTP application: a Hono app built from its dependencies. Routes: the campaign API, the
+ * simulator controls (only when a simulator is given), `/healthz`, `/readyz` and `/metrics`, plus
+ * any extra routes (the pages `/` and `/inspect` of `src/web`).
+ *
+ * @module
+ */
+import { Hono } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import type { TokenVerifier } from '../auth/verifier.ts'
+import { silentLogger, type Logger } from '../logger.ts'
+import type { Metrics } from '../metrics.ts'
+import type { QrImageRenderer } from '../qr/renderer.ts'
+import type { SessionService } from '../sessions.ts'
+import { createCampaignRoutes } from './campaigns.ts'
+import { ApiError, sendError } from './errors.ts'
+import { requireBearerToken, type AppEnv } from './middleware.ts'
+import { createSimulatorRoutes, type SimulatorControls } from './simulator.ts'
+
+export interface AppOptions {
+  sessions: SessionService
+  verifier: TokenVerifier
+  qrImages: QrImageRenderer
+  metrics: Metrics
+  /** The simulated engine's controls; the `/api/simulator` routes exist only when given. */
+  simulator?: SimulatorControls
+  logger?: Logger
+  /** False while the process starts or shuts down: `/readyz` answers 503. */
+  isReady?: () => boolean
+  /** Largest accepted request body, in bytes. */
+  maxBodyBytes?: number
+  /** How long an answer waits for a QR image before it says `qrCode: null`. */
+  qrImageWaitMs?: number
+  /**
+   * Routes mounted at `/` after the API, e.g. the pages of `src/web` (`createWebRoutes()`).
+   * They bring their own authentication.
+   */
+  extraRoutes?: Hono[]
+}
+
+/**
+ * Builds the application. It does not listen: `src/server.ts` serves it, tests call
+ * `app.request()` or serve it on port 0.
+ *
+ * @example
+ * const app = createApp({ sessions, verifier, qrImages, metrics })
+ * const res = await app.request('/api/campaigns/spring-sale/connection', { headers: { Authorization: `Bearer ${token}` } })
+ */
+export function createApp({
+  sessions,
+  verifier,
+  qrImages,
+  metrics,
+  simulator,
+  logger = silentLogger,
+  isReady = () => true,
+  maxBodyBytes = 4096,
+  qrImageWaitMs,
+  extraRoutes = [],
+}: AppOptions): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  app.get('/readyz', (c) => {
+    if (isReady() && sessions.stats().accepting) return c.json({ status: 'ready' })
+    return sendError(c, 503, 'shutting_down', 'The service does not accept new sessions now.', {
+      'Retry-After': '5',
+    })
+  })
+  app.get('/metrics', async (c) =>
+    c.body(await metrics.render(), 200, { 'Content-Type': metrics.contentType })
+  )
+
+  const api = new Hono<AppEnv>()
+  // Only on methods with a body: reading `body` of a GET makes node-server build a full Request,
+  // which costs more than everything else a status request does.
+  const limitBody = bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: (c) =>
+      sendError(c, 413, 'invalid_body', `The request body is larger than ${maxBodyBytes} bytes.`),
+  })
+  api.on(['POST', 'PUT', 'PATCH', 'DELETE'], '*', limitBody)
+  api.use(requireBearerToken({ verifier }))
+  api.route('/campaigns', createCampaignRoutes({ sessions, qrImages, logger, qrImageWaitMs }))
+  if (simulator) {
+    api.route('/simulator/campaigns', createSimulatorRoutes({ simulator, sessions, logger }))
+  }
+  app.route('/api', api)
+
+  for (const routes of extraRoutes) app.route('/', routes)
+
+  app.notFound((c) => sendError(c, 404, 'not_found', `There is no ${c.req.method} ${c.req.path}.`))
+  app.onError((error, c) => {
+    if (error instanceof ApiError) {
+      return sendError(c, error.status, error.code, error.message, error.headers)
+    }
+    logger.error({ err: error, method: c.req.method, path: c.req.path }, 'Request failed')
+    return sendError(c, 500, 'internal', 'Something went wrong on our side.')
+  })
+  return app
+}

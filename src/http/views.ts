@@ -1,0 +1,70 @@
+/**
+ * Shapes the session service's views into the API's JSON: times become ISO strings, and only the
+ * fields of the contract are exposed (never the owner, never the raw QR).
+ *
+ * @module
+ */
+import type { CampaignView, HistoryEntry, SessionReason, SessionStatus } from '../sessions.ts'
+
+export interface HistoryEntryJson {
+  status: SessionStatus
+  at: string
+  reason?: SessionReason
+  detail?: string
+}
+
+export interface ConnectionJson {
+  campaignId: string
+  isConnected: boolean
+  lastActivity: string | null
+  hasActiveSession: boolean
+  sessionId: string | null
+  status: SessionStatus
+  reason: SessionReason | null
+  expiresAt: string | null
+  history: HistoryEntryJson[]
+}
+
+/**
+ * Recently formatted times. A status answer formats the same few stable times (history entries,
+ * deadlines) on every poll, and `Date#toISOString` is most of what shaping the answer costs
+ * (~1 µs each; measured in docs/benchmarks/http.md).
+ */
+const isoCache = new Map<number, string>()
+const ISO_CACHE_SIZE = 4096
+
+/** An epoch-ms time as an ISO string; null stays null. */
+export function isoTime(epochMs: number): string
+export function isoTime(epochMs: number | null): string | null
+export function isoTime(epochMs: number | null): string | null {
+  if (epochMs === null) return null
+  let iso = isoCache.get(epochMs)
+  if (iso === undefined) {
+    iso = new Date(epochMs).toISOString()
+    if (isoCache.size >= ISO_CACHE_SIZE) isoCache.clear()
+    isoCache.set(epochMs, iso)
+  }
+  return iso
+}
+
+/** The `GET …/connection` answer for a campaign. */
+export function connectionJson(view: CampaignView): ConnectionJson {
+  return {
+    campaignId: view.campaignId,
+    isConnected: view.isConnected,
+    lastActivity: isoTime(view.lastActivity),
+    hasActiveSession: view.hasActiveSession,
+    sessionId: view.sessionId,
+    status: view.status,
+    reason: view.reason,
+    expiresAt: isoTime(view.expiresAt),
+    history: view.history.map(historyEntryJson),
+  }
+}
+
+function historyEntryJson(entry: HistoryEntry): HistoryEntryJson {
+  const json: HistoryEntryJson = { status: entry.status, at: isoTime(entry.at) }
+  if (entry.reason !== undefined) json.reason = entry.reason
+  if (entry.detail !== undefined) json.detail = entry.detail
+  return json
+}

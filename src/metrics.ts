@@ -1,0 +1,203 @@
+/**
+ * Prometheus metrics (prom-client, one registry per service instance so that tests can run
+ * several). Session gauges are read from `SessionService.stats()` at scrape time; counters and
+ * durations are derived from every campaign's session events (`SessionService.observe` feeds
+ * `metrics.observe`; a `cleaned` status carries how the engine's teardown went), with a little
+ * bookkeeping per live session that is dropped when the session is `cleaned`.
+ *
+ * @module
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { SESSION_STATUSES } from './machines/status.ts'
+import type { SessionEvent, SessionService } from './sessions.ts'
+
+export interface Metrics {
+  readonly registry: Registry
+  /** Feeds one session event (any campaign) into the counters and histograms. */
+  observe(event: SessionEvent): void
+  /** Records one QR image rendered. */
+  observeQrRender(durationMs: number): void
+  websocketClients: Gauge
+  /** The Prometheus text exposition. */
+  render(): Promise<string>
+  readonly contentType: string
+}
+
+export interface MetricsOptions {
+  sessions: Pick<SessionService, 'stats'>
+  /** Also collect Node's process metrics (CPU, memory, event loop lag). */
+  processMetrics?: boolean
+}
+
+interface SessionTiming {
+  startedAt?: number
+  firstQrAt?: number
+  cleaningAt?: number
+}
+
+/** Sessions tracked at once for timings; beyond it the oldest are forgotten. */
+const MAX_TRACKED_SESSIONS = 50_000
+
+/**
+ * Creates the registry and its metrics.
+ *
+ * @example
+ * const metrics = createMetrics({ sessions })
+ * app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'Content-Type': metrics.contentType }))
+ */
+export function createMetrics({ sessions, processMetrics = true }: MetricsOptions): Metrics {
+  const registry = new Registry()
+  if (processMetrics) collectDefaultMetrics({ register: registry, prefix: 'qrvisor_' })
+
+  new Gauge({
+    name: 'qrvisor_sessions',
+    help: 'Sessions by status (live and remembered).',
+    labelNames: ['status'],
+    registers: [registry],
+    collect() {
+      const { byStatus } = sessions.stats()
+      for (const status of SESSION_STATUSES) this.set({ status }, byStatus[status] ?? 0)
+    },
+  })
+  new Gauge({
+    name: 'qrvisor_sessions_live',
+    help: 'Live sessions (holding or starting an engine).',
+    registers: [registry],
+    collect() {
+      this.set(sessions.stats().live)
+    },
+  })
+  new Gauge({
+    name: 'qrvisor_sessions_max',
+    help: 'MAX_SESSIONS: live sessions allowed at once.',
+    registers: [registry],
+    collect() {
+      this.set(sessions.stats().maxSessions)
+    },
+  })
+  const transitions = new Counter({
+    name: 'qrvisor_session_transitions_total',
+    help: 'Session status changes, by the status entered.',
+    labelNames: ['to'],
+    registers: [registry],
+  })
+  const timeouts = new Counter({
+    name: 'qrvisor_session_timeouts_total',
+    help: 'Session deadlines that passed, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+  })
+  const failures = new Counter({
+    name: 'qrvisor_session_failures_total',
+    help: 'Sessions that failed, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+  })
+  const forcedKills = new Counter({
+    name: 'qrvisor_engine_forced_kills_total',
+    help: 'Engine teardowns that did not finish in DESTROY_TIMEOUT_MS and were killed.',
+    registers: [registry],
+  })
+  const timeToFirstQr = new Histogram({
+    name: 'qrvisor_time_to_first_qr_seconds',
+    help: 'From the start of a session to its first QR.',
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60],
+    registers: [registry],
+  })
+  const timeToScan = new Histogram({
+    name: 'qrvisor_time_to_scan_seconds',
+    help: 'From the first QR of a session to the phone scanning it.',
+    buckets: [1, 2, 5, 10, 20, 30, 60, 120],
+    registers: [registry],
+  })
+  const teardown = new Histogram({
+    name: 'qrvisor_teardown_seconds',
+    help: 'Engine teardown time (from cleaning to cleaned).',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30],
+    registers: [registry],
+  })
+  const engineStop = new Histogram({
+    name: 'qrvisor_engine_stop_seconds',
+    help: 'Engine stop() duration as the engine reports it.',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30],
+    registers: [registry],
+  })
+  const qrRender = new Histogram({
+    name: 'qrvisor_qr_render_seconds',
+    help: 'QR image render time in the worker pool, queueing included.',
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  })
+  const websocketClients = new Gauge({
+    name: 'qrvisor_websocket_clients',
+    help: 'Open WebSocket connections.',
+    registers: [registry],
+  })
+
+  const timings = new Map<string, SessionTiming>()
+  const timingOf = (sessionId: string): SessionTiming => {
+    let timing = timings.get(sessionId)
+    if (!timing) {
+      timing = {}
+      timings.set(sessionId, timing)
+      if (timings.size > MAX_TRACKED_SESSIONS) {
+        const oldest = timings.keys().next().value
+        if (oldest !== undefined) timings.delete(oldest)
+      }
+    }
+    return timing
+  }
+
+  return {
+    registry,
+    websocketClients,
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
+    observe(event) {
+      if (event.sessionId === null) return
+      if (event.type === 'qr') {
+        const timing = timingOf(event.sessionId)
+        if (event.attempt === 1 && timing.firstQrAt === undefined) {
+          timing.firstQrAt = event.at
+          if (timing.startedAt !== undefined) {
+            timeToFirstQr.observe((event.at - timing.startedAt) / 1000)
+          }
+        }
+        return
+      }
+      if (event.type !== 'status') return
+      transitions.inc({ to: event.status })
+      const timing = timingOf(event.sessionId)
+      switch (event.status) {
+        case 'initializing':
+          timing.startedAt ??= event.at
+          break
+        case 'authenticating':
+          if (timing.firstQrAt !== undefined)
+            timeToScan.observe((event.at - timing.firstQrAt) / 1000)
+          break
+        case 'timedOut':
+          timeouts.inc({ reason: event.reason ?? 'unknown' })
+          break
+        case 'failed':
+          failures.inc({ reason: event.reason ?? 'unknown' })
+          break
+        case 'cleaning':
+          timing.cleaningAt ??= event.at
+          break
+        case 'cleaned':
+          if (timing.cleaningAt !== undefined)
+            teardown.observe((event.at - timing.cleaningAt) / 1000)
+          if (event.teardown) {
+            if (event.teardown.forced) forcedKills.inc()
+            engineStop.observe(event.teardown.durationMs / 1000)
+          }
+          timings.delete(event.sessionId)
+          break
+      }
+    },
+    observeQrRender(durationMs) {
+      qrRender.observe(durationMs / 1000)
+    },
+  }
+}

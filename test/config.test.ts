@@ -1,0 +1,132 @@
+/**
+ * Configuration from the environment: the contract's defaults, and a start that fails fast with a
+ * message naming the variable.
+ */
+import { describe, expect, it } from 'vitest'
+import { ConfigError, fallbackWwebjsMaxSessions, loadConfig } from '../src/config.ts'
+
+const SECRET = 'x'.repeat(32)
+
+function failure(env: Record<string, string>): string {
+  try {
+    loadConfig(env)
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError)
+    return (error as Error).message
+  }
+  throw new Error('loadConfig accepted a bad configuration')
+}
+
+describe('loadConfig', () => {
+  it("applies the contract's defaults", () => {
+    const config = loadConfig({ JWT_SECRET: SECRET })
+    expect(config).toMatchObject({
+      port: 3000,
+      host: '127.0.0.1',
+      engine: 'wwebjs',
+      chromePath: null,
+      dataDir: './data',
+      timeouts: {
+        initMs: 30_000,
+        scanMs: 30_000,
+        authMs: 120_000,
+        destroyMs: 10_000,
+        killMs: 5_000,
+      },
+      maxSessions: null,
+      jwt: { key: { kind: 'secret', secret: SECRET }, issuer: null, audience: null },
+      wsRequireToken: false,
+      inspect: false,
+      qrImage: 'png',
+      simulator: { qrDelayMs: 300, qrRotateMs: 20_000 },
+      logLevel: 'info',
+    })
+  })
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      HOST: '0.0.0.0',
+      WA_ENGINE: 'simulated',
+      CHROME_PATH: '/usr/bin/chromium',
+      DATA_DIR: '/var/lib/qrvisor',
+      INIT_TIMEOUT_MS: '1000',
+      SCAN_TIMEOUT_MS: '2000',
+      AUTH_TIMEOUT_MS: '3000',
+      DESTROY_TIMEOUT_MS: '4000',
+      KILL_TIMEOUT_MS: '500',
+      MAX_SESSIONS: '7',
+      JWT_JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
+      JWT_ISSUER: 'https://issuer.example',
+      JWT_AUDIENCE: 'qrvisor',
+      WS_REQUIRE_TOKEN: 'true',
+      INSPECT: '1',
+      QR_IMAGE: 'svg',
+      SIM_QR_DELAY_MS: '20',
+      SIM_QR_ROTATE_MS: '100',
+      LOG_LEVEL: 'debug',
+    })
+    expect(config).toMatchObject({
+      port: 8080,
+      host: '0.0.0.0',
+      engine: 'simulated',
+      chromePath: '/usr/bin/chromium',
+      dataDir: '/var/lib/qrvisor',
+      timeouts: { initMs: 1000, scanMs: 2000, authMs: 3000, destroyMs: 4000, killMs: 500 },
+      maxSessions: 7,
+      jwt: {
+        key: { kind: 'jwks', url: 'https://issuer.example/.well-known/jwks.json' },
+        issuer: 'https://issuer.example',
+        audience: 'qrvisor',
+      },
+      wsRequireToken: true,
+      inspect: true,
+      qrImage: 'svg',
+      simulator: { qrDelayMs: 20, qrRotateMs: 100 },
+      logLevel: 'debug',
+    })
+  })
+
+  it('accepts a PEM public key with escaped newlines', () => {
+    const pem = '-----BEGIN PUBLIC KEY-----\\nMFkw\\n-----END PUBLIC KEY-----'
+    const config = loadConfig({ JWT_PUBLIC_KEY: pem })
+    expect(config.jwt.key).toEqual({
+      kind: 'publicKey',
+      pem: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----',
+    })
+  })
+
+  it('treats empty variables as unset', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET, PORT: '', JWT_ISSUER: ' ' }).port).toBe(3000)
+  })
+
+  it('fails fast with a message naming the variable', () => {
+    expect(failure({ JWT_SECRET: SECRET, PORT: 'eighty' })).toMatch(/PORT .*whole number/)
+    expect(failure({ JWT_SECRET: SECRET, PORT: '70000' })).toMatch(/PORT must be at most 65535/)
+    expect(failure({ JWT_SECRET: SECRET, WA_ENGINE: 'puppet' })).toMatch(/WA_ENGINE/)
+    expect(failure({ JWT_SECRET: SECRET, SCAN_TIMEOUT_MS: '-5' })).toMatch(/SCAN_TIMEOUT_MS/)
+    expect(failure({ JWT_SECRET: SECRET, MAX_SESSIONS: '0' })).toMatch(/MAX_SESSIONS/)
+    expect(failure({ JWT_SECRET: SECRET, WS_REQUIRE_TOKEN: 'yes' })).toMatch(/WS_REQUIRE_TOKEN/)
+    expect(failure({ JWT_SECRET: SECRET, QR_IMAGE: 'gif' })).toMatch(/QR_IMAGE/)
+    expect(failure({ JWT_SECRET: SECRET, LOG_LEVEL: 'loud' })).toMatch(/LOG_LEVEL/)
+    expect(failure({ JWT_JWKS_URL: 'ftp://x' })).toMatch(/JWT_JWKS_URL/)
+    expect(failure({ JWT_PUBLIC_KEY: 'not a key' })).toMatch(/JWT_PUBLIC_KEY/)
+  })
+
+  it('requires exactly one way to verify tokens, and a long enough secret', () => {
+    expect(failure({})).toMatch(/JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL.*none/)
+    expect(failure({ JWT_SECRET: SECRET, JWT_JWKS_URL: 'https://x.example/jwks' })).toMatch(
+      /more than one/
+    )
+    const message = failure({ JWT_SECRET: 'short-secret' })
+    expect(message).toMatch(/JWT_SECRET must be at least 32 characters/)
+    expect(message).not.toContain('short-secret')
+  })
+})
+
+describe('fallbackWwebjsMaxSessions', () => {
+  it('plans 600 MB per Chromium, at least one session', () => {
+    expect(fallbackWwebjsMaxSessions(24 * 1024 ** 3)).toBe(40)
+    expect(fallbackWwebjsMaxSessions(100 * 1024 ** 2)).toBe(1)
+  })
+})
