@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config'
 
 /**
- * Tests that drive a real Chromium run after all the others: on a 2-core machine, ten browsers
- * starting next to the simulated-time suites would starve them.
+ * Tests that drive a real Chromium run after all the others, one file at a time: on a 2-core
+ * machine, browsers starting next to the simulated-time suites (or next to each other) starve
+ * their deadlines.
  */
 const REAL_BROWSER_TESTS = [
   'test/engines/wwebjs*.test.ts',
@@ -27,7 +28,13 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'real-browser', include: REAL_BROWSER_TESTS, sequence: { groupOrder: 1 } },
+        test: {
+          name: 'real-browser',
+          include: REAL_BROWSER_TESTS,
+          sequence: { groupOrder: 1 },
+          // One browser-driving file at a time: two at once starved each other's deadlines.
+          fileParallelism: false,
+        },
       },
     ],
   },

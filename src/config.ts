@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { totalmem } from 'node:os'
 import { z } from 'zod'
 
 /** How bearer tokens are verified: exactly one of the three is configured. */
@@ -43,21 +42,11 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-/** Memory planned per live wwebjs session (one Chromium: 300-600 MB, see the field notes). */
-const WWEBJS_BYTES_PER_SESSION = 600 * 1024 * 1024
 /** HS256 keys shorter than the hash output are brute-forceable (RFC 7518 §3.2). */
 const MIN_SECRET_LENGTH = 32
 
 /** The default `MAX_SESSIONS` of the simulated engine (it costs a few kB per session). */
 export const SIMULATED_MAX_SESSIONS = 10_000
-
-/**
- * The default `MAX_SESSIONS` for a real engine when its module does not say: how many Chromiums
- * the machine's memory holds. `src/engines/wwebjs.ts`'s `recommendedMaxSessions` wins when present.
- */
-export function fallbackWwebjsMaxSessions(totalMemoryBytes: number = totalmem()): number {
-  return Math.max(1, Math.floor(totalMemoryBytes / WWEBJS_BYTES_PER_SESSION))
-}
 
 const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z

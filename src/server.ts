@@ -17,13 +17,7 @@ import { pathToFileURL } from 'node:url'
 import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
 import { createTokenVerifier } from './auth/verifier.ts'
-import {
-  ConfigError,
-  fallbackWwebjsMaxSessions,
-  loadConfig,
-  SIMULATED_MAX_SESSIONS,
-  type Config,
-} from './config.ts'
+import { ConfigError, loadConfig, SIMULATED_MAX_SESSIONS, type Config } from './config.ts'
 import type { Engine } from './engines/engine.ts'
 import { createSimulatedEngine } from './engines/simulated.ts'
 import { createApp } from './http/app.ts'
@@ -190,22 +184,6 @@ interface EngineChoice {
   maxSessions: number
 }
 
-/** The engine module's surface this root uses (imported lazily: it pulls in puppeteer). */
-interface WwebjsModule {
-  createWwebjsEngine(options: {
-    dataDir: string
-    chromePath: string
-    destroyTimeoutMs: number
-    killTimeoutMs: number
-    logger?: Logger
-  }): Engine
-  recommendedMaxSessions?(totalMemoryBytes: number): number
-}
-interface ChromiumModule {
-  findChromium(): string | undefined
-  chromiumNotFoundMessage?(): string
-}
-
 async function createEngine(config: Config, logger: Logger): Promise<EngineChoice> {
   if (config.engine === 'simulated') {
     const engine = createSimulatedEngine({
@@ -217,41 +195,27 @@ async function createEngine(config: Config, logger: Logger): Promise<EngineChoic
     return { engine, simulator: engine, maxSessions: config.maxSessions ?? SIMULATED_MAX_SESSIONS }
   }
 
-  // TODO: import './engines/wwebjs.ts' and './engines/chromium.ts' by literal path once the
-  // wwebjs engine has landed on main; the variable specifiers keep this root compiling before.
-  const wwebjsPath = './engines/wwebjs.ts'
-  const chromiumPath = './engines/chromium.ts'
-  let wwebjs: WwebjsModule
-  let chromium: ChromiumModule
-  try {
-    wwebjs = (await import(wwebjsPath)) as WwebjsModule
-    chromium = (await import(chromiumPath)) as ChromiumModule
-  } catch (error) {
-    logger.debug({ err: error }, 'wwebjs engine import failed')
-    throw new ConfigError(
-      'WA_ENGINE=wwebjs: the whatsapp-web.js engine is not available in this build ' +
-        '(src/engines/wwebjs.ts); set WA_ENGINE=simulated.'
-    )
-  }
-  const chromePath = config.chromePath ?? chromium.findChromium()
-  if (chromePath === undefined) {
-    throw new ConfigError(
-      chromium.chromiumNotFoundMessage?.() ??
-        'CHROME_PATH is not set and no Chromium was found (apt-get install -y chromium).'
-    )
+  // Imported only for the real engine: it pulls in whatsapp-web.js and puppeteer.
+  const { createWwebjsEngine, recommendedMaxSessions } = await import('./engines/wwebjs.ts')
+  const { findChromium, chromiumNotFoundMessage } = await import('./engines/chromium.ts')
+  const { runJanitor } = await import('./engines/janitor.ts')
+  const env: NodeJS.ProcessEnv = config.chromePath ? { CHROME_PATH: config.chromePath } : {}
+  const chromePath = findChromium(env)
+  if (chromePath === undefined) throw new ConfigError(chromiumNotFoundMessage(env))
+  // Chromium left behind by an earlier run of this data directory dies before the first session.
+  const { killed, locksRemoved } = await runJanitor({ dataDir: config.dataDir, logger })
+  if (killed > 0 || locksRemoved > 0) {
+    logger.warn({ killed, locksRemoved }, 'janitor removed what an earlier run left behind')
   }
   return {
-    engine: wwebjs.createWwebjsEngine({
+    engine: createWwebjsEngine({
       dataDir: config.dataDir,
       chromePath,
       destroyTimeoutMs: config.timeouts.destroyMs,
       killTimeoutMs: config.timeouts.killMs,
       logger,
     }),
-    maxSessions:
-      config.maxSessions ??
-      wwebjs.recommendedMaxSessions?.(totalmem()) ??
-      fallbackWwebjsMaxSessions(totalmem()),
+    maxSessions: config.maxSessions ?? recommendedMaxSessions(totalmem()),
   }
 }
 

@@ -3,7 +3,7 @@
  * message naming the variable.
  */
 import { describe, expect, it } from 'vitest'
-import { ConfigError, fallbackWwebjsMaxSessions, loadConfig } from '../src/config.ts'
+import { ConfigError, loadConfig } from '../src/config.ts'
 
 const SECRET = 'x'.repeat(32)
 
@@ -121,12 +121,5 @@ describe('loadConfig', () => {
     const message = failure({ JWT_SECRET: 'short-secret' })
     expect(message).toMatch(/JWT_SECRET must be at least 32 characters/)
     expect(message).not.toContain('short-secret')
-  })
-})
-
-describe('fallbackWwebjsMaxSessions', () => {
-  it('plans 600 MB per Chromium, at least one session', () => {
-    expect(fallbackWwebjsMaxSessions(24 * 1024 ** 3)).toBe(40)
-    expect(fallbackWwebjsMaxSessions(100 * 1024 ** 2)).toBe(1)
   })
 })

@@ -460,8 +460,10 @@ describe('inspection', () => {
     await h.advance(300)
     const seen: string[] = []
     const subscription = h.sessions.inspect((event) => {
-      if (event.type === '@xstate.snapshot' && event.actorRef.id !== h.sessions.supervisor.id) {
-        seen.push(`${event.actorRef.id}:${JSON.stringify(event.snapshot.value ?? null)}`)
+      const actor = event.actorRef as unknown as { id: string }
+      if (event.type === '@xstate.snapshot' && actor !== h.sessions.supervisor) {
+        const { value } = event.snapshot as { value?: unknown }
+        seen.push(`${actor.id}:${JSON.stringify(value ?? null)}`)
       }
     })
     const a = h.sessions.getCampaign('a').sessionId
