@@ -32,6 +32,8 @@ export interface Config {
   jwt: JwtConfig
   wsRequireToken: boolean
   inspect: boolean
+  /** `INSPECT_STATELY_URL`: also stream inspection to Stately's inspector (needs `INSPECT`). */
+  inspectStatelyUrl: string | null
   qrImage: 'png' | 'svg'
   simulator: { qrDelayMs: number; qrRotateMs: number }
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -101,6 +103,9 @@ const environmentSchema = z.object({
   JWT_AUDIENCE: nonEmpty.optional(),
   WS_REQUIRE_TOKEN: boolean.default(false),
   INSPECT: boolean.default(false),
+  INSPECT_STATELY_URL: z
+    .url({ protocol: /^wss?$/, error: 'must be a ws:// or wss:// URL' })
+    .optional(),
   QR_IMAGE: z.enum(['png', 'svg'], { error: 'must be png or svg' }).default('png'),
   SIM_QR_DELAY_MS: integer(0).default(300),
   SIM_QR_ROTATE_MS: integer(1).default(20_000),
@@ -167,6 +172,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jwt: { key, issuer: e.JWT_ISSUER ?? null, audience: e.JWT_AUDIENCE ?? null },
     wsRequireToken: e.WS_REQUIRE_TOKEN,
     inspect: e.INSPECT,
+    inspectStatelyUrl: e.INSPECT_STATELY_URL ?? null,
     qrImage: e.QR_IMAGE,
     simulator: { qrDelayMs: e.SIM_QR_DELAY_MS, qrRotateMs: e.SIM_QR_ROTATE_MS },
     logLevel: e.LOG_LEVEL,

@@ -31,6 +31,7 @@ import { toCaller } from './auth/identity.ts'
 import { toMermaid } from './machines/diagram.ts'
 import { createWebRoutes } from './web/index.ts'
 import { createInspectSocket } from './ws/inspect.ts'
+import { forwardToStately } from './ws/stately.ts'
 
 export interface StartServerOptions {
   logger?: Logger
@@ -140,6 +141,12 @@ export async function startServer(
       })
     : undefined
 
+  // Optional: the same inspection also streamed to Stately's hosted inspector (needs internet).
+  const stately =
+    config.inspect && config.inspectStatelyUrl
+      ? await forwardToStately({ sessions, url: config.inspectStatelyUrl, logger })
+      : undefined
+
   const server = createServer(getRequestListener(app.fetch))
   server.on('upgrade', (request, socket, head) => {
     const path = (request.url ?? '/').split('?')[0]
@@ -159,6 +166,7 @@ export async function startServer(
     // this instance), new sessions and upgrades are refused, cleanup and status still answer.
     state = 'stopping'
     inspectSocket?.close()
+    stately?.stop()
     await sessions.shutdown()
     await hub.close()
     const stoppedListening = new Promise<void>((resolve) => server.close(() => resolve()))
