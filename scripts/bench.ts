@@ -6,17 +6,7 @@
  */
 import { execFileSync } from 'node:child_process'
 import { cpus, totalmem } from 'node:os'
-
-interface CoreFigures {
-  design: string
-  n: number
-  startMs: number
-  startUsPerSession: number
-  heapPerSessionBytes: number
-  heapLiveBytes: number
-  shutdownMs: number
-  wallMs: number
-}
+import type { CoreFigures } from './bench/core.ts'
 
 const sizes = (process.env.BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number)
 

@@ -22,7 +22,7 @@ const QR_DELAY_MS = 50
 const WARM_UP = 300
 const AUTH_DELAY_MS = 50
 
-interface Figures {
+export interface CoreFigures {
   design: string
   n: number
   startMs: number
@@ -58,7 +58,7 @@ function engine(): SimulatedEngine {
   })
 }
 
-async function runQrvisor(): Promise<Figures> {
+async function runQrvisor(): Promise<CoreFigures> {
   const sim = engine()
   const sessions = createSessionService({
     engine: sim,
@@ -93,7 +93,7 @@ async function runQrvisor(): Promise<Figures> {
 }
 
 /** The seed's whatsappService: a Map of { client, userId, status, timeout }. */
-async function runSeedMap(): Promise<Figures> {
+async function runSeedMap(): Promise<CoreFigures> {
   const sim = engine()
   interface Entry {
     client: EngineSession
@@ -181,7 +181,7 @@ function figures(
   heapLive: number,
   shutdownMs: number,
   wallMs: number
-): Figures {
+): CoreFigures {
   return {
     design: name,
     n: N,
