@@ -9,6 +9,8 @@ import { cpus, totalmem } from 'node:os'
 import type { CoreFigures } from './bench/core.ts'
 
 const sizes = (process.env.BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number)
+/** `BENCH_ONLY=core` or `BENCH_ONLY=http` runs one part. */
+const only = process.env.BENCH_ONLY
 
 function runCore(design: string, n: number): CoreFigures {
   const out = execFileSync(
@@ -35,37 +37,50 @@ console.log(
   `machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${mib(totalmem())} RAM, Node ${process.version}`
 )
 console.log('')
-console.log('## Core: start N sessions, half to ready, half time out, shut down (simulated engine)')
-console.log('')
-console.log(
-  '| N | design | wall | start total | per start | heap per live session | heap live | shutdown |'
-)
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
-const results: CoreFigures[] = []
-for (const n of sizes) {
-  for (const design of ['qrvisor', 'seed-map']) {
-    const r = runCore(design, n)
-    results.push(r)
+if (only === undefined || only === 'core') runCoreBenchmark()
+if (only === undefined || only === 'http') runHttpBenchmark()
+
+function runCoreBenchmark(): void {
+  console.log(
+    '## Core: start N sessions, half to ready, half time out, shut down (simulated engine)'
+  )
+  console.log('')
+  console.log(
+    '| N | design | wall | start total | per start | heap per live session | heap live | shutdown |'
+  )
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  const results: CoreFigures[] = []
+  for (const n of sizes) {
+    for (const design of ['qrvisor', 'seed-map']) {
+      const r = runCore(design, n)
+      results.push(r)
+      console.log(
+        `| ${n.toLocaleString('en')} | ${design} | ${(r.wallMs / 1000).toFixed(1)} s | ${r.startMs.toFixed(0)} ms | ${r.startUsPerSession.toFixed(1)} µs | ${kib(r.heapPerSessionBytes)} | ${mib(r.heapLiveBytes)} | ${r.shutdownMs.toFixed(0)} ms |`
+      )
+    }
+  }
+  const ours = results.filter((r) => r.design === 'qrvisor')
+  const first = ours[0]
+  const last = ours.at(-1)
+  if (first && last && first !== last) {
+    console.log('')
+    console.log('Targets:')
+    const ratio = last.startUsPerSession / first.startUsPerSession
     console.log(
-      `| ${n.toLocaleString('en')} | ${design} | ${(r.wallMs / 1000).toFixed(1)} s | ${r.startMs.toFixed(0)} ms | ${r.startUsPerSession.toFixed(1)} µs | ${kib(r.heapPerSessionBytes)} | ${mib(r.heapLiveBytes)} | ${r.shutdownMs.toFixed(0)} ms |`
+      `- per-session start at ${last.n.toLocaleString('en')} vs ${first.n.toLocaleString('en')}: ${ratio.toFixed(2)}× (target ≤ 1.5×) ${ratio <= 1.5 ? 'met' : 'MISSED'}`
+    )
+    const worstHeap = Math.max(...ours.map((r) => r.heapPerSessionBytes))
+    console.log(
+      `- heap per live session: at most ${kib(worstHeap)} (target ≤ 8 KiB) ${worstHeap <= 8192 ? 'met' : 'MISSED'}`
+    )
+    console.log(
+      `- heap with ${last.n.toLocaleString('en')} live sessions: ${mib(last.heapLiveBytes)} (target < 1 GiB) ${last.heapLiveBytes < 1024 ** 3 ? 'met' : 'MISSED'}`
     )
   }
 }
-const ours = results.filter((r) => r.design === 'qrvisor')
-const first = ours[0]
-const last = ours.at(-1)
-if (first && last && first !== last) {
+
+/** HTTP status route and QR delivery (issue 3): scripts/bench-http.ts prints its own tables. */
+function runHttpBenchmark(): void {
   console.log('')
-  console.log('Targets:')
-  const ratio = last.startUsPerSession / first.startUsPerSession
-  console.log(
-    `- per-session start at ${last.n.toLocaleString('en')} vs ${first.n.toLocaleString('en')}: ${ratio.toFixed(2)}× (target ≤ 1.5×) ${ratio <= 1.5 ? 'met' : 'MISSED'}`
-  )
-  const worstHeap = Math.max(...ours.map((r) => r.heapPerSessionBytes))
-  console.log(
-    `- heap per live session: at most ${kib(worstHeap)} (target ≤ 8 KiB) ${worstHeap <= 8192 ? 'met' : 'MISSED'}`
-  )
-  console.log(
-    `- heap with ${last.n.toLocaleString('en')} live sessions: ${mib(last.heapLiveBytes)} (target < 1 GiB) ${last.heapLiveBytes < 1024 ** 3 ? 'met' : 'MISSED'}`
-  )
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bench-http.ts'], { stdio: 'inherit' })
 }
