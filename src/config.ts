@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { totalmem } from 'node:os'
 import { z } from 'zod'
 
 /** How bearer tokens are verified: exactly one of the three is configured. */
@@ -33,6 +32,8 @@ export interface Config {
   jwt: JwtConfig
   wsRequireToken: boolean
   inspect: boolean
+  /** `INSPECT_STATELY_URL`: also stream inspection to Stately's inspector (needs `INSPECT`). */
+  inspectStatelyUrl: string | null
   qrImage: 'png' | 'svg'
   simulator: { qrDelayMs: number; qrRotateMs: number }
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -43,21 +44,11 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-/** Memory planned per live wwebjs session (one Chromium: 300-600 MB, see the field notes). */
-const WWEBJS_BYTES_PER_SESSION = 600 * 1024 * 1024
 /** HS256 keys shorter than the hash output are brute-forceable (RFC 7518 §3.2). */
 const MIN_SECRET_LENGTH = 32
 
 /** The default `MAX_SESSIONS` of the simulated engine (it costs a few kB per session). */
 export const SIMULATED_MAX_SESSIONS = 10_000
-
-/**
- * The default `MAX_SESSIONS` for a real engine when its module does not say: how many Chromiums
- * the machine's memory holds. `src/engines/wwebjs.ts`'s `recommendedMaxSessions` wins when present.
- */
-export function fallbackWwebjsMaxSessions(totalMemoryBytes: number = totalmem()): number {
-  return Math.max(1, Math.floor(totalMemoryBytes / WWEBJS_BYTES_PER_SESSION))
-}
 
 const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z
@@ -112,6 +103,9 @@ const environmentSchema = z.object({
   JWT_AUDIENCE: nonEmpty.optional(),
   WS_REQUIRE_TOKEN: boolean.default(false),
   INSPECT: boolean.default(false),
+  INSPECT_STATELY_URL: z
+    .url({ protocol: /^wss?$/, error: 'must be a ws:// or wss:// URL' })
+    .optional(),
   QR_IMAGE: z.enum(['png', 'svg'], { error: 'must be png or svg' }).default('png'),
   SIM_QR_DELAY_MS: integer(0).default(300),
   SIM_QR_ROTATE_MS: integer(1).default(20_000),
@@ -178,6 +172,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jwt: { key, issuer: e.JWT_ISSUER ?? null, audience: e.JWT_AUDIENCE ?? null },
     wsRequireToken: e.WS_REQUIRE_TOKEN,
     inspect: e.INSPECT,
+    inspectStatelyUrl: e.INSPECT_STATELY_URL ?? null,
     qrImage: e.QR_IMAGE,
     simulator: { qrDelayMs: e.SIM_QR_DELAY_MS, qrRotateMs: e.SIM_QR_ROTATE_MS },
     logLevel: e.LOG_LEVEL,

@@ -17,13 +17,7 @@ import { pathToFileURL } from 'node:url'
 import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
 import { createTokenVerifier } from './auth/verifier.ts'
-import {
-  ConfigError,
-  fallbackWwebjsMaxSessions,
-  loadConfig,
-  SIMULATED_MAX_SESSIONS,
-  type Config,
-} from './config.ts'
+import { ConfigError, loadConfig, SIMULATED_MAX_SESSIONS, type Config } from './config.ts'
 import type { Engine } from './engines/engine.ts'
 import { createSimulatedEngine } from './engines/simulated.ts'
 import { createApp } from './http/app.ts'
@@ -33,6 +27,11 @@ import { createMetrics } from './metrics.ts'
 import { createQrImageRenderer, type QrImageRenderer } from './qr/renderer.ts'
 import { createSessionService, type SupervisedSessionService } from './supervisor.ts'
 import { createWebSocketHub, refuseUpgrade, type WebSocketHubOptions } from './ws/hub.ts'
+import { toCaller } from './auth/identity.ts'
+import { toMermaid } from './machines/diagram.ts'
+import { createWebRoutes } from './web/index.ts'
+import { createInspectSocket } from './ws/inspect.ts'
+import { forwardToStately } from './ws/stately.ts'
 
 export interface StartServerOptions {
   logger?: Logger
@@ -65,6 +64,8 @@ export interface RunningServer {
 
 /** The WebSocket endpoint of the contract. */
 export const WS_PATH = '/ws/campaigns'
+/** The inspector's stream (`INSPECT=true`, admins only). */
+export const INSPECT_WS_PATH = '/ws/inspect'
 
 /**
  * Starts the service and resolves once it listens.
@@ -114,7 +115,10 @@ export async function startServer(
     simulator,
     logger,
     isReady: () => state === 'ready',
-    extraRoutes,
+    extraRoutes: [
+      createWebRoutes({ inspect: config.inspect, simulator: config.engine === 'simulated' }),
+      ...(extraRoutes ?? []),
+    ],
   })
   const hub = createWebSocketHub({
     sessions,
@@ -127,11 +131,30 @@ export async function startServer(
     ...websocket,
   })
 
+  const inspectSocket = config.inspect
+    ? createInspectSocket({
+        sessions,
+        authenticate: (token) => verifier.verify(token).then(toCaller, () => null),
+        existingActors: () => [sessions.supervisor],
+        toMermaid,
+        logger,
+      })
+    : undefined
+
+  // Optional: the same inspection also streamed to Stately's hosted inspector (needs internet).
+  const stately =
+    config.inspect && config.inspectStatelyUrl
+      ? await forwardToStately({ sessions, url: config.inspectStatelyUrl, logger })
+      : undefined
+
   const server = createServer(getRequestListener(app.fetch))
   server.on('upgrade', (request, socket, head) => {
     const path = (request.url ?? '/').split('?')[0]
     if (path === WS_PATH) hub.handleUpgrade(request, socket, head)
-    else refuseUpgrade(socket, 404, 'not_found', `There is no WebSocket endpoint at ${path}.`)
+    else if (path === INSPECT_WS_PATH && inspectSocket) {
+      if (state === 'ready') inspectSocket.handleUpgrade(request, socket, head)
+      else refuseUpgrade(socket, 503, 'shutting_down', 'The service is shutting down.')
+    } else refuseUpgrade(socket, 404, 'not_found', `There is no WebSocket endpoint at ${path}.`)
   })
   try {
     await listen(server, config.port, config.host)
@@ -151,6 +174,8 @@ export async function startServer(
     // Keep listening while sessions are torn down: /readyz answers 503 (so a load balancer drains
     // this instance), new sessions and upgrades are refused, cleanup and status still answer.
     state = 'stopping'
+    inspectSocket?.close()
+    stately?.stop()
     await sessions.shutdown()
     await hub.close()
     const stoppedListening = new Promise<void>((resolve) => server.close(() => resolve()))
@@ -176,22 +201,6 @@ interface EngineChoice {
   maxSessions: number
 }
 
-/** The engine module's surface this root uses (imported lazily: it pulls in puppeteer). */
-interface WwebjsModule {
-  createWwebjsEngine(options: {
-    dataDir: string
-    chromePath: string
-    destroyTimeoutMs: number
-    killTimeoutMs: number
-    logger?: Logger
-  }): Engine
-  recommendedMaxSessions?(totalMemoryBytes: number): number
-}
-interface ChromiumModule {
-  findChromium(): string | undefined
-  chromiumNotFoundMessage?(): string
-}
-
 async function createEngine(config: Config, logger: Logger): Promise<EngineChoice> {
   if (config.engine === 'simulated') {
     const engine = createSimulatedEngine({
@@ -203,41 +212,27 @@ async function createEngine(config: Config, logger: Logger): Promise<EngineChoic
     return { engine, simulator: engine, maxSessions: config.maxSessions ?? SIMULATED_MAX_SESSIONS }
   }
 
-  // TODO: import './engines/wwebjs.ts' and './engines/chromium.ts' by literal path once the
-  // wwebjs engine has landed on main; the variable specifiers keep this root compiling before.
-  const wwebjsPath = './engines/wwebjs.ts'
-  const chromiumPath = './engines/chromium.ts'
-  let wwebjs: WwebjsModule
-  let chromium: ChromiumModule
-  try {
-    wwebjs = (await import(wwebjsPath)) as WwebjsModule
-    chromium = (await import(chromiumPath)) as ChromiumModule
-  } catch (error) {
-    logger.debug({ err: error }, 'wwebjs engine import failed')
-    throw new ConfigError(
-      'WA_ENGINE=wwebjs: the whatsapp-web.js engine is not available in this build ' +
-        '(src/engines/wwebjs.ts); set WA_ENGINE=simulated.'
-    )
-  }
-  const chromePath = config.chromePath ?? chromium.findChromium()
-  if (chromePath === undefined) {
-    throw new ConfigError(
-      chromium.chromiumNotFoundMessage?.() ??
-        'CHROME_PATH is not set and no Chromium was found (apt-get install -y chromium).'
-    )
+  // Imported only for the real engine: it pulls in whatsapp-web.js and puppeteer.
+  const { createWwebjsEngine, recommendedMaxSessions } = await import('./engines/wwebjs.ts')
+  const { findChromium, chromiumNotFoundMessage } = await import('./engines/chromium.ts')
+  const { runJanitor } = await import('./engines/janitor.ts')
+  const env: NodeJS.ProcessEnv = config.chromePath ? { CHROME_PATH: config.chromePath } : {}
+  const chromePath = findChromium(env)
+  if (chromePath === undefined) throw new ConfigError(chromiumNotFoundMessage(env))
+  // Chromium left behind by an earlier run of this data directory dies before the first session.
+  const { killed, locksRemoved } = await runJanitor({ dataDir: config.dataDir, logger })
+  if (killed > 0 || locksRemoved > 0) {
+    logger.warn({ killed, locksRemoved }, 'janitor removed what an earlier run left behind')
   }
   return {
-    engine: wwebjs.createWwebjsEngine({
+    engine: createWwebjsEngine({
       dataDir: config.dataDir,
       chromePath,
       destroyTimeoutMs: config.timeouts.destroyMs,
       killTimeoutMs: config.timeouts.killMs,
       logger,
     }),
-    maxSessions:
-      config.maxSessions ??
-      wwebjs.recommendedMaxSessions?.(totalmem()) ??
-      fallbackWwebjsMaxSessions(totalmem()),
+    maxSessions: config.maxSessions ?? recommendedMaxSessions(totalmem()),
   }
 }
 

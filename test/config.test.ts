@@ -3,7 +3,7 @@
  * message naming the variable.
  */
 import { describe, expect, it } from 'vitest'
-import { ConfigError, fallbackWwebjsMaxSessions, loadConfig } from '../src/config.ts'
+import { ConfigError, loadConfig } from '../src/config.ts'
 
 const SECRET = 'x'.repeat(32)
 
@@ -37,6 +37,7 @@ describe('loadConfig', () => {
       jwt: { key: { kind: 'secret', secret: SECRET }, issuer: null, audience: null },
       wsRequireToken: false,
       inspect: false,
+      inspectStatelyUrl: null,
       qrImage: 'png',
       simulator: { qrDelayMs: 300, qrRotateMs: 20_000 },
       logLevel: 'info',
@@ -61,6 +62,7 @@ describe('loadConfig', () => {
       JWT_AUDIENCE: 'qrvisor',
       WS_REQUIRE_TOKEN: 'true',
       INSPECT: '1',
+      INSPECT_STATELY_URL: 'ws://127.0.0.1:8080',
       QR_IMAGE: 'svg',
       SIM_QR_DELAY_MS: '20',
       SIM_QR_ROTATE_MS: '100',
@@ -81,6 +83,7 @@ describe('loadConfig', () => {
       },
       wsRequireToken: true,
       inspect: true,
+      inspectStatelyUrl: 'ws://127.0.0.1:8080',
       qrImage: 'svg',
       simulator: { qrDelayMs: 20, qrRotateMs: 100 },
       logLevel: 'debug',
@@ -108,6 +111,9 @@ describe('loadConfig', () => {
     expect(failure({ JWT_SECRET: SECRET, MAX_SESSIONS: '0' })).toMatch(/MAX_SESSIONS/)
     expect(failure({ JWT_SECRET: SECRET, WS_REQUIRE_TOKEN: 'yes' })).toMatch(/WS_REQUIRE_TOKEN/)
     expect(failure({ JWT_SECRET: SECRET, QR_IMAGE: 'gif' })).toMatch(/QR_IMAGE/)
+    expect(failure({ JWT_SECRET: SECRET, INSPECT_STATELY_URL: 'https://stately.ai' })).toMatch(
+      /INSPECT_STATELY_URL must be a ws/
+    )
     expect(failure({ JWT_SECRET: SECRET, LOG_LEVEL: 'loud' })).toMatch(/LOG_LEVEL/)
     expect(failure({ JWT_JWKS_URL: 'ftp://x' })).toMatch(/JWT_JWKS_URL/)
     expect(failure({ JWT_PUBLIC_KEY: 'not a key' })).toMatch(/JWT_PUBLIC_KEY/)
@@ -121,12 +127,5 @@ describe('loadConfig', () => {
     const message = failure({ JWT_SECRET: 'short-secret' })
     expect(message).toMatch(/JWT_SECRET must be at least 32 characters/)
     expect(message).not.toContain('short-secret')
-  })
-})
-
-describe('fallbackWwebjsMaxSessions', () => {
-  it('plans 600 MB per Chromium, at least one session', () => {
-    expect(fallbackWwebjsMaxSessions(24 * 1024 ** 3)).toBe(40)
-    expect(fallbackWwebjsMaxSessions(100 * 1024 ** 2)).toBe(1)
   })
 })

@@ -370,6 +370,17 @@ describe('capacity and ownership', () => {
     expect(h.sessions.getCampaign('c').status).toBe('cleaned')
   })
 
+  it('forgets tombstones older than their time to live', async () => {
+    h = createHarness({ service: { tombstoneTtlMs: 60_000 } })
+    request('old')
+    await Promise.all([h.sessions.cleanupSession('old'), h.advance(100)])
+    await h.advance(60_001)
+    request('new')
+    await Promise.all([h.sessions.cleanupSession('new'), h.advance(100)])
+    expect(h.sessions.getCampaign('old').status).toBe('idle')
+    expect(h.sessions.getCampaign('new').status).toBe('cleaned')
+  })
+
   it('reports a campaign never seen as idle', () => {
     h = createHarness()
     expect(h.sessions.getCampaign('never-seen')).toEqual({
@@ -439,6 +450,33 @@ describe('subscriptions', () => {
     request('spring-sale')
     await h.advance(300)
     expect(events.some((e) => e.type === 'qr')).toBe(true)
+  })
+})
+
+describe('inspection', () => {
+  it('shows a new viewer every live actor, follows new ones, and detaches completely', async () => {
+    h = createHarness()
+    request('a')
+    await h.advance(300)
+    const seen: string[] = []
+    const subscription = h.sessions.inspect((event) => {
+      const actor = event.actorRef as unknown as { id: string }
+      if (event.type === '@xstate.snapshot' && actor !== h.sessions.supervisor) {
+        const { value } = event.snapshot as { value?: unknown }
+        seen.push(`${actor.id}:${JSON.stringify(value ?? null)}`)
+      }
+    })
+    const a = h.sessions.getCampaign('a').sessionId
+    expect(seen).toEqual([`${a}:"awaitingScan"`])
+    request('b')
+    await h.advance(300)
+    const b = h.sessions.getCampaign('b').sessionId
+    expect(seen).toContain(`${b}:"awaitingScan"`)
+    subscription.unsubscribe()
+    const count = seen.length
+    h.engine.scan('b')
+    await h.advance(600)
+    expect(seen).toHaveLength(count)
   })
 })
 

@@ -80,11 +80,12 @@ export type CampaignEvent =
   | { type: 'ENGINE.STOPPED'; sessionId: string; forced: boolean; durationMs: number }
 
 /** What the machine tells its subscribers (through the supervisor). Times are epoch ms. */
-export type CampaignEmitted =
-  | { type: 'status'; status: SessionStatus; reason: SessionReason | null; at: number }
-  | { type: 'qr'; qr: string; attempt: number; expiresAt: number; at: number }
-  | { type: 'ready'; at: number }
-  | { type: 'error'; code: FailureReason; message: string; at: number }
+export type CampaignEmitted = { sessionId: string; at: number } & (
+  | { type: 'status'; status: SessionStatus; reason: SessionReason | null }
+  | { type: 'qr'; qr: string; attempt: number; expiresAt: number }
+  | { type: 'ready' }
+  | { type: 'error'; code: FailureReason; message: string }
+)
 
 export interface CampaignOutput {
   campaignId: string
@@ -146,16 +147,21 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
             history,
             phaseDeadline: params.deadlineMs === undefined ? null : at + params.deadlineMs,
           })
-          enqueue.emit({ type: 'status', status: params.status, reason, at })
+          enqueue.emit({
+            type: 'status',
+            sessionId: context.sessionId,
+            status: params.status,
+            reason,
+            at,
+          })
         }
       ),
       armScanDeadline: assign({
         phaseDeadline: ({ context }) => context.scanDeadline,
       }),
       startEngine: ({ context, self }) =>
-        engines.start(context.campaignId, context.sessionId, (event) => self.send(event)),
-      stopEngine: ({ context, self }) =>
-        engines.stop(context.sessionId, (event) => self.send(event)),
+        engines.start(context.campaignId, context.sessionId, self),
+      stopEngine: ({ context, self }) => engines.stop(context.sessionId, self),
       recordQr: enqueueActions(({ context, event, enqueue }) => {
         if (event.type !== 'ENGINE.QR_RECEIVED') return
         const at = now()
@@ -166,7 +172,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
           expiresAt: scanDeadline,
         }
         enqueue.assign({ qr, scanDeadline, qrAttempts: qr.attempt })
-        enqueue.emit({ type: 'qr', ...qr, at })
+        enqueue.emit({ type: 'qr', sessionId: context.sessionId, ...qr, at })
       }),
       clearQr: assign({ qr: null }),
       markFailed: assign(
@@ -197,12 +203,17 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         const code = context.reason as FailureReason
         return {
           type: 'error' as const,
+          sessionId: context.sessionId,
           code,
           message: describeFailure(code, context.timeouts, context.failureKind),
           at: now(),
         }
       }),
-      emitReady: emit(() => ({ type: 'ready' as const, at: now() })),
+      emitReady: emit(({ context }) => ({
+        type: 'ready' as const,
+        sessionId: context.sessionId,
+        at: now(),
+      })),
       recordTeardown: assign(({ event }) =>
         event.type === 'ENGINE.STOPPED'
           ? { teardown: { forced: event.forced, durationMs: event.durationMs } }

@@ -11,7 +11,8 @@
 import type { Engine, EngineEvent, EngineSession } from '../engines/engine.ts'
 import type { CampaignEvent } from './campaignMachine.ts'
 
-type Send = (event: CampaignEvent) => void
+/** The session's actor (only its `send` is used). */
+type Session = { send(event: CampaignEvent): void }
 
 interface Running {
   session: EngineSession
@@ -20,10 +21,10 @@ interface Running {
 }
 
 export interface EngineControl {
-  /** Starts the session's engine; its events are sent to the actor through `send`. */
-  start(campaignId: string, sessionId: string, send: Send): void
+  /** Starts the session's engine; its events are sent to the session's actor. */
+  start(campaignId: string, sessionId: string, actor: Session): void
   /** Stops it (if it ever started) and sends `ENGINE.STOPPED` once it is gone, never before. */
-  stop(sessionId: string, send: Send): void
+  stop(sessionId: string, actor: Session): void
   /**
    * Stops the engine of a session whose actor failed with a bug (so `stopEngine` never ran).
    * Expects anything of the engine, since it may be the reason.
@@ -37,11 +38,11 @@ export function createEngineControl(engine: Engine): EngineControl {
   const running = new Map<string, Running>()
 
   return {
-    start(campaignId, sessionId, send) {
+    start(campaignId, sessionId, actor) {
       if (running.has(sessionId)) return
       const relay = (event: EngineEvent) => {
         if (running.get(sessionId)?.stopping !== false) return
-        send(toMachineEvent(sessionId, event))
+        actor.send(toMachineEvent(sessionId, event))
       }
       try {
         const session = engine.createSession({ campaignId, sessionId, onEvent: relay })
@@ -51,11 +52,11 @@ export function createEngineControl(engine: Engine): EngineControl {
         // An engine that throws on start broke its contract; for the session it is a failed start.
         const detail = error instanceof Error ? error.message : String(error)
         queueMicrotask(() =>
-          send({ type: 'ENGINE.TERMINATED', sessionId, kind: 'start_failed', detail })
+          actor.send({ type: 'ENGINE.TERMINATED', sessionId, kind: 'start_failed', detail })
         )
       }
     },
-    stop(sessionId, send) {
+    stop(sessionId, actor) {
       const entry = running.get(sessionId)
       if (entry?.stopping) return
       if (entry) entry.stopping = true
@@ -64,7 +65,7 @@ export function createEngineControl(engine: Engine): EngineControl {
         : Promise.resolve({ forced: false, durationMs: 0 })
       void stopped.then(({ forced, durationMs }) => {
         running.delete(sessionId)
-        send({ type: 'ENGINE.STOPPED', sessionId, forced, durationMs })
+        actor.send({ type: 'ENGINE.STOPPED', sessionId, forced, durationMs })
       })
     },
     forceStop(sessionId) {

@@ -70,7 +70,8 @@ export interface LiveSession {
   shard: Shard
   /** The last `error` the session emitted, kept for its tombstone. */
   failure: { code: FailureReason; message: string } | null
-  emitted: XSubscription
+  /** The last status it reported, kept for the per-status counts. */
+  status: SessionStatus
 }
 
 export interface Tombstone {
@@ -88,13 +89,13 @@ interface CampaignRecord {
   campaignId: string
   /** The newest session of the campaign, until it ends. */
   current: LiveSession | undefined
-  /** Older sessions still being torn down (replaced by `current`). */
-  draining: Map<string, LiveSession>
+  /** Older sessions still being torn down (replaced by `current`); created when needed. */
+  draining: Map<string, LiveSession> | undefined
   /** The newest ended session. */
   last: Tombstone | undefined
   lastActivity: number | null
   /** Resolved when the campaign has no live session any more. */
-  idleWaiters: Array<() => void>
+  idleWaiters: Array<() => void> | undefined
 }
 
 export interface RegistryOptions {
@@ -114,13 +115,22 @@ export class SessionRegistry {
   private readonly campaigns = new Map<string, CampaignRecord>()
   private readonly owners = new Map<string, string>()
   private readonly liveSessions = new Map<string, LiveSession>()
-  /** Ended sessions by sessionId, oldest first (a Map keeps insertion order). */
+  /** Ended sessions by sessionId. */
   private readonly tombstones = new Map<string, Tombstone>()
+  /**
+   * Their sessionIds, oldest first, consumed from `tombstoneHead`. Not the Map's own order:
+   * iterating a Map from its head walks every entry deleted since V8 last compacted it, which
+   * made evicting past the bound cost O(N) each (21 s to shut down 100k sessions).
+   */
+  private tombstoneOrder: string[] = []
+  private tombstoneHead = 0
   private readonly campaignListeners = new Map<string, Set<SessionListener>>()
   private readonly sessionListeners = new Map<string, Set<SessionListener>>()
   private readonly observers = new Set<SessionListener>()
   private readonly inspectors = new Set<Observer<InspectionEvent>>()
   private readonly shards = new Set<Shard>()
+  /** Live sessions by status, kept as they change so stats() costs nothing at 100k sessions. */
+  private readonly statusCounts = emptyStatusCounts()
   private shard: Shard | undefined
   private seq = 0
 
@@ -150,7 +160,7 @@ export class SessionRegistry {
   sessionsOf(campaignId: string): LiveSession[] {
     const record = this.campaigns.get(campaignId)
     if (!record) return []
-    const sessions = [...record.draining.values()]
+    const sessions = [...(record.draining?.values() ?? [])]
     if (record.current) sessions.unshift(record.current)
     return sessions
   }
@@ -160,7 +170,7 @@ export class SessionRegistry {
   }
 
   hasDraining(campaignId: string): boolean {
-    return (this.campaigns.get(campaignId)?.draining.size ?? 0) > 0
+    return (this.campaigns.get(campaignId)?.draining?.size ?? 0) > 0
   }
 
   touch(campaignId: string): void {
@@ -177,7 +187,7 @@ export class SessionRegistry {
       campaignId,
       sessionId,
       timeouts: this.options.timeouts,
-      awaitPredecessor: record.draining.size > 0,
+      awaitPredecessor: (record.draining?.size ?? 0) > 0,
     }
     const shard = this.shardForNewSession()
     const actor = createActor(this.options.machine, { id: sessionId, input, parent: shard.actor })
@@ -188,9 +198,11 @@ export class SessionRegistry {
       actor,
       shard,
       failure: null,
-      emitted: { unsubscribe: () => {} },
+      status: 'idle',
     }
-    session.emitted = actor.on('*', (event) => this.publish(session, event))
+    this.statusCounts.idle++
+    // One shared handler: XState drops an actor's listeners itself when it completes or fails.
+    actor.on('*', this.onEmitted)
     actor.subscribe({
       complete: () => {
         const output = actor.getSnapshot().output
@@ -285,6 +297,7 @@ export class SessionRegistry {
     const session = record?.current
     if (!record || !session) return undefined
     record.current = undefined
+    record.draining ??= new Map()
     record.draining.set(session.sessionId, session)
     return session
   }
@@ -297,11 +310,12 @@ export class SessionRegistry {
     const session = this.liveSessions.get(sessionId)
     if (!session) return {}
     this.liveSessions.delete(sessionId)
-    session.emitted.unsubscribe()
+    this.statusCounts[session.status]--
     this.releaseShard(session.shard)
     const record = this.record(session.campaignId)
     if (record.current === session) record.current = undefined
-    record.draining.delete(sessionId)
+    record.draining?.delete(sessionId)
+    if (record.draining?.size === 0) record.draining = undefined
 
     const snapshot = session.actor.getSnapshot()
     const context = snapshot.context
@@ -325,24 +339,24 @@ export class SessionRegistry {
     }
     if (!record.last || record.last.endedAt <= endedAt) record.last = tombstone
     this.tombstones.set(sessionId, tombstone)
+    this.tombstoneOrder.push(sessionId)
     this.evictTombstones()
 
-    if (!record.current && record.draining.size === 0) {
-      const waiters = record.idleWaiters.splice(0)
+    if (!record.current && !record.draining && record.idleWaiters) {
+      const waiters = record.idleWaiters
+      record.idleWaiters = undefined
       for (const resolve of waiters) resolve()
     }
     const successor =
-      record.draining.size === 0 && record.current && isWaiting(record.current)
-        ? record.current
-        : undefined
+      !record.draining && record.current && isWaiting(record.current) ? record.current : undefined
     return { ended: tombstone, successor }
   }
 
   /** Resolves once the campaign has no live session. */
   whenIdle(campaignId: string): Promise<void> {
     const record = this.campaigns.get(campaignId)
-    if (!record || (!record.current && record.draining.size === 0)) return Promise.resolve()
-    return new Promise((resolve) => record.idleWaiters.push(resolve))
+    if (!record || (!record.current && !record.draining)) return Promise.resolve()
+    return new Promise((resolve) => (record.idleWaiters ??= []).push(resolve))
   }
 
   lastEnded(campaignId: string): Tombstone | undefined {
@@ -400,14 +414,7 @@ export class SessionRegistry {
   }
 
   stats(): Pick<SessionStats, 'live' | 'byStatus'> {
-    const byStatus = Object.fromEntries(SESSION_STATUSES.map((s) => [s, 0])) as Record<
-      SessionStatus,
-      number
-    >
-    for (const session of this.liveSessions.values()) {
-      byStatus[statusOf(session.actor.getSnapshot().value)]++
-    }
-    return { live: this.liveSessions.size, byStatus }
+    return { live: this.liveSessions.size, byStatus: { ...this.statusCounts } }
   }
 
   /** Subscribes with a replay of the current state; undefined for an unknown session. */
@@ -491,6 +498,11 @@ export class SessionRegistry {
     }
   }
 
+  private readonly onEmitted = (emitted: CampaignEmitted): void => {
+    const session = this.liveSessions.get(emitted.sessionId)
+    if (session) this.publish(session, emitted)
+  }
+
   private publish(session: LiveSession, emitted: CampaignEmitted): void {
     const record = this.campaigns.get(session.campaignId)
     if (record) record.lastActivity = emitted.at
@@ -503,6 +515,9 @@ export class SessionRegistry {
     let event: SessionEvent
     switch (emitted.type) {
       case 'status': {
+        this.statusCounts[session.status]--
+        this.statusCounts[emitted.status]++
+        session.status = emitted.status
         const teardown =
           emitted.status === 'cleaned' ? session.actor.getSnapshot().context.teardown : null
         event = {
@@ -554,10 +569,10 @@ export class SessionRegistry {
       record = {
         campaignId,
         current: undefined,
-        draining: new Map(),
+        draining: undefined,
         last: undefined,
         lastActivity: null,
-        idleWaiters: [],
+        idleWaiters: undefined,
       }
       this.campaigns.set(campaignId, record)
     }
@@ -567,23 +582,34 @@ export class SessionRegistry {
   /** Drops the oldest tombstones past the count bound or the age bound. */
   private evictTombstones(): void {
     const oldestAllowed = this.options.now() - this.options.tombstoneTtlMs
-    for (const [sessionId, tombstone] of this.tombstones) {
-      if (
-        this.tombstones.size <= this.options.maxTombstones &&
-        tombstone.endedAt >= oldestAllowed
-      ) {
+    while (this.tombstoneOrder.length > this.tombstoneHead) {
+      const oldest = this.tombstones.get(this.tombstoneOrder[this.tombstoneHead]!)!
+      if (this.tombstones.size <= this.options.maxTombstones && oldest.endedAt >= oldestAllowed) {
         break
       }
-      this.tombstones.delete(sessionId)
-      const record = this.campaigns.get(tombstone.campaignId)
-      if (record?.last === tombstone) {
+      this.tombstoneHead++
+      this.tombstones.delete(oldest.sessionId)
+      const record = this.campaigns.get(oldest.campaignId)
+      if (record?.last === oldest) {
         record.last = undefined
-        if (!record.current && record.draining.size === 0 && record.idleWaiters.length === 0) {
-          this.campaigns.delete(tombstone.campaignId)
+        if (!record.current && !record.draining && !record.idleWaiters) {
+          this.campaigns.delete(oldest.campaignId)
         }
       }
     }
+    // Drop the consumed head of the queue once it is the larger part.
+    if (this.tombstoneHead > 1024 && this.tombstoneHead * 2 > this.tombstoneOrder.length) {
+      this.tombstoneOrder = this.tombstoneOrder.slice(this.tombstoneHead)
+      this.tombstoneHead = 0
+    }
   }
+}
+
+function emptyStatusCounts(): Record<SessionStatus, number> {
+  return Object.fromEntries(SESSION_STATUSES.map((status) => [status, 0])) as Record<
+    SessionStatus,
+    number
+  >
 }
 
 /**

@@ -92,7 +92,7 @@ describe('campaign machine: starting', () => {
   })
 
   it('shows the first QR with attempt 1 and the scan deadline as expiresAt', async () => {
-    const { actor, status, qr, emitted } = start()
+    const { actor, status, qr, emitted, sessionId } = start()
     actor.send({ type: 'START' })
     await advance(300)
     qr('first')
@@ -102,6 +102,7 @@ describe('campaign machine: starting', () => {
     expect(context.phaseDeadline).toBe(Date.now() + TIMEOUTS.scanMs)
     expect(emitted).toContainEqual({
       type: 'qr',
+      sessionId,
       qr: 'first',
       attempt: 1,
       expiresAt: context.phaseDeadline,
@@ -144,7 +145,7 @@ describe('campaign machine: deadlines', () => {
   })
 
   it('times out with scan_timeout 30 s after the first QR, however often the QR rotates', async () => {
-    const { actor, status, qr, emitted } = start()
+    const { actor, status, qr, emitted, sessionId } = start()
     actor.send({ type: 'START' })
     qr('q1')
     await advance(20_000)
@@ -160,6 +161,7 @@ describe('campaign machine: deadlines', () => {
     })
     expect(emitted.find((e) => e.type === 'error')).toEqual({
       type: 'error',
+      sessionId,
       code: 'scan_timeout',
       message: 'The QR code was not scanned within 30 s; the session was cleaned up.',
       at: Date.now(),

@@ -1,0 +1,617 @@
+/**
+ * The dashboard: link a campaign's WhatsApp and follow its sessions live.
+ *
+ * Linking is the seed's flow done right: check the connection, clean up only a session that is
+ * really stuck (a live, unlinked session whose deadline has already passed), request the QR
+ * (the service answers at once and joins a session already in progress), and follow the
+ * campaign over `/ws/campaigns`, which replays the current QR to a late subscriber.
+ */
+import {
+  clockTime,
+  connectSocket,
+  createApi,
+  forgetToken,
+  h,
+  readClaims,
+  reasonText,
+  saveToken,
+  socketUrl,
+  statusLabel,
+  takeToken,
+} from './client.js'
+
+const $ = (id) => document.getElementById(id)
+const simulator = document.body.dataset.simulator === 'true'
+const inspectorOn = document.body.dataset.inspect === 'true'
+
+/** How many campaigns of the list are followed live; the rest are refreshed by polling. */
+const MAX_LIVE_CAMPAIGNS = 50
+const FINAL_STATUSES = new Set(['timedOut', 'failed', 'cleaning', 'cleaned', 'idle'])
+
+let api
+let live
+/** The difference between the server's clock and ours, from each message's `at`. */
+let serverSkewMs = 0
+const campaigns = new Map()
+const subscribed = new Set()
+
+/** The campaign being linked in the panel above the list. */
+const link = {
+  campaignId: null,
+  sessionId: null,
+  status: 'idle',
+  expiresAt: null,
+  phaseStartedAt: null,
+  /** 'linked' | 'timedOut' | 'failed' | 'ended' | null: once set, later cleanup statuses do not hide it. */
+  outcome: null,
+  /** Messages that arrive while the request is in flight; replayed once its sessionId is known. */
+  held: null,
+}
+
+function start() {
+  const token = takeToken()
+  if (!token) return showSignIn()
+  api = createApi(token)
+  const claims = readClaims(token)
+  $('who').textContent = `${claims.sub}${claims.admin ? ' (admin)' : ''}`
+  $('sign-out').hidden = false
+  $('sign-out').addEventListener('click', () => {
+    forgetToken()
+    location.reload()
+  })
+  if (inspectorOn && claims.admin) {
+    // The fragment carries the token to the other page without sending it to the server.
+    const inspector = $('inspector-link')
+    inspector.hidden = false
+    inspector.href = `/inspect#token=${encodeURIComponent(token)}`
+  }
+  $('link').hidden = false
+  $('campaigns').hidden = false
+  $('link-phone').hidden = !simulator
+  wireLinkPanel()
+  live = connectSocket(socketUrl('/ws/campaigns', token), {
+    onOpen(send) {
+      for (const campaignId of subscribed) send({ type: 'subscribe', campaignId })
+      $('live-state').textContent = 'Live updates on.'
+    },
+    onMessage: handleMessage,
+    onState(state, event) {
+      if (state === 'closed') {
+        $('live-state').textContent =
+          event && event.code === 1008
+            ? 'Live updates refused by the service (token?).'
+            : 'Live updates interrupted, reconnecting…'
+      }
+    },
+  })
+  refreshCampaigns()
+  setInterval(refreshCampaigns, 15_000)
+  setInterval(renderCountdown, 250)
+  const fromQuery = new URLSearchParams(location.search).get('campaign')
+  if (fromQuery) $('campaign-id').value = fromQuery
+}
+
+function showSignIn(message) {
+  $('sign-in').hidden = false
+  $('link').hidden = true
+  $('campaigns').hidden = true
+  if (message) {
+    $('sign-in-error').textContent = message
+    $('sign-in-error').hidden = false
+  }
+  $('sign-in-form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    saveToken($('token-input').value.trim())
+    location.reload()
+  })
+  $('token-input').focus()
+}
+
+function handleApiError(error, where) {
+  if (error.status === 401) {
+    forgetToken()
+    showSignIn('The service refused the token (expired or not valid here). Paste a new one.')
+    return
+  }
+  where.textContent = error.message
+  where.hidden = false
+}
+
+// ---- Linking ---------------------------------------------------------------------------------
+
+function wireLinkPanel() {
+  $('link-form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    const campaignId = $('campaign-id').value.trim()
+    if (!$('campaign-id').checkValidity()) return $('campaign-id').reportValidity()
+    linkCampaign(campaignId, { force: false })
+  })
+  $('restart-button').addEventListener('click', () => {
+    if (link.campaignId) linkCampaign(link.campaignId, { force: true })
+  })
+  $('retry-button').addEventListener('click', () => {
+    if (link.campaignId) linkCampaign(link.campaignId, { force: false })
+  })
+  for (const button of document.querySelectorAll('#link-phone [data-phone]')) {
+    button.addEventListener('click', () => playPhone(link.campaignId, button.dataset.phone))
+  }
+}
+
+/** Whether a live session is stuck: not linked, and its phase deadline already long gone. */
+function isStuck(connection) {
+  if (!connection.hasActiveSession || connection.isConnected) return false
+  if (!connection.expiresAt) return false
+  return Date.parse(connection.expiresAt) < serverNow() - 5_000
+}
+
+async function linkCampaign(campaignId, { force }) {
+  Object.assign(link, {
+    campaignId,
+    sessionId: null,
+    status: 'idle',
+    expiresAt: null,
+    phaseStartedAt: null,
+    outcome: null,
+    wasLinked: false,
+    held: [],
+  })
+  $('link-panel').hidden = false
+  $('link-campaign').textContent = campaignId
+  setBusy(true)
+  showQr(null, 'Requesting a session…')
+  renderLink('Checking the campaign’s connection…')
+  try {
+    const base = `/api/campaigns/${encodeURIComponent(campaignId)}`
+    if (!force) {
+      const connection = await api.get(`${base}/connection`)
+      if (isStuck(connection)) {
+        renderLink('Cleaning up a stuck session…')
+        await api.post(`${base}/cleanup-session`)
+      }
+    }
+    renderLink(force ? 'Starting over with a new session…' : 'Requesting the QR code…')
+    const answer = await api.post(`${base}/qr-code`, force ? { force: true } : {})
+    link.sessionId = answer.sessionId
+    link.expiresAt = answer.expiresAt ? Date.parse(answer.expiresAt) : null
+    follow(campaignId)
+    applyStatus(answer.status, null)
+    if (answer.qrCode) showQr(answer.qrCode)
+    renderCountdown()
+    renderLink(
+      answer.status === 'ready'
+        ? null
+        : answer.reused
+          ? 'Joined the session already in progress.'
+          : 'Session started; waiting for the QR code…'
+    )
+    upsertCampaign({ ...answer, hasActiveSession: true })
+    const held = link.held ?? []
+    link.held = null
+    for (const message of held) handleLinkMessage(message)
+  } catch (error) {
+    link.held = null
+    link.outcome = 'failed'
+    renderOutcome({ title: 'Could not request a QR code', text: error.message, retry: true })
+    if (error.status === 401) handleApiError(error, $('link-message'))
+  } finally {
+    setBusy(false)
+  }
+}
+
+function setBusy(busy) {
+  $('link-button').disabled = busy
+  $('restart-button').disabled = busy
+}
+
+/** A campaign message from the socket that concerns the panel's session. */
+function handleLinkMessage(message) {
+  if (message.campaignId !== link.campaignId) return
+  if (link.held) {
+    link.held.push(message)
+    return
+  }
+  if (link.sessionId && message.sessionId && message.sessionId !== link.sessionId) return
+  if (!link.sessionId) link.sessionId = message.sessionId
+  switch (message.type) {
+    case 'subscribed':
+    case 'status':
+      applyStatus(message.status, message.reason)
+      return
+    case 'qr_code':
+      link.expiresAt = message.expiresAt ? Date.parse(message.expiresAt) : link.expiresAt
+      showQr(message.qrCode)
+      if (link.status !== 'awaitingScan') applyStatus('awaitingScan', null)
+      renderCountdown()
+      renderLink(
+        message.attempt > 1
+          ? `A new QR code (number ${message.attempt}); the deadline stays the same.`
+          : 'Scan the QR code with the phone.'
+      )
+      return
+    case 'ready':
+      applyStatus('ready', null)
+      return
+    case 'error': {
+      link.outcome = message.code && message.code.endsWith('_timeout') ? 'timedOut' : 'failed'
+      const outcome = outcomeFor(link.outcome, message.code, message.message)
+      if (message.code === 'logged_out') outcome.title = 'Logged out from the phone'
+      else if (link.wasLinked) outcome.title = 'Connection lost'
+      renderOutcome(outcome)
+      renderLink(null)
+      return
+    }
+  }
+}
+
+/** After a timeout or a failure the session is torn down; the status people need is the outcome. */
+function keepsOutcome(previous, next) {
+  return (
+    (previous === 'timedOut' || previous === 'failed') &&
+    (next === 'cleaning' || next === 'cleaned')
+  )
+}
+
+function applyStatus(status, reason) {
+  if (keepsOutcome(link.status, status)) return
+  link.status = status
+  const badge = $('link-status')
+  badge.dataset.status = status
+  badge.textContent = statusLabel(status)
+  $('restart-button').hidden = !['initializing', 'awaitingScan', 'authenticating'].includes(status)
+  if (status === 'ready') {
+    link.outcome = 'linked'
+    link.wasLinked = true
+    showQr(null, 'Linked ✓')
+    renderOutcome(outcomeFor('linked'))
+    renderLink(null)
+  } else if (status === 'authenticating') {
+    showQr(null, 'Scanned. WhatsApp is linking the phone…')
+    refreshDeadline()
+    renderLink('The phone scanned the code; WhatsApp is syncing.')
+  } else if (status === 'initializing') {
+    if (!$('qr-image')) showQr(null, 'WhatsApp is starting…')
+    renderLink('WhatsApp is starting; the QR code comes next.')
+  } else if (
+    (status === 'timedOut' || status === 'failed') &&
+    (!link.outcome || link.outcome === 'linked')
+  ) {
+    link.outcome = status
+    const outcome = outcomeFor(status, reason)
+    if (reason === 'logged_out') outcome.title = 'Logged out from the phone'
+    else if (link.wasLinked) outcome.title = 'Connection lost'
+    renderOutcome(outcome)
+    renderLink(null)
+  } else if (status === 'cleaned' && !link.outcome) {
+    link.outcome = 'ended'
+    renderOutcome(outcomeFor('ended', reason))
+  }
+  if (FINAL_STATUSES.has(status) || status === 'ready') {
+    const box = $('qr-box')
+    if (box.querySelector('img') && status !== 'ready') box.classList.add('expired')
+  }
+  renderPhoneButtons()
+}
+
+/** A new phase has its own deadline, which status messages do not carry: ask for it. */
+async function refreshDeadline() {
+  const { campaignId, sessionId, status } = link
+  link.expiresAt = null
+  try {
+    const connection = await api.get(`/api/campaigns/${encodeURIComponent(campaignId)}/connection`)
+    if (link.sessionId !== sessionId || link.status !== status || link.outcome) return
+    link.expiresAt = connection.expiresAt ? Date.parse(connection.expiresAt) : null
+    link.phaseStartedAt = Date.now()
+  } catch {
+    // The countdown stays hidden; the status still follows live.
+  }
+}
+
+function outcomeFor(kind, reason, message) {
+  switch (kind) {
+    case 'linked':
+      return { title: 'Linked', text: 'WhatsApp is connected for this campaign.', retry: false }
+    case 'timedOut':
+      return {
+        title: 'Timed out',
+        text: message || reasonText(reason) || 'A deadline passed.',
+        retry: true,
+      }
+    case 'failed':
+      return {
+        title: 'Linking failed',
+        text: message || reasonText(reason) || 'The session failed.',
+        retry: true,
+      }
+    default:
+      return { title: 'Session ended', text: reasonText(reason), retry: true }
+  }
+}
+
+function renderOutcome({ title, text, retry }) {
+  const box = $('outcome')
+  box.hidden = false
+  box.dataset.kind = link.outcome
+  $('outcome-title').textContent = title
+  $('outcome-text').textContent = text
+  $('retry-button').hidden = !retry
+  $('scan-steps').hidden = true
+  link.expiresAt = link.outcome === 'linked' ? null : link.expiresAt
+  renderCountdown()
+}
+
+function renderLink(message) {
+  if (!link.outcome) {
+    $('outcome').hidden = true
+    $('scan-steps').hidden = false
+  }
+  if (message !== undefined) $('link-message').textContent = message ?? ''
+}
+
+function showQr(dataUrl, placeholder) {
+  const box = $('qr-box')
+  box.classList.remove('expired')
+  box.replaceChildren()
+  if (dataUrl) {
+    link.phaseStartedAt = Date.now()
+    box.append(
+      h('img', {
+        id: 'qr-image',
+        src: dataUrl,
+        alt: `QR code to link campaign ${link.campaignId} with WhatsApp`,
+      })
+    )
+  } else {
+    box.append(h('span', { id: 'qr-placeholder' }, placeholder ?? ''))
+  }
+  renderPhoneButtons()
+}
+
+function renderPhoneButtons() {
+  if (!simulator) return
+  const hasQr = Boolean($('qr-image')) && link.status === 'awaitingScan'
+  const live = ['initializing', 'awaitingScan', 'authenticating', 'ready'].includes(link.status)
+  for (const button of document.querySelectorAll('#link-phone [data-phone]')) {
+    button.disabled = button.dataset.phone === 'scan' ? !hasQr : !live
+  }
+}
+
+function serverNow() {
+  return Date.now() + serverSkewMs
+}
+
+function renderCountdown() {
+  const counting = link.expiresAt && !link.outcome && link.status !== 'ready'
+  const bar = $('countdown-bar')
+  if (link.outcome === 'timedOut' && link.expiresAt) {
+    $('countdown').textContent = '0:00'
+    $('countdown').dataset.remainingMs = '0'
+    $('countdown-text').textContent = 'expired'
+    bar.style.width = '0'
+    return
+  }
+  if (!counting) {
+    $('countdown').textContent = ''
+    $('countdown-text').textContent = ''
+    bar.style.width = '0'
+    return
+  }
+  const left = Math.max(0, link.expiresAt - serverNow())
+  const seconds = Math.ceil(left / 1000)
+  $('countdown').textContent =
+    `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`
+  $('countdown').dataset.remainingMs = String(left)
+  const phase =
+    link.status === 'initializing'
+      ? 'for WhatsApp to start'
+      : link.status === 'authenticating'
+        ? 'to finish linking'
+        : 'to scan'
+  $('countdown-text').textContent =
+    left > 0 ? `left ${phase}` : 'Time is up; waiting for the service to confirm…'
+  const total = Math.max(1, link.expiresAt - (link.phaseStartedAt ?? link.expiresAt - 30_000))
+  bar.style.width = `${Math.min(100, (left / total) * 100)}%`
+  if (left === 0) $('qr-box').classList.add('expired')
+}
+
+async function playPhone(campaignId, action) {
+  if (!campaignId) return
+  try {
+    await api.post(`/api/simulator/campaigns/${encodeURIComponent(campaignId)}/${action}`)
+  } catch (error) {
+    $('link-message').textContent = `The simulator refused “${action}”: ${error.message}`
+  }
+}
+
+// ---- The campaign list -----------------------------------------------------------------------
+
+function follow(campaignId) {
+  if (subscribed.has(campaignId)) return
+  if (subscribed.size >= MAX_LIVE_CAMPAIGNS && campaignId !== link.campaignId) return
+  subscribed.add(campaignId)
+  live.send({ type: 'subscribe', campaignId })
+}
+
+function handleMessage(message) {
+  if (typeof message.at === 'string' || typeof message.at === 'number') {
+    const at = typeof message.at === 'number' ? message.at : Date.parse(message.at)
+    if (!Number.isNaN(at)) serverSkewMs = serverSkewMs * 0.8 + (at - Date.now()) * 0.2
+  }
+  if (!message.campaignId) return
+  handleLinkMessage(message)
+  const known = campaigns.get(message.campaignId)
+  if (!known) return
+  const update = { ...known }
+  if (message.sessionId) update.sessionId = message.sessionId
+  let status
+  if (message.type === 'subscribed' || message.type === 'status') status = message.status
+  else if (message.type === 'ready') status = 'ready'
+  else if (message.type === 'qr_code') status = 'awaitingScan'
+  if (message.type === 'error') update.reason = message.code
+  const sameSession = !message.sessionId || message.sessionId === known.sessionId
+  if (status && sameSession && keepsOutcome(known.status, status)) {
+    update.history = [...(known.history ?? []), { status, at: message.at ?? new Date() }]
+    update.hasActiveSession = false
+    update.isConnected = false
+  } else if (status && status !== known.status) {
+    update.status = status
+    update.reason = message.reason ?? update.reason ?? null
+    update.isConnected = status === 'ready'
+    update.hasActiveSession = ['initializing', 'awaitingScan', 'authenticating', 'ready'].includes(
+      status
+    )
+    update.history = [...(known.history ?? []), { status, at: message.at ?? new Date() }]
+  }
+  update.lastActivity = message.at ?? update.lastActivity
+  upsertCampaign(update)
+}
+
+async function refreshCampaigns() {
+  try {
+    const list = await api.get('/api/campaigns')
+    const items = Array.isArray(list) ? list : (list.campaigns ?? [])
+    for (const campaign of items) {
+      upsertCampaign(campaign)
+      follow(campaign.campaignId)
+    }
+    $('campaigns-error').hidden = true
+  } catch (error) {
+    handleApiError(error, $('campaigns-error'))
+  }
+}
+
+function upsertCampaign(view) {
+  const previous = campaigns.get(view.campaignId) ?? {}
+  const merged = { ...previous, ...view }
+  if (!view.history) merged.history = previous.history ?? []
+  campaigns.set(view.campaignId, merged)
+  renderRow(merged)
+}
+
+const rows = new Map()
+
+function renderRow(campaign) {
+  let row = rows.get(campaign.campaignId)
+  if (!row) {
+    row = createRow(campaign.campaignId)
+    rows.set(campaign.campaignId, row)
+    const sorted = [...rows.keys()].sort()
+    const next = sorted[sorted.indexOf(campaign.campaignId) + 1]
+    $('campaign-rows').insertBefore(row.element, next ? rows.get(next).element : null)
+    $('no-campaigns').hidden = true
+  }
+  row.badge.dataset.status = campaign.status
+  row.badge.textContent = statusLabel(campaign.status)
+  row.reason.textContent = campaign.reason ? reasonText(campaign.reason) : ''
+  row.activity.textContent = clockTime(campaign.lastActivity)
+  row.session.textContent = campaign.sessionId ? campaign.sessionId.slice(0, 8) : '–'
+  row.session.title = campaign.sessionId ?? ''
+  const history = campaign.history ?? []
+  row.historyCount.textContent = `${history.length} change${history.length === 1 ? '' : 's'}`
+  row.historyList.replaceChildren(
+    ...history
+      .slice(-20)
+      .map((entry) =>
+        h(
+          'li',
+          {},
+          `${clockTime(entry.at)} ${statusLabel(entry.status)}`,
+          entry.reason ? ` (${reasonText(entry.reason)})` : ''
+        )
+      )
+  )
+  const active = campaign.hasActiveSession
+  row.cleanup.disabled = !active && campaign.status !== 'timedOut' && campaign.status !== 'failed'
+  if (row.phone) {
+    row.phone.scan.disabled = campaign.status !== 'awaitingScan'
+    row.phone.disconnect.disabled = !active
+    row.phone.crash.disabled = !active
+  }
+}
+
+function createRow(campaignId) {
+  const badge = h('span', { class: 'badge' })
+  const reason = h('div', { class: 'hint' })
+  const activity = h('td', { class: 'nowrap' })
+  const session = h('td', { class: 'mono' })
+  const historyCount = h('summary')
+  const historyList = h('ol')
+  const cleanup = h(
+    'button',
+    {
+      type: 'button',
+      class: 'small',
+      'aria-label': `Clean up ${campaignId}`,
+      onclick: () => cleanUp(campaignId, cleanup),
+    },
+    'Clean up'
+  )
+  const show = h(
+    'button',
+    {
+      type: 'button',
+      class: 'small',
+      'aria-label': `Show the QR code for ${campaignId}`,
+      onclick: () => {
+        $('campaign-id').value = campaignId
+        linkCampaign(campaignId, { force: false })
+        $('link').scrollIntoView({ behavior: 'smooth' })
+      },
+    },
+    'Link'
+  )
+  let phone = null
+  const actions = h('div', { class: 'actions' }, show, cleanup)
+  if (simulator) {
+    const phoneButton = (action, label) =>
+      h(
+        'button',
+        {
+          type: 'button',
+          class: action === 'crash' ? 'small danger' : 'small',
+          'aria-label': `${label} (${campaignId})`,
+          'data-phone': action,
+          onclick: () => playPhone(campaignId, action),
+        },
+        label
+      )
+    phone = {
+      scan: phoneButton('scan', 'Scan'),
+      disconnect: phoneButton('disconnect', 'Disconnect'),
+      crash: phoneButton('crash', 'Crash'),
+    }
+    actions.append(phone.scan, phone.disconnect, phone.crash)
+  }
+  const element = h(
+    'tr',
+    { 'data-campaign': campaignId },
+    h('th', { scope: 'row', class: 'mono' }, campaignId),
+    h('td', {}, badge, reason),
+    activity,
+    session,
+    h('td', {}, h('details', {}, historyCount, historyList)),
+    h('td', {}, actions)
+  )
+  return { element, badge, reason, activity, session, historyCount, historyList, cleanup, phone }
+}
+
+async function cleanUp(campaignId, button) {
+  button.disabled = true
+  const previous = button.textContent
+  button.textContent = 'Cleaning…'
+  try {
+    const result = await api.post(
+      `/api/campaigns/${encodeURIComponent(campaignId)}/cleanup-session`
+    )
+    $('live-state').textContent = result.hadSession
+      ? `Cleaned up the session of ${campaignId}.`
+      : `${campaignId} had no session to clean up.`
+    const connection = await api.get(`/api/campaigns/${encodeURIComponent(campaignId)}/connection`)
+    upsertCampaign(connection)
+  } catch (error) {
+    handleApiError(error, $('campaigns-error'))
+  } finally {
+    button.textContent = previous
+  }
+}
+
+start()

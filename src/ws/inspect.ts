@@ -1,0 +1,560 @@
+/**
+ * `/ws/inspect`: XState's inspection of the supervisor and every campaign actor, streamed to the
+ * inspector page. Admins only, and only when `INSPECT=true`.
+ *
+ * It costs nothing while nobody looks: the inspection observer is attached when the first
+ * viewer connects and detached when the last one leaves. While attached, each inspection event
+ * is turned into a small record once (not per viewer); records are sent in batches every
+ * `batchMs`; a context summary is computed once per changed actor per batch (not per event);
+ * each machine's diagram is sent once per viewer.
+ *
+ * Protocol (server to viewer, JSON text frames; the viewer sends nothing that matters):
+ *
+ *   { type: 'hello', batchMs, machines: { [machineId]: mermaidText }, actors: ActorInfo[] }
+ *   { type: 'machine', machineId, mermaid }
+ *   { type: 'batch', records: InspectRecord[], dropped }
+ *
+ * A viewer's queue is bounded: past `maxQueue` records its queue is dropped and it is sent a
+ * fresh `hello` (the current state of every actor) instead, so a slow viewer never makes the
+ * server's memory grow and never sees steps of actors it does not know. A viewer whose socket
+ * stays over `maxBufferedBytes` for `slowViewerMs` is closed (1013).
+ *
+ * @module
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { AnyStateMachine, InspectionEvent } from 'xstate'
+import { WebSocketServer, type WebSocket } from 'ws'
+import type { Logger } from '../logger.ts'
+import { silentLogger } from '../logger.ts'
+import type { Caller } from '../sessions.ts'
+
+/** What the inspector needs from the session service: XState inspection, attached on demand. */
+export interface InspectableSessions {
+  inspect(observer: (event: InspectionEvent) => void): { unsubscribe(): void }
+}
+
+export interface InspectSocketOptions {
+  sessions: InspectableSessions
+  /** Verifies a bearer token; null when it is missing, invalid or expired. */
+  authenticate(token: string): Promise<Caller | null>
+  /**
+   * Actors that exist before the inspector attaches (the supervisor, live campaign actors), so a
+   * viewer sees them at once; XState's inspection only reports actors as they act. Without it,
+   * such actors appear at their next step.
+   */
+  existingActors?: () => Iterable<unknown>
+  /** The Mermaid `stateDiagram-v2` text of a machine (`toMermaid` from src/machines/diagram.ts). */
+  toMermaid(machine: AnyStateMachine): string
+  /** How often batches are sent. */
+  batchMs?: number
+  /** Records queued per viewer before its queue is replaced by a fresh `hello`. */
+  maxQueue?: number
+  /** Bytes a viewer's socket may hold unsent before it counts as slow. */
+  maxBufferedBytes?: number
+  /** How long a viewer may stay slow before it is closed. */
+  slowViewerMs?: number
+  /** Heartbeat: viewers that do not answer a ping within this period are dropped. */
+  heartbeatMs?: number
+  logger?: Logger
+}
+
+export interface InspectSocket {
+  /** Handles an HTTP upgrade for `/ws/inspect` (token in `?token=` or `Authorization`). */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void
+  /** Viewers connected now. */
+  viewers(): number
+  /** Whether the inspection observer is attached now (true only while someone views). */
+  attached(): boolean
+  /** Closes every viewer (1001) and detaches. */
+  close(): void
+}
+
+/** Flat, short, safe to show: never a QR text or a token. */
+export type ContextSummary = Record<string, string | number | boolean | null>
+
+export interface ActorInfo {
+  id: string
+  machineId: string
+  parentId: string | null
+  systemId: string | null
+  /** The campaign's id for a campaign actor, else the actor's system id or id. */
+  label: string
+  campaignId: string | null
+  /** The state value as dotted paths; parallel regions joined by ' | '. */
+  state: string
+  /** XState's status of the actor: active, done, error or stopped. */
+  status: string
+  context: ContextSummary
+  updatedAt: number
+}
+
+export type InspectRecord =
+  | { k: 'actor'; actor: ActorInfo }
+  | { k: 'step'; id: string; event: string; from: string | null; to: string; at: number }
+  | { k: 'context'; id: string; context: ContextSummary; label: string; campaignId: string | null }
+  | { k: 'end'; id: string; status: string; at: number }
+
+/** What the inspector reads of an actor (XState's `Actor`; internals only where stated). */
+interface ObservedActor {
+  id: string
+  systemId?: string
+  logic: unknown
+  /** Internal to XState, stable through v5: the parent of a spawned or invoked actor. */
+  _parent?: ObservedActor
+  getSnapshot(): unknown
+}
+
+interface TrackedActor {
+  ref: ObservedActor
+  info: ActorInfo | null
+}
+
+interface Viewer {
+  socket: WebSocket
+  queue: InspectRecord[]
+  dropped: number
+  resync: boolean
+  machinesSent: Set<string>
+  slowSince: number | null
+  alive: boolean
+}
+
+const HIDDEN_KEYS = new Set(['qr', 'token', 'secret', 'password', 'authorization'])
+const MAX_CONTEXT_KEYS = 24
+const MAX_VALUE_LENGTH = 160
+
+/**
+ * The `/ws/inspect` endpoint, ready for the server's upgrade handler.
+ *
+ * @example
+ * const inspectSocket = createInspectSocket({ sessions, authenticate, toMermaid })
+ * server.on('upgrade', (request, socket, head) => {
+ *   if (new URL(request.url ?? '/', 'http://x').pathname === '/ws/inspect') {
+ *     inspectSocket.handleUpgrade(request, socket, head)
+ *   }
+ * })
+ */
+export function createInspectSocket(options: InspectSocketOptions): InspectSocket {
+  const {
+    sessions,
+    authenticate,
+    existingActors = () => [],
+    toMermaid,
+    batchMs = 100,
+    maxQueue = 20_000,
+    maxBufferedBytes = 4 * 1024 * 1024,
+    slowViewerMs = 5_000,
+    heartbeatMs = 30_000,
+    logger = silentLogger,
+  } = options
+
+  const server = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 })
+  const viewers = new Set<Viewer>()
+  let subscription: { unsubscribe(): void } | null = null
+  let flushTimer: ReturnType<typeof setInterval> | null = null
+  let heartbeatTimer: ReturnType<typeof setInterval> | null = null
+
+  // Live only while attached: every machine actor seen, and what changed since the last batch.
+  let tracked = new Map<ObservedActor, TrackedActor>()
+  let ids = new WeakMap<ObservedActor, string>()
+  let nextId = 1
+  let contextChanged = new Set<TrackedActor>()
+  const diagrams = new Map<string, string>()
+
+  function idOf(ref: ObservedActor): string {
+    let id = ids.get(ref)
+    if (!id) {
+      id = `a${nextId++}`
+      ids.set(ref, id)
+    }
+    return id
+  }
+
+  function diagramOf(machine: AnyStateMachine): string {
+    let diagram = diagrams.get(machine.id)
+    if (diagram === undefined) {
+      try {
+        diagram = toMermaid(machine)
+      } catch (error) {
+        logger.warn({ err: error, machineId: machine.id }, 'inspector: cannot draw a machine')
+        diagram = `stateDiagram-v2\n  note "no diagram for ${machine.id}" as N1`
+      }
+      diagrams.set(machine.id, diagram)
+    }
+    return diagram
+  }
+
+  function broadcast(record: InspectRecord): void {
+    for (const viewer of viewers) enqueue(viewer, record)
+  }
+
+  function enqueue(viewer: Viewer, record: InspectRecord): void {
+    if (viewer.resync) return
+    if (viewer.queue.length >= maxQueue) {
+      viewer.dropped += viewer.queue.length
+      viewer.queue = []
+      viewer.resync = true
+      return
+    }
+    viewer.queue.push(record)
+  }
+
+  function observe(event: InspectionEvent): void {
+    try {
+      const ref = event.actorRef as unknown as ObservedActor
+      if (event.type === '@xstate.actor') {
+        if (isMachine(ref.logic)) tracked.set(ref, { ref, info: null })
+      } else if (event.type === '@xstate.snapshot') {
+        onSnapshot(ref, event.event, event.snapshot)
+      }
+    } catch (error) {
+      // The inspector must never disturb the actors it watches.
+      logger.warn({ err: error }, 'inspector: an inspection event could not be read')
+    }
+  }
+
+  function onSnapshot(ref: ObservedActor, event: { type: string }, snapshot: unknown): void {
+    let actor = tracked.get(ref)
+    if (!actor) {
+      // An actor created before the inspector attached: it appears at its next step.
+      if (!isMachine(ref.logic)) return
+      actor = { ref, info: null }
+      tracked.set(ref, actor)
+    }
+    const at = Date.now()
+    const state = stateOf(snapshot)
+    const status = statusOf(snapshot)
+    if (!actor.info) {
+      actor.info = describeActor(ref, snapshot, at)
+      const machineId = actor.info.machineId
+      for (const viewer of viewers) sendMachine(viewer, machineId, ref.logic as AnyStateMachine)
+      broadcast({ k: 'actor', actor: { ...actor.info } })
+      broadcast({ k: 'step', id: actor.info.id, event: event.type, from: null, to: state, at })
+    } else {
+      const from = actor.info.state
+      actor.info.state = state
+      actor.info.updatedAt = at
+      broadcast({ k: 'step', id: actor.info.id, event: event.type, from, to: state, at })
+      contextChanged.add(actor)
+    }
+    actor.info.status = status
+    if (status !== 'active') {
+      // Its last context (why it ended) still goes out with the next batch.
+      broadcast({ k: 'end', id: actor.info.id, status, at })
+      tracked.delete(ref)
+    }
+  }
+
+  function describeActor(ref: ObservedActor, snapshot: unknown, at: number): ActorInfo {
+    const machine = ref.logic as AnyStateMachine
+    const context = contextOf(snapshot)
+    const parent = ref._parent
+    const campaignId = typeof context?.campaignId === 'string' ? context.campaignId : null
+    return {
+      id: idOf(ref),
+      machineId: machine.id,
+      parentId: parent ? idOf(parent) : null,
+      systemId: ref.systemId ?? null,
+      label: campaignId ?? ref.systemId ?? (parent ? ref.id : machine.id),
+      campaignId,
+      state: stateOf(snapshot),
+      status: statusOf(snapshot),
+      context: summarizeContext(context),
+      updatedAt: at,
+    }
+  }
+
+  function sendMachine(viewer: Viewer, machineId: string, machine: AnyStateMachine): void {
+    if (viewer.machinesSent.has(machineId)) return
+    viewer.machinesSent.add(machineId)
+    send(viewer, { type: 'machine', machineId, mermaid: diagramOf(machine) })
+  }
+
+  function hello(viewer: Viewer): void {
+    const machines: Record<string, string> = {}
+    const actors: ActorInfo[] = []
+    for (const actor of tracked.values()) {
+      if (!actor.info) continue
+      const machine = actor.ref.logic as AnyStateMachine
+      machines[machine.id] = diagramOf(machine)
+      actors.push({ ...actor.info, context: summarizeContext(contextOf(actor.ref.getSnapshot())) })
+    }
+    viewer.machinesSent = new Set(Object.keys(machines))
+    viewer.queue = []
+    viewer.resync = false
+    send(viewer, { type: 'hello', batchMs, machines, actors })
+  }
+
+  function flush(): void {
+    if (contextChanged.size > 0) {
+      for (const actor of contextChanged) {
+        if (!actor.info) continue
+        const context = contextOf(actor.ref.getSnapshot())
+        const campaignId = typeof context?.campaignId === 'string' ? context.campaignId : null
+        if (campaignId) {
+          actor.info.campaignId = campaignId
+          actor.info.label = campaignId
+        }
+        broadcast({
+          k: 'context',
+          id: actor.info.id,
+          context: summarizeContext(context),
+          label: actor.info.label,
+          campaignId: actor.info.campaignId,
+        })
+      }
+      contextChanged = new Set()
+    }
+    const now = Date.now()
+    for (const viewer of viewers) {
+      if (viewer.socket.bufferedAmount > maxBufferedBytes) {
+        viewer.slowSince ??= now
+        if (now - viewer.slowSince > slowViewerMs) {
+          logger.info('inspector: closing a viewer that cannot keep up')
+          viewer.socket.close(1013, 'viewer too slow')
+        }
+        continue
+      }
+      viewer.slowSince = null
+      if (viewer.resync) {
+        const dropped = viewer.dropped
+        hello(viewer)
+        viewer.dropped = 0
+        send(viewer, { type: 'batch', records: [], dropped })
+        continue
+      }
+      if (viewer.queue.length === 0) continue
+      const records = viewer.queue
+      viewer.queue = []
+      send(viewer, { type: 'batch', records, dropped: viewer.dropped })
+      viewer.dropped = 0
+    }
+  }
+
+  function send(viewer: Viewer, message: unknown): void {
+    if (viewer.socket.readyState !== viewer.socket.OPEN) return
+    viewer.socket.send(JSON.stringify(message))
+  }
+
+  function attach(): void {
+    if (subscription) return
+    tracked = new Map()
+    ids = new WeakMap()
+    contextChanged = new Set()
+    subscription = sessions.inspect(observe)
+    for (const existing of existingActors()) {
+      const ref = existing as ObservedActor
+      if (tracked.has(ref) || !isMachine(ref.logic)) continue
+      tracked.set(ref, { ref, info: describeActor(ref, ref.getSnapshot(), Date.now()) })
+    }
+    flushTimer = setInterval(flush, batchMs)
+    flushTimer.unref?.()
+    heartbeatTimer = setInterval(heartbeat, heartbeatMs)
+    heartbeatTimer.unref?.()
+    logger.info('inspector: attached')
+  }
+
+  function detach(): void {
+    if (!subscription) return
+    subscription.unsubscribe()
+    subscription = null
+    if (flushTimer) clearInterval(flushTimer)
+    if (heartbeatTimer) clearInterval(heartbeatTimer)
+    flushTimer = heartbeatTimer = null
+    tracked = new Map()
+    contextChanged = new Set()
+    logger.info('inspector: detached')
+  }
+
+  function heartbeat(): void {
+    for (const viewer of viewers) {
+      if (!viewer.alive) {
+        viewer.socket.terminate()
+        continue
+      }
+      viewer.alive = false
+      viewer.socket.ping()
+    }
+  }
+
+  function admit(socket: WebSocket): void {
+    const viewer: Viewer = {
+      socket,
+      queue: [],
+      dropped: 0,
+      resync: false,
+      machinesSent: new Set(),
+      slowSince: null,
+      alive: true,
+    }
+    // Attach first: the actors replayed on attach land in `tracked`, and the hello carries them.
+    try {
+      attach()
+    } catch (error) {
+      logger.error({ err: error }, 'inspector: cannot attach to the sessions')
+      if (viewers.size === 0) detach()
+      socket.close(1011, 'inspection unavailable')
+      return
+    }
+    viewers.add(viewer)
+    hello(viewer)
+    socket.on('pong', () => {
+      viewer.alive = true
+    })
+    socket.on('message', () => {
+      // Viewers have nothing to say; anything they send is ignored.
+    })
+    socket.on('error', () => socket.terminate())
+    socket.on('close', () => {
+      viewers.delete(viewer)
+      if (viewers.size === 0) detach()
+    })
+  }
+
+  return {
+    handleUpgrade(request, socket, head) {
+      const token = tokenOf(request)
+      if (!token) return refuse(socket, 401, 'Unauthorized')
+      authenticate(token).then(
+        (caller) => {
+          if (!caller) return refuse(socket, 401, 'Unauthorized')
+          if (!caller.admin) return refuse(socket, 403, 'Forbidden')
+          server.handleUpgrade(request, socket, head, admit)
+        },
+        () => refuse(socket, 401, 'Unauthorized')
+      )
+    },
+    viewers: () => viewers.size,
+    attached: () => subscription !== null,
+    close() {
+      for (const viewer of viewers) viewer.socket.close(1001, 'shutting down')
+      viewers.clear()
+      detach()
+      server.close()
+    },
+  }
+}
+
+function refuse(socket: Duplex, status: 401 | 403, text: string): void {
+  const headers = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : ''
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\n${headers}Connection: close\r\nContent-Length: 0\r\n\r\n`
+  )
+}
+
+/** The bearer token of an upgrade: `?token=` (browsers cannot set headers) or `Authorization`. */
+function tokenOf(request: IncomingMessage): string | null {
+  const fromQuery = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token')
+  if (fromQuery) return fromQuery
+  const header = request.headers.authorization
+  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null
+  return match?.[1] ?? null
+}
+
+function isMachine(logic: unknown): logic is AnyStateMachine {
+  return typeof logic === 'object' && logic !== null && 'root' in logic && 'config' in logic
+}
+
+function contextOf(snapshot: unknown): Record<string, unknown> | null {
+  const context = (snapshot as { context?: unknown } | undefined)?.context
+  return typeof context === 'object' && context !== null
+    ? (context as Record<string, unknown>)
+    : null
+}
+
+function statusOf(snapshot: unknown): string {
+  const status = (snapshot as { status?: unknown } | undefined)?.status
+  return typeof status === 'string' ? status : 'active'
+}
+
+/** `'ready'`, `{ initializing: 'startingEngine' }` → `'initializing.startingEngine'`. */
+export function stateOf(snapshot: unknown): string {
+  return statePaths((snapshot as { value?: unknown } | undefined)?.value).join(' | ')
+}
+
+function statePaths(value: unknown): string[] {
+  if (typeof value === 'string') return [value]
+  if (typeof value !== 'object' || value === null) return []
+  const paths: string[] = []
+  for (const [key, child] of Object.entries(value)) {
+    const below = statePaths(child)
+    if (below.length === 0) paths.push(key)
+    for (const path of below) paths.push(`${key}.${path}`)
+  }
+  return paths
+}
+
+/**
+ * A short, flat view of an actor's context for people: primitives as they are (times as ISO
+ * strings), objects and arrays as short JSON, QR texts and tokens hidden.
+ */
+export function summarizeContext(context: Record<string, unknown> | null): ContextSummary {
+  const summary: ContextSummary = {}
+  if (!context) return summary
+  let keys = 0
+  for (const [key, value] of Object.entries(context)) {
+    if (keys++ >= MAX_CONTEXT_KEYS) {
+      summary['…'] = `${Object.keys(context).length - MAX_CONTEXT_KEYS} more`
+      break
+    }
+    summary[key] = summarizeValue(key, value)
+  }
+  return summary
+}
+
+function summarizeValue(key: string, value: unknown): string | number | boolean | null {
+  if (HIDDEN_KEYS.has(key) && typeof value === 'string') return '[hidden]'
+  if (value === null || value === undefined) return null
+  if (typeof value === 'boolean') return value
+  if (typeof value === 'number') return isTimeKey(key) && isEpochMs(value) ? iso(value) : value
+  if (typeof value === 'string') return truncate(value)
+  if (typeof value === 'function') return '[function]'
+  if (Array.isArray(value)) {
+    const last = value.length > 0 ? ` last: ${short(value[value.length - 1])}` : ''
+    return truncate(`[${value.length}]${last}`)
+  }
+  if (isActorRef(value)) return `actor ${value.id}`
+  return short(value)
+}
+
+function short(value: unknown): string {
+  try {
+    return truncate(
+      JSON.stringify(value, (key, inner: unknown) => {
+        if (HIDDEN_KEYS.has(key) && typeof inner === 'string') return '[hidden]'
+        if (isActorRef(inner)) return `actor ${inner.id}`
+        if (typeof inner === 'number' && isTimeKey(key) && isEpochMs(inner)) return iso(inner)
+        return inner
+      }) ?? String(value)
+    )
+  } catch {
+    return '[unreadable]'
+  }
+}
+
+function isActorRef(value: unknown): value is { id: string } {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    'send' in value &&
+    'getSnapshot' in value &&
+    'id' in value
+  )
+}
+
+function isTimeKey(key: string): boolean {
+  return /(At|Deadline|^at|^since|^until)$/.test(key)
+}
+
+function isEpochMs(value: number): boolean {
+  return value > 1e12 && value < 1e13
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString()
+}
+
+function truncate(text: string): string {
+  return text.length > MAX_VALUE_LENGTH ? `${text.slice(0, MAX_VALUE_LENGTH - 1)}…` : text
+}

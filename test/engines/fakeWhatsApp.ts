@@ -1,0 +1,89 @@
+/**
+ * A page that looks to whatsapp-web.js 1.34.7 like WhatsApp Web waiting for a scan: just enough
+ * of `window.Debug` and `window.require(...)` for its `inject()` to run to the end and emit `qr`.
+ * It mirrors the modules `inject()` and `ExposeAuthStore` touch (node_modules/whatsapp-web.js
+ * src/Client.js and src/util/Injected/AuthStore/AuthStore.js); if an update of whatsapp-web.js
+ * touches others, the QR tests fail with a clear "no qr" and this file needs the new modules.
+ *
+ * The page reports its progress by requesting `/signal/<name>`: `injected` once `inject()` has
+ * subscribed to everything it needs (after that, `initialize()` has resolved), and
+ * `helpers-injected` when whatsapp-web.js, on its way to `ready`, has injected its helpers. The test drives the "phone" through server-sent events on
+ * `/commands`:
+ * - `rotate`: WhatsApp rotates the QR (a new `ref`);
+ * - `synced`: the phone scanned and the app state synced. whatsapp-web.js emits `authenticated`,
+ *   then injects its helpers and fails on this fake before `ready`. On a second `synced` (sent
+ *   after `helpers-injected`) its helpers are already there, so it emits `authenticated` again
+ *   and `ready`.
+ * - `logout`: the phone unlinks the device (WhatsApp navigates to `?post_logout=1`).
+ */
+const FAKE_WHATSAPP_SCRIPT = `
+function emitter(target) {
+  const listeners = {}
+  target.on = (events, fn) => {
+    for (const event of events.split(' ')) (listeners[event] ??= []).push(fn)
+  }
+  target.off = (event, fn) => {
+    listeners[event] = (listeners[event] || []).filter((other) => other !== fn)
+  }
+  target.emit = (event, ...args) => {
+    for (const fn of listeners[event] || []) fn(...args)
+  }
+  return target
+}
+const Socket = emitter({ state: 'UNPAIRED', hasSynced: false })
+const Conn = emitter({ ref: 'fake-ref-1' })
+// Called by whatsapp-web.js after it injected its helpers, on the way to 'ready'. The stand-in
+// has no account to describe, so it fails here, after telling the test.
+Conn.serialize = () => {
+  fetch('/signal/helpers-injected')
+  throw new Error('the stand-in has no account')
+}
+const Cmd = emitter({})
+// whatsapp-web.js subscribes to 'logout' last in inject(): tell the test that inject() is done.
+const subscribe = Cmd.on
+Cmd.on = (events, fn) => {
+  subscribe(events, fn)
+  if (events === 'logout') fetch('/signal/injected')
+}
+const modules = {
+  WAWebSocketModel: { Socket },
+  WAWebCmd: { Cmd },
+  WAWebConnModel: { Conn },
+  WAWebOfflineHandler: { OfflineMessageHandler: { getOfflineDeliveryProgress: () => 100 } },
+  WAWebAltDeviceLinkingApi: {},
+  WABase64: { encodeB64: (value) => btoa(String(value)) },
+  WAWebCompanionRegClientUtils: { DEVICE_PLATFORM: 'Chrome' },
+  WAWebAdvSignatureApi: {},
+  WAWebUserPrefsInfoStore: {
+    waNoiseInfo: { get: async () => ({ staticKeyPair: { pubKey: 'static-key' } }) },
+  },
+  WAWebSignalStoreApi: {
+    waSignalStore: {
+      getRegistrationInfo: async () => ({ identityKeyPair: { pubKey: 'identity-key' } }),
+    },
+  },
+  WAWebUserPrefsMultiDevice: { getADVSecretKey: () => 'adv-secret' },
+}
+window.require = (name) => modules[name]
+window.Debug = { VERSION: '2.3000.0-fake' }
+let rotations = 1
+window.addEventListener('load', () => {
+  new EventSource('/commands').onmessage = ({ data }) => {
+    if (data === 'rotate') {
+      rotations += 1
+      Conn.ref = 'fake-ref-' + rotations
+      Conn.emit('change:ref', Conn, Conn.ref)
+    } else if (data === 'synced') {
+      Socket.hasSynced = true
+      Socket.emit('change:hasSynced')
+    } else if (data === 'logout') {
+      location.href = '/?post_logout=1'
+    }
+  }
+})
+`
+
+export const FAKE_WHATSAPP_PAGE = `<!doctype html><title>WhatsApp (stand-in)</title><script>${FAKE_WHATSAPP_SCRIPT}</script><p>scan me</p>`
+
+export type PhoneCommand = 'rotate' | 'synced' | 'logout'
+export type PageSignal = 'injected' | 'helpers-injected'

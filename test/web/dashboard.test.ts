@@ -1,0 +1,237 @@
+import { readFileSync } from 'node:fs'
+import { Hono } from 'hono'
+import type { Browser, Page } from 'playwright-core'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import {
+  isPngDataUrl,
+  launchBrowser,
+  screenshotPath,
+  startService,
+  type TestService,
+} from './support/browser.ts'
+
+describe('the dashboard (/) in a real browser', () => {
+  let browser: Browser
+  let service: TestService
+  let page: Page | undefined
+  let pageErrors: string[] = []
+
+  beforeAll(async () => {
+    browser = await launchBrowser()
+    service = await startService({ SCAN_TIMEOUT_MS: '30000' }, [seedFrontendPage()])
+  }, 30_000)
+
+  afterEach(async () => {
+    await page?.close()
+    page = undefined
+    const errors = pageErrors
+    pageErrors = []
+    expect(errors).toEqual([])
+  })
+
+  afterAll(async () => {
+    await browser?.close()
+    await service?.server.close()
+  }, 30_000)
+
+  async function openDashboard(token: string): Promise<Page> {
+    page = await browser.newPage({ viewport: { width: 1200, height: 900 } })
+    page.on('pageerror', (error) => pageErrors.push(error.message))
+    await page.goto(`${service.server.url}/#token=${token}`)
+    return page
+  }
+
+  it('links a campaign: a real PNG QR, a running countdown, the scan, then “Linked”', async () => {
+    const token = await service.token('alice')
+    // Two campaigns of alice's already have a story: one linked, one whose engine failed.
+    await service.api(token, 'PUT', '/api/simulator/campaigns/welcome-series/behaviour', {
+      startup: 'restored',
+    })
+    await service.api(token, 'POST', '/api/campaigns/welcome-series/qr-code')
+    await service.api(token, 'PUT', '/api/simulator/campaigns/autumn-promo/behaviour', {
+      startup: 'error',
+    })
+    await service.api(token, 'POST', '/api/campaigns/autumn-promo/qr-code')
+    const page = await openDashboard(token)
+    // The token leaves the address bar once read.
+    expect(page.url()).not.toContain('token=')
+
+    await page.getByLabel('Campaign id').fill('spring-sale')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+
+    const qr = page.locator('#qr-image')
+    await qr.waitFor({ state: 'visible', timeout: 10_000 })
+    const src = await qr.getAttribute('src')
+    expect(isPngDataUrl(src ?? '')).toBe(true)
+    expect(await qr.evaluate((image: HTMLImageElement) => image.naturalWidth)).toBeGreaterThan(100)
+    await expect.poll(() => page.locator('#countdown').textContent()).toMatch(/^0:[0-3]\d$/)
+    await expect.poll(() => page.locator('#link-status').textContent()).toBe('Waiting for the scan')
+    await expect
+      .poll(() => page.locator('tr[data-campaign="spring-sale"] .badge').textContent())
+      .toBe('Waiting for the scan')
+    await expect
+      .poll(() => page.locator('tr[data-campaign="welcome-series"] .badge').textContent())
+      .toBe('Linked')
+    await page.screenshot({ path: screenshotPath('dashboard'), fullPage: true })
+
+    await page.getByRole('button', { name: 'Scan the QR' }).click()
+    await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
+    expect(await page.locator('#outcome-title').textContent()).toBe('Linked')
+    expect(await page.locator('#link-status').textContent()).toBe('Linked')
+    await expect
+      .poll(() => page.locator('tr[data-campaign="spring-sale"] .badge').textContent())
+      .toBe('Linked')
+    await page.screenshot({ path: screenshotPath('dashboard-linked'), fullPage: true })
+  }, 60_000)
+
+  it('says so when the phone logs a linked campaign out', async () => {
+    const token = await service.token('frank')
+    const page = await openDashboard(token)
+    await page.getByLabel('Campaign id').fill('frank-shop')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    await page.getByRole('button', { name: 'Scan the QR' }).click()
+    await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
+    await page.getByRole('button', { name: 'Log out from the phone' }).click()
+    await page.locator('#outcome[data-kind="failed"]').waitFor({ timeout: 10_000 })
+    expect(await page.locator('#outcome-title').textContent()).toBe('Logged out from the phone')
+    expect(await page.getByRole('button', { name: 'Try again' }).isVisible()).toBe(true)
+  }, 60_000)
+
+  it('shows a session that failed, with its reason and the way to retry', async () => {
+    const token = await service.token('bob')
+    await service.api(token, 'PUT', '/api/simulator/campaigns/broken/behaviour', {
+      startup: 'error',
+    })
+    const page = await openDashboard(token)
+    await page.getByLabel('Campaign id').fill('broken')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#outcome[data-kind="failed"]').waitFor({ timeout: 10_000 })
+    expect(await page.locator('#outcome-title').textContent()).toBe('Linking failed')
+    expect(await page.locator('#outcome-text').textContent()).not.toBe('')
+    expect(await page.getByRole('button', { name: 'Try again' }).isVisible()).toBe(true)
+  }, 60_000)
+
+  it('lists the user’s campaigns live, and cleans one up', async () => {
+    const token = await service.token('carol')
+    await service.api(token, 'POST', '/api/campaigns/carol-news/qr-code')
+    const page = await openDashboard(token)
+    const row = page.locator('tr[data-campaign="carol-news"]')
+    await expect.poll(() => row.locator('.badge').textContent()).toBe('Waiting for the scan')
+    // Another user's campaigns are not listed.
+    expect(await page.locator('tr[data-campaign="spring-sale"]').count()).toBe(0)
+
+    await service.api(token, 'POST', '/api/simulator/campaigns/carol-news/scan')
+    await expect.poll(() => row.locator('.badge').textContent()).toBe('Linked')
+
+    await row.getByRole('button', { name: 'Clean up carol-news' }).click()
+    await expect.poll(() => row.locator('.badge').textContent()).toBe('Ended')
+    await row.locator('summary').click()
+    const history = await row.locator('details ol').textContent()
+    expect(history).toContain('Linked')
+    expect(history).toContain('Ended')
+  }, 60_000)
+
+  it('runs the seed’s frontend code, unchanged, and shows the QR from the server', async () => {
+    const token = await service.token('dave')
+    page = await browser.newPage()
+    page.on('pageerror', (error) => pageErrors.push(error.message))
+    await page.goto(`${service.server.url}/test/seed-frontend.html#token=${token}`)
+    await page.evaluate("generateQRCode('seed-campaign')")
+    await page.waitForFunction(
+      () => (document.getElementById('qr') as HTMLImageElement).src.startsWith('data:'),
+      undefined,
+      { timeout: 10_000 }
+    )
+    const src = await page.locator('#qr').getAttribute('src')
+    expect(isPngDataUrl(src ?? '')).toBe(true)
+    expect(await page.locator('#loading').textContent()).toBe('false')
+    expect(await page.locator('#error').textContent()).toBe('')
+  }, 60_000)
+})
+
+/**
+ * A page of the seed's app: the seed's frontend code as it is, plus what it expects its app to
+ * provide (`token`, `setLoading`, `displayQRCode`, `showError`). It is served by the service
+ * itself, from the same origin, as the seed's app would be. The seed's code connects to
+ * ws://localhost:3000; the test service listens on another port, so the page's WebSocket
+ * constructor is pointed at it. Nothing else of the seed's code is touched.
+ */
+function seedFrontendPage(): Hono {
+  const seedCode = readFileSync('test/web/fixtures/seed-frontend.js', 'utf8')
+  const routes = new Hono()
+  routes.get('/test/seed-frontend.html', (c) => {
+    const port = new URL(c.req.url).port
+    return c.html(`<!doctype html><html><body>
+      <img id="qr" alt="QR code"><p id="error"></p><p id="loading"></p>
+      <script>
+        const RealWebSocket = window.WebSocket
+        window.WebSocket = class extends RealWebSocket {
+          constructor(url, protocols) {
+            super(String(url).replace('ws://localhost:3000', 'ws://' + location.hostname + ':${port}'), protocols)
+          }
+        }
+        const token = new URLSearchParams(location.hash.slice(1)).get('token')
+        function setLoading(loading) { document.getElementById('loading').textContent = String(loading) }
+        function displayQRCode(src) { document.getElementById('qr').src = src }
+        function showError(message) { document.getElementById('error').textContent = message }
+      </script>
+      <script>${seedCode}</script>
+    </body></html>`)
+  })
+  return routes
+}
+
+describe('the dashboard when a QR expires', () => {
+  let browser: Browser
+  let service: TestService
+
+  beforeAll(async () => {
+    browser = await launchBrowser()
+    service = await startService({ SCAN_TIMEOUT_MS: '3000' })
+  }, 30_000)
+
+  afterAll(async () => {
+    await browser?.close()
+    await service?.server.close()
+  }, 30_000)
+
+  it('counts down to zero, shows the timeout, and “Try again” brings a new QR', async () => {
+    const token = await service.token('erin')
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } })
+    try {
+      await page.goto(`${service.server.url}/#token=${token}`)
+      await page.getByLabel('Campaign id').fill('slow-phone')
+      await page.getByRole('button', { name: 'Show QR code' }).click()
+      await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+      const firstSession = await page
+        .locator('tr[data-campaign="slow-phone"] td.mono')
+        .getAttribute('title')
+
+      const remaining = () =>
+        page.locator('#countdown').getAttribute('data-remaining-ms').then(Number)
+      // The countdown runs to the scan deadline (3 s), not to the init deadline it showed before.
+      await expect.poll(remaining, { timeout: 2_000 }).toBeLessThanOrEqual(3_000)
+      const early = await remaining()
+      expect(early).toBeGreaterThan(0)
+      await expect.poll(remaining, { timeout: 5_000 }).toBeLessThan(early)
+
+      await page.locator('#outcome[data-kind="timedOut"]').waitFor({ timeout: 10_000 })
+      expect(await page.locator('#countdown').textContent()).toBe('0:00')
+      expect(await page.locator('#outcome-title').textContent()).toBe('Timed out')
+      expect(await page.locator('#outcome-text').textContent()).toMatch(/not scanned/)
+      const retry = page.getByRole('button', { name: 'Try again' })
+      expect(await retry.isVisible()).toBe(true)
+      await page.screenshot({ path: screenshotPath('dashboard-timed-out'), fullPage: true })
+
+      await retry.click()
+      await page.locator('#outcome').waitFor({ state: 'hidden', timeout: 5_000 })
+      await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+      await expect
+        .poll(() => page.locator('tr[data-campaign="slow-phone"] td.mono').getAttribute('title'))
+        .not.toBe(firstSession)
+    } finally {
+      await page.close()
+    }
+  }, 60_000)
+})
