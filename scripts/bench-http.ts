@@ -19,8 +19,8 @@
  * @module
  */
 import { fork, type ChildProcess } from 'node:child_process'
-import { cpus, totalmem } from 'node:os'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { cpus, loadavg, totalmem } from 'node:os'
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon, { type Result as AutocannonResult } from 'autocannon'
@@ -51,7 +51,14 @@ type FromChild =
   | { type: 'listening'; url: string; bareUrl: string }
   | { type: 'ok' }
   | { type: 'rotated'; at: number }
-  | { type: 'measured'; loopP99Ms: number; loopMaxMs: number; cpuMs: number; rendered: number }
+  | {
+      type: 'measured'
+      loopP99Ms: number
+      loopMaxMs: number
+      cpuMs: number
+      rendered: number
+      gcMaxMs: number
+    }
 
 // ---------------------------------------------------------------------------------------------
 // Child: the service under test.
@@ -128,6 +135,10 @@ async function runChild(renderer: Renderer, engineKind: EngineKind): Promise<voi
   const barePort = (bareServer.address() as { port: number }).port
 
   const loop = monitorEventLoopDelay({ resolution: 5 })
+  let gcMaxMs = 0
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) gcMaxMs = Math.max(gcMaxMs, entry.duration)
+  }).observe({ entryTypes: ['gc'] })
   let cpuStart = process.cpuUsage()
   let renderedStart = 0
 
@@ -138,6 +149,7 @@ async function runChild(renderer: Renderer, engineKind: EngineKind): Promise<voi
         send({ type: 'ok' })
         return
       case 'measure-start':
+        gcMaxMs = 0
         loop.reset()
         loop.enable()
         cpuStart = process.cpuUsage()
@@ -145,6 +157,7 @@ async function runChild(renderer: Renderer, engineKind: EngineKind): Promise<voi
         send({ type: 'ok' })
         return
       case 'rotate': {
+        gcMaxMs = 0
         loop.reset()
         loop.enable()
         cpuStart = process.cpuUsage()
@@ -163,6 +176,7 @@ async function runChild(renderer: Renderer, engineKind: EngineKind): Promise<voi
           loopMaxMs: loop.max / 1e6,
           cpuMs: (cpu.user + cpu.system) / 1000,
           rendered: (await renderedSoFar()) - renderedStart,
+          gcMaxMs,
         })
         return
       }
@@ -382,6 +396,8 @@ async function main(): Promise<void> {
       child: { type: 'string' },
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
+      renderer: { type: 'string' },
+      seconds: { type: 'string' },
     },
     allowPositionals: true,
     strict: false,
@@ -394,9 +410,16 @@ async function main(): Promise<void> {
   const quick = values.quick === true
   const only = typeof values.only === 'string' ? values.only : undefined
   const wanted = (part: string) => only === undefined || only === part
+  const renderers: Renderer[] =
+    values.renderer === 'pool' || values.renderer === 'inline'
+      ? [values.renderer]
+      : ['pool', 'inline']
+  const steadySeconds =
+    typeof values.seconds === 'string' ? Number(values.seconds) : quick ? 30 : 60
   const token = await signToken({ secret: SECRET, sub: 'bench', admin: true, ttlSeconds: 3600 })
   const log = (line: string) => console.error(`[bench] ${line}`)
 
+  const loadAtStart = round(loadavg()[0] ?? 0)
   const cpu = cpus()
   const report = [
     `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${round(totalmem() / 1024 ** 3)} GiB RAM, Node ${process.version}, ${new Date().toISOString()}${quick ? ' (quick run)' : ''}`,
@@ -426,14 +449,14 @@ async function main(): Promise<void> {
       '',
       '### QR delivery, steady (sessions rotating every 20 s, spread; one socket each)',
       '',
-      '| renderer | QRs delivered | latency p50 ms | p99 ms | max ms | event-loop delay p99 ms | max ms | process CPU ms per QR |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+      '| renderer | QRs delivered | latency p50 ms | p99 ms | max ms | event-loop delay p99 ms | max ms | longest GC ms | process CPU ms per QR |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
     )
-    for (const renderer of ['pool', 'inline'] as const) {
+    for (const renderer of renderers) {
       log(`QR steady (${renderer})`)
-      const r = await benchSteady(renderer, token, quick ? 500 : 2000, quick ? 10 : 60)
+      const r = await benchSteady(renderer, token, quick ? 500 : 2000, steadySeconds)
       report.push(
-        `| ${label(renderer)} | ${r.qrs} | ${r.p50} | ${r.p99} | ${r.max} | ${round(r.loopP99Ms)} | ${round(r.loopMaxMs)} | ${round(r.cpuMs / Math.max(1, r.rendered), 2)} |`
+        `| ${label(renderer)} | ${r.qrs} | ${r.p50} | ${r.p99} | ${r.max} | ${round(r.loopP99Ms)} | ${round(r.loopMaxMs)} | ${round(r.gcMaxMs)} | ${round(r.cpuMs / Math.max(1, r.rendered), 2)} |`
       )
     }
   }
@@ -442,17 +465,22 @@ async function main(): Promise<void> {
       '',
       '### QR delivery, burst (1,000 sessions rotating in the same tick)',
       '',
-      '| renderer | last socket has its QR after ms | event-loop delay p99 ms | max ms | process CPU ms per QR |',
-      '| --- | ---: | ---: | ---: | ---: |'
+      '| renderer | last socket has its QR after ms | event-loop delay p99 ms | max ms | longest GC ms | process CPU ms per QR |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |'
     )
-    for (const renderer of ['pool', 'inline'] as const) {
+    for (const renderer of renderers) {
       log(`QR burst (${renderer})`)
       const r = await benchBurst(renderer, token, 1000)
       report.push(
-        `| ${label(renderer)} | ${r.lastQrAfterMs} | ${round(r.loopP99Ms)} | ${round(r.loopMaxMs)} | ${round(r.cpuPerQrMs, 2)} |`
+        `| ${label(renderer)} | ${r.lastQrAfterMs} | ${round(r.loopP99Ms)} | ${round(r.loopMaxMs)} | ${round(r.gcMaxMs)} | ${round(r.cpuPerQrMs, 2)} |`
       )
     }
   }
+  report.push(
+    '',
+    `Load average (1 min) at the start and end of the run: ${loadAtStart}, ${round(loadavg()[0] ?? 0)}` +
+      ' (other work on the machine competes for the same cores; see the notes).'
+  )
   console.log(report.join('\n'))
 }
 

@@ -156,7 +156,16 @@ export async function startServer(
       else refuseUpgrade(socket, 503, 'shutting_down', 'The service is shutting down.')
     } else refuseUpgrade(socket, 404, 'not_found', `There is no WebSocket endpoint at ${path}.`)
   })
-  await listen(server, config.port, config.host)
+  try {
+    await listen(server, config.port, config.host)
+  } catch (error) {
+    // Nothing may outlive a failed start (e.g. the port is taken): no engine, no worker.
+    await sessions.shutdown()
+    await hub.close()
+    await qrImages.close()
+    await engine.close()
+    throw error
+  }
   const { port } = server.address() as AddressInfo
   state = 'ready'
 
@@ -257,11 +266,12 @@ async function main(): Promise<void> {
   try {
     running = await startServer(config, { logger })
   } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(error.message)
-      process.exit(1)
-    }
-    throw error
+    console.error(
+      error instanceof ConfigError
+        ? error.message
+        : `qrvisor could not start: ${error instanceof Error ? error.message : String(error)}`
+    )
+    process.exit(1)
   }
   logger.info(
     { url: running.url, engine: config.engine, maxSessions: running.sessions.stats().maxSessions },

@@ -126,6 +126,17 @@ describe('npm start (src/server.ts in a child process)', () => {
     expect(stderr.join('\n')).toMatch(/SCAN_TIMEOUT_MS/)
   })
 
+  it('fails to start, leaving nothing running, when the port is taken', async () => {
+    const first = await startService()
+    const port = new URL(first.url).port
+    const { child, stderr } = run({ ...FAST_ENV, PORT: port })
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+    expect(code).not.toBe(0)
+    expect(stderr.join('\n')).toMatch(/EADDRINUSE/)
+    first.child.kill('SIGTERM')
+    expect((await first.exited).code).toBe(0)
+  })
+
   it('refuses to start without a way to verify tokens', async () => {
     const env: Record<string, string> = { ...FAST_ENV }
     delete env.JWT_SECRET

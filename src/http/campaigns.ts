@@ -8,7 +8,7 @@
 import { Hono } from 'hono'
 import { z } from 'zod'
 import { toCaller } from '../auth/identity.ts'
-import type { QrImageRenderer } from '../qr/renderer.ts'
+import { SupersededQrError, type QrImageRenderer } from '../qr/renderer.ts'
 import type { CampaignView, SessionService } from '../sessions.ts'
 import type { Logger } from '../logger.ts'
 import { readJsonBody } from './body.ts'
@@ -51,10 +51,12 @@ export function createCampaignRoutes({
     try {
       return await Promise.race([render, late])
     } catch (error) {
-      logger.error(
-        { campaignId: view.campaignId, sessionId: view.sessionId, err: error },
-        'QR image render failed'
-      )
+      if (!(error instanceof SupersededQrError)) {
+        logger.error(
+          { campaignId: view.campaignId, sessionId: view.sessionId, err: error },
+          'QR image render failed'
+        )
+      }
       return null
     } finally {
       clearTimeout(timer)

@@ -4,6 +4,11 @@
  * pool of worker threads so that a PNG (~5-9 ms of CPU) never blocks the event loop, even when a
  * thousand sessions rotate their QR at the same instant.
  *
+ * Jobs wait in a queue on the main thread and go to a worker only when it has room (two jobs
+ * each). A job whose session has moved on to a newer QR by then is dropped (`SupersededQrError`):
+ * when the machine is short of CPU, the backlog is of current QRs only, and cannot grow beyond
+ * one per session.
+ *
  * @module
  */
 import { availableParallelism } from 'node:os'
@@ -42,10 +47,27 @@ export interface QrImageRenderer {
   close(): Promise<void>
 }
 
+/** A newer QR of the same session was asked for before this one was rendered. */
+export class SupersededQrError extends Error {
+  override name = 'SupersededQrError'
+}
+
+interface Job {
+  sessionId: string
+  attempt: number
+  text: string
+  queuedAt: number
+  resolve(image: string): void
+  reject(error: Error): void
+}
+
 interface PoolWorker {
   worker: Worker
-  pending: Map<number, { resolve(image: string): void; reject(error: Error): void }>
+  pending: Map<number, Job>
 }
+
+/** Jobs handed to one worker at a time; the rest wait on the main thread. */
+const JOBS_PER_WORKER = 2
 
 interface CacheEntry {
   attempt: number
@@ -74,6 +96,8 @@ export function createQrImageRenderer({
   let cacheHits = 0
   let closed = false
 
+  const queue: Job[] = []
+
   function spawn(): PoolWorker {
     const entry: PoolWorker = { worker: new Worker(WORKER_URL), pending: new Map() }
     const fail = (error: Error) => {
@@ -81,14 +105,21 @@ export function createQrImageRenderer({
       if (index !== -1) pool.splice(index, 1)
       for (const job of entry.pending.values()) job.reject(error)
       entry.pending.clear()
+      pump()
     }
     entry.worker.on('message', (reply: { id: number; image?: string; error?: string }) => {
       const job = entry.pending.get(reply.id)
       if (!job) return
       entry.pending.delete(reply.id)
       if (entry.pending.size === 0) entry.worker.unref()
-      if (reply.image !== undefined) job.resolve(reply.image)
-      else job.reject(new Error(`QR render failed: ${reply.error ?? 'unknown error'}`))
+      if (reply.image !== undefined) {
+        rendered++
+        onRendered?.(performance.now() - job.queuedAt)
+        job.resolve(reply.image)
+      } else {
+        job.reject(new Error(`QR render failed: ${reply.error ?? 'unknown error'}`))
+      }
+      pump()
     })
     entry.worker.on('error', fail)
     entry.worker.on('exit', (code) => fail(new Error(`QR render worker exited (${code})`)))
@@ -98,32 +129,51 @@ export function createQrImageRenderer({
     return entry
   }
 
-  function leastBusyWorker(): PoolWorker {
-    if (pool.length < workers) {
-      const idle = pool.find((candidate) => candidate.pending.size === 0)
-      return idle ?? spawn()
+  /** A worker with room for a job, started if the pool is not full; undefined if all are busy. */
+  function workerWithRoom(): PoolWorker | undefined {
+    let best: PoolWorker | undefined
+    for (const candidate of pool) {
+      if (
+        candidate.pending.size < JOBS_PER_WORKER &&
+        (!best || candidate.pending.size < best.pending.size)
+      ) {
+        best = candidate
+      }
     }
-    let best = pool[0] as PoolWorker
-    for (const candidate of pool) if (candidate.pending.size < best.pending.size) best = candidate
-    return best
+    if (best?.pending.size === 0 || pool.length >= workers) return best
+    return spawn()
   }
 
-  function render(text: string): Promise<string> {
-    if (closed) return Promise.reject(new Error('The QR renderer is closed'))
-    const target = leastBusyWorker()
-    const id = nextJobId++
-    const started = performance.now()
-    return new Promise<string>((resolve, reject) => {
-      target.pending.set(id, {
-        resolve: (image) => {
-          rendered++
-          onRendered?.(performance.now() - started)
-          resolve(image)
-        },
-        reject,
-      })
+  function isSuperseded(job: Job): boolean {
+    const current = cache.get(job.sessionId)
+    return current !== undefined && current.attempt > job.attempt
+  }
+
+  /** Hands queued jobs to workers with room, dropping those whose QR is no longer current. */
+  function pump(): void {
+    while (queue.length > 0 && !closed) {
+      const job = queue[0] as Job
+      if (isSuperseded(job)) {
+        queue.shift()
+        job.reject(new SupersededQrError(`QR ${job.attempt} of ${job.sessionId} was replaced`))
+        continue
+      }
+      const target = workerWithRoom()
+      if (!target) return
+      queue.shift()
+      const id = nextJobId++
+      target.pending.set(id, job)
       if (target.pending.size === 1) target.worker.ref()
-      target.worker.postMessage({ id, text, format })
+      target.worker.postMessage({ id, text: job.text, format })
+    }
+  }
+
+  function render(sessionId: string, attempt: number, text: string): Promise<string> {
+    if (closed) return Promise.reject(new Error('The QR renderer is closed'))
+    return new Promise<string>((resolve, reject) => {
+      queue.push({ sessionId, attempt, text, queuedAt: performance.now(), resolve, reject })
+      // Let the caller register the image in the cache first, then dispatch.
+      queueMicrotask(pump)
     })
   }
 
@@ -135,7 +185,7 @@ export function createQrImageRenderer({
         cacheHits++
         return cached.image
       }
-      const image = render(qr)
+      const image = render(sessionId, attempt, qr)
       // An older QR asked for late is rendered but never replaces the current one.
       if (cached && cached.attempt > attempt) return image
       cache.delete(sessionId)
@@ -156,6 +206,7 @@ export function createQrImageRenderer({
     async close() {
       closed = true
       cache.clear()
+      for (const job of queue.splice(0)) job.reject(new Error('The QR renderer is closed'))
       await Promise.all(pool.map(({ worker }) => worker.terminate()))
     },
   }

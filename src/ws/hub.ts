@@ -20,7 +20,7 @@ import { InvalidTokenError, type TokenVerifier } from '../auth/verifier.ts'
 import { errorBody, type ErrorCode } from '../http/errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
-import type { QrImageRenderer } from '../qr/renderer.ts'
+import { SupersededQrError, type QrImageRenderer } from '../qr/renderer.ts'
 import type { SessionEvent, SessionService, Subscription, SubscriptionTarget } from '../sessions.ts'
 import {
   parseClientMessage,
@@ -161,6 +161,8 @@ export function createWebSocketHub({
       const image = qrImages
         .imageFor({ sessionId: event.sessionId, attempt: event.attempt, qr: event.qr })
         .catch((error: unknown) => {
+          // A newer QR of the session follows: this one is not worth sending any more.
+          if (error instanceof SupersededQrError) return undefined
           logger.error(
             { campaignId: event.campaignId, sessionId: event.sessionId, err: error },
             'QR image render failed'
@@ -172,7 +174,7 @@ export function createWebSocketHub({
         .then(() => image)
         .then((qrCode) => {
           active.pendingRenders--
-          send(client, toServerMessage(event, qrCode))
+          if (qrCode !== undefined) send(client, toServerMessage(event, qrCode))
         })
       return
     }

@@ -7,7 +7,11 @@ import QRCode from 'qrcode'
 import { afterEach, describe, expect, it } from 'vitest'
 import { fakeWhatsAppQr } from '../../src/engines/simulated.ts'
 import { renderPng } from '../../src/qr/render-worker.mjs'
-import { createQrImageRenderer, type QrImageRenderer } from '../../src/qr/renderer.ts'
+import {
+  createQrImageRenderer,
+  SupersededQrError,
+  type QrImageRenderer,
+} from '../../src/qr/renderer.ts'
 
 /** Decodes the 1-bit grayscale PNG the worker writes into rows of booleans (true = dark). */
 function decodePng(dataUrl: string): { width: number; dark: boolean[][] } {
@@ -81,12 +85,31 @@ describe('createQrImageRenderer', () => {
     const two = await renderer.imageFor(second)
     expect(two).not.toBe(one)
     await renderer.imageFor(second)
-    await renderer.imageFor(first) // late ask for an old QR: rendered, not cached
+    // A late ask for an older QR is not rendered: the session shows a newer one.
+    await expect(renderer.imageFor(first)).rejects.toBeInstanceOf(SupersededQrError)
     await renderer.imageFor(second)
-    expect(renderer.counts()).toEqual({ rendered: 3, cacheHits: 2 })
+    expect(renderer.counts()).toEqual({ rendered: 2, cacheHits: 2 })
     renderer.forget('s1')
     await renderer.imageFor(second)
-    expect(renderer.counts().rendered).toBe(4)
+    expect(renderer.counts().rendered).toBe(3)
+  })
+
+  it('drops queued QRs that a newer QR of their session replaced, so a backlog stays one per session', async () => {
+    renderer = createQrImageRenderer({ workers: 1 })
+    const asked: Array<Promise<string>> = []
+    for (let attempt = 1; attempt <= 20; attempt++) {
+      for (const sessionId of ['a', 'b', 'c']) {
+        asked.push(renderer.imageFor({ sessionId, attempt, qr: fakeWhatsAppQr() }))
+      }
+    }
+    const outcomes = await Promise.allSettled(asked)
+    const superseded = outcomes.filter(
+      (o) => o.status === 'rejected' && o.reason instanceof SupersededQrError
+    )
+    // One worker takes two jobs at once; every other QR but the last of each session is dropped.
+    expect(renderer.counts().rendered).toBeLessThanOrEqual(5)
+    expect(superseded.length).toBe(60 - renderer.counts().rendered)
+    for (const last of outcomes.slice(-3)) expect(last.status).toBe('fulfilled')
   })
 
   it('renders SVG when asked', async () => {
