@@ -142,11 +142,14 @@ async function runSeedMap(): Promise<CoreFigures> {
         const entry = clients.get(campaignId)
         if (!entry) return
         if (event.type === 'qr') {
+          // The seed clears its init timeout on the QR and never bounds the scan. To do the same
+          // work as qrvisor, it arms a scan timeout at the first QR (not at rotations, which
+          // would push the deadline back forever).
+          if (entry.status === 'pending') {
+            clearTimeout(entry.timeout)
+            entry.timeout = setTimeout(() => cleanupSession(campaignId), SCAN_MS)
+          }
           entry.status = 'qr'
-          // The seed clears its init timeout on the QR and never bounds the scan; to do the same
-          // work as qrvisor, it arms a scan timeout here.
-          clearTimeout(entry.timeout)
-          entry.timeout = setTimeout(() => cleanupSession(campaignId), SCAN_MS)
         } else if (event.type === 'ready') {
           entry.status = 'ready'
           clearTimeout(entry.timeout)
