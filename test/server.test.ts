@@ -119,6 +119,23 @@ describe('npm start (src/server.ts in a child process)', () => {
     expect(log).not.toContain('2@')
   })
 
+  it('logs a promise rejection nobody handles, and keeps serving', async () => {
+    const preload = new URL('./fixtures/loose-rejection.mjs', import.meta.url).href
+    const service = await startService({ NODE_OPTIONS: `--import=${preload}` })
+    service.child.kill('SIGUSR2')
+    const deadline = Date.now() + 5_000
+    while (!service.lines.some((line) => line.msg === 'unhandled promise rejection (ignored)')) {
+      if (Date.now() > deadline || service.child.exitCode !== null) break
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    expect(service.lines.some((line) => line.msg === 'unhandled promise rejection (ignored)')).toBe(
+      true
+    )
+    expect((await fetch(`${service.url}/healthz`)).status).toBe(200)
+    service.child.kill('SIGTERM')
+    expect(await service.exited).toEqual({ code: 0, signal: null })
+  })
+
   it('refuses to start with a bad variable, naming it', async () => {
     const { child, stderr } = run({ ...FAST_ENV, SCAN_TIMEOUT_MS: 'soon' })
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
