@@ -112,7 +112,10 @@ export interface SessionStats {
 export interface SessionService {
   /** Starts a session or joins the live one. Answers at once; never waits for a QR. */
   requestSession(request: { campaignId: string; caller: Caller; force?: boolean }): StartResult
-  /** Tears the campaign's session down; resolves once its engine is gone. Idempotent. */
+  /**
+   * Tears the campaign's sessions down; resolves once the engines of the sessions live now are
+   * gone (a session requested meanwhile is not waited for). Idempotent.
+   */
   cleanupSession(campaignId: string): Promise<CleanupResult>
   /** Always answers; a campaign never seen is `idle`. */
   getCampaign(campaignId: string): CampaignView

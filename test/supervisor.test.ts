@@ -198,6 +198,70 @@ describe('cleanup (the seed: "session cleanup")', () => {
     expect(endedAt - startedAt).toBeLessThanOrEqual(TIMEOUTS.destroyMs + TIMEOUTS.killMs)
     expect(h.engine.counters().forcedStops).toBe(1)
   })
+
+  // Issue 8: a cleanup waited until the campaign had no session at all, including sessions
+  // requested after it; with the successor scanned it never answered.
+  it('answers once the sessions live at the request are gone, whatever is requested meanwhile', async () => {
+    h = createHarness()
+    h.engine.setBehaviour('spring-sale', { teardown: 'hang' })
+    const first = sessionIdOf(request('spring-sale'))
+    await h.advance(300)
+    h.engine.setBehaviour('spring-sale', { teardown: 'normal' })
+    const startedAt = Date.now()
+    let answeredAt: number | undefined
+    const cleanup = h.sessions
+      .cleanupSession('spring-sale')
+      .then((result) => ((answeredAt = Date.now()), result))
+    await h.advance(300)
+    // The successor waits for the old engine, which hangs until it is killed.
+    const successor = sessionIdOf(request('spring-sale'))
+    await h.advance(TIMEOUTS.destroyMs + 300)
+    expect(h.engine.scan('spring-sale')).toBe(true)
+    await h.advance(TIMEOUTS.killMs)
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      sessionId: successor,
+      status: 'ready',
+    })
+    expect(answeredAt).toBeDefined()
+    expect(answeredAt! - startedAt).toBeLessThanOrEqual(TIMEOUTS.destroyMs + TIMEOUTS.killMs)
+    expect(await cleanup).toEqual({ campaignId: 'spring-sale', sessionId: first, hadSession: true })
+  })
+
+  it('answers every one of concurrent cleanups under mixed traffic within the teardown bound', async () => {
+    h = createHarness()
+    const campaigns = ['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6']
+    for (const [i, id] of campaigns.entries()) {
+      h.engine.setBehaviour(id, { teardown: i % 2 === 0 ? 'hang' : 'normal' })
+      request(id)
+    }
+    await h.advance(300)
+    const waits: Array<{ id: string; startedAt: number; answeredAt?: number }> = []
+    for (let round = 0; round < 30; round++) {
+      for (const [i, id] of campaigns.entries()) {
+        const turn = (round + i) % 4
+        if (turn === 0) {
+          const wait: (typeof waits)[number] = { id, startedAt: Date.now() }
+          waits.push(wait)
+          void h.sessions.cleanupSession(id).then(() => (wait.answeredAt = Date.now()))
+        } else if (turn === 1) {
+          request(id, { force: round % 3 === 0 })
+        } else if (turn === 2) {
+          h.engine.scan(id)
+        } else {
+          request(id)
+        }
+      }
+      await h.advance(400)
+    }
+    await h.advance(TIMEOUTS.destroyMs + TIMEOUTS.killMs)
+    expect(waits.length).toBeGreaterThan(50)
+    for (const wait of waits) {
+      expect(wait.answeredAt, `the cleanup of ${wait.id} at ${wait.startedAt}`).toBeDefined()
+      expect(wait.answeredAt! - wait.startedAt).toBeLessThanOrEqual(
+        TIMEOUTS.destroyMs + TIMEOUTS.killMs
+      )
+    }
+  })
 })
 
 describe('faults', () => {

@@ -72,6 +72,8 @@ export interface LiveSession {
   failure: { code: FailureReason; message: string } | null
   /** The last status it reported, kept for the per-status counts. */
   status: SessionStatus
+  /** Resolved when the session ends (cleanups waiting for it); created when needed. */
+  endWaiters: Array<() => void> | undefined
 }
 
 export interface Tombstone {
@@ -94,8 +96,6 @@ interface CampaignRecord {
   /** The newest ended session. */
   last: Tombstone | undefined
   lastActivity: number | null
-  /** Resolved when the campaign has no live session any more. */
-  idleWaiters: Array<() => void> | undefined
 }
 
 export interface RegistryOptions {
@@ -199,6 +199,7 @@ export class SessionRegistry {
       shard,
       failure: null,
       status: 'idle',
+      endWaiters: undefined,
     }
     this.statusCounts.idle++
     // One shared handler: XState drops an actor's listeners itself when it completes or fails.
@@ -342,21 +343,23 @@ export class SessionRegistry {
     this.tombstoneOrder.push(sessionId)
     this.evictTombstones()
 
-    if (!record.current && !record.draining && record.idleWaiters) {
-      const waiters = record.idleWaiters
-      record.idleWaiters = undefined
-      for (const resolve of waiters) resolve()
-    }
+    if (session.endWaiters) for (const resolve of session.endWaiters) resolve()
     const successor =
       !record.draining && record.current && isWaiting(record.current) ? record.current : undefined
     return { ended: tombstone, successor }
   }
 
-  /** Resolves once the campaign has no live session. */
-  whenIdle(campaignId: string): Promise<void> {
-    const record = this.campaigns.get(campaignId)
-    if (!record || (!record.current && !record.draining)) return Promise.resolve()
-    return new Promise((resolve) => (record.idleWaiters ??= []).push(resolve))
+  /**
+   * Resolves once each of these sessions has ended (its engine is gone). Only these: a session
+   * started meanwhile is not waited for, so the wait is bounded by their teardowns.
+   */
+  whenEnded(sessions: readonly LiveSession[]): Promise<void> {
+    const ends: Array<Promise<void>> = []
+    for (const session of sessions) {
+      if (this.liveSessions.get(session.sessionId) !== session) continue
+      ends.push(new Promise((resolve) => (session.endWaiters ??= []).push(resolve)))
+    }
+    return Promise.all(ends).then(() => undefined)
   }
 
   lastEnded(campaignId: string): Tombstone | undefined {
@@ -572,7 +575,6 @@ export class SessionRegistry {
         draining: undefined,
         last: undefined,
         lastActivity: null,
-        idleWaiters: undefined,
       }
       this.campaigns.set(campaignId, record)
     }
@@ -592,7 +594,7 @@ export class SessionRegistry {
       const record = this.campaigns.get(oldest.campaignId)
       if (record?.last === oldest) {
         record.last = undefined
-        if (!record.current && !record.draining && !record.idleWaiters) {
+        if (!record.current && !record.draining) {
           this.campaigns.delete(oldest.campaignId)
         }
       }

@@ -207,8 +207,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             }
             for (const session of sessions) session.actor.send({ type: 'CLEANUP.REQUESTED' })
             const sessionId = sessions[0]!.sessionId
+            // The sessions live now, not the campaign: a session requested meanwhile has its own
+            // lifetime, and waiting for it would make the answer unbounded.
             return registry
-              .whenIdle(campaignId)
+              .whenEnded(sessions)
               .then(() => ({ campaignId, sessionId, hadSession: true }))
           },
           { campaignId }
