@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'forbidden'
   | 'invalid_campaign_id'
   | 'invalid_body'
+  | 'invalid_query'
   | 'not_found'
   | 'at_capacity'
   | 'shutting_down'

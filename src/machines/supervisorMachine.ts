@@ -81,8 +81,8 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
   const { registry } = deps
   /** Restart times per campaign, within the policy window. */
   const restartTimes = new Map<string, number[]>()
-  /** Campaigns with a restart scheduled. */
-  const pendingRestarts = new Set<string>()
+  /** Campaigns with a restart scheduled, and their owner (kept even if the campaign is forgotten). */
+  const pendingRestarts = new Map<string, string>()
 
   function safely<T>(
     what: string,
@@ -98,8 +98,12 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     }
   }
 
-  function startSession(self: Parameters<SessionRegistry['startSession']>[0], campaignId: string) {
-    return registry.startSession(self, campaignId, deps.newSessionId())
+  function startSession(
+    self: Parameters<SessionRegistry['startSession']>[0],
+    campaignId: string,
+    owner: string
+  ) {
+    return registry.startSession(self, campaignId, deps.newSessionId(), owner)
   }
 
   /** The decision for a start-or-join request, applied; returns the answer. */
@@ -112,8 +116,12 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     if (owner !== undefined && owner !== caller.userId && !caller.admin) {
       return { ok: false, error: 'forbidden' }
     }
-    registry.touch(campaignId)
     const current = registry.current(campaignId)
+    if (!current && registry.liveCount >= deps.maxSessions) {
+      return { ok: false, error: 'at_capacity', retryAfterSeconds: deps.retryAfterSeconds }
+    }
+    // Only past every refusal: a refused request keeps nothing.
+    registry.touch(campaignId)
     if (current) {
       const status = statusOf(current.actor.getSnapshot().value)
       const live = status !== 'cleaning' && status !== 'timedOut' && status !== 'failed'
@@ -129,12 +137,9 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
       // starts once its engine is gone (the new sessionId is answered now).
       if (live) current.actor.send({ type: 'SESSION.REQUESTED', force: true })
       registry.retireCurrent(campaignId)
-    } else if (registry.liveCount >= deps.maxSessions) {
-      return { ok: false, error: 'at_capacity', retryAfterSeconds: deps.retryAfterSeconds }
     }
     cancelRestart(campaignId)
-    registry.claim(campaignId, caller.userId)
-    startSession(self, campaignId)
+    startSession(self, campaignId, caller.userId)
     return { ok: true, outcome: 'started', view: registry.view(campaignId) }
   }
 
@@ -220,13 +225,15 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
       handleRestartDue: enqueueActions(({ event, self, enqueue }) => {
         if (event.type !== 'RESTART.DUE') return
         const { campaignId } = event
-        if (!pendingRestarts.delete(campaignId)) return
+        const owner = pendingRestarts.get(campaignId)
+        if (owner === undefined) return
+        pendingRestarts.delete(campaignId)
         safely(
           'handleRestartDue',
           undefined,
           () => {
             if (registry.current(campaignId) || registry.liveCount >= deps.maxSessions) return
-            startSession(self, campaignId)
+            startSession(self, campaignId, owner)
             enqueue.assign(({ context }) => ({
               started: context.started + 1,
               restarts: context.restarts + 1,
@@ -261,9 +268,11 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             const crashedWhileReady =
               output.failureKind === 'crashed' && output.endedFrom === 'ready'
             if (!crashedWhileReady || registry.current(output.campaignId)) return
+            const owner = registry.ownerOf(output.campaignId)
+            if (owner === undefined) return
             const delayMs = restartDelay(output.campaignId)
             if (delayMs === undefined) return
-            pendingRestarts.add(output.campaignId)
+            pendingRestarts.set(output.campaignId, owner)
             deps.onRestart?.(output.campaignId, delayMs)
             enqueue.raise(
               { type: 'RESTART.DUE', campaignId: output.campaignId },
@@ -275,7 +284,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
       }),
       stopAccepting: assign({ accepting: false }),
       cancelPendingRestarts: enqueueActions(({ enqueue }) => {
-        for (const campaignId of pendingRestarts) enqueue.cancel(restartDelayId(campaignId))
+        for (const campaignId of pendingRestarts.keys()) enqueue.cancel(restartDelayId(campaignId))
         pendingRestarts.clear()
       }),
       shutDownEverySession: enqueueActions(({ enqueue }) => {
