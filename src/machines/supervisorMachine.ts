@@ -15,23 +15,10 @@ import { assign, enqueueActions, setup } from 'xstate'
 import type { Caller, CleanupResult, StartResult } from '../sessions.ts'
 import type { CampaignOutput } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
+import { RestartBudget, type RestartPolicy } from './restartBudget.ts'
 import type { SessionRegistry } from './sessionRegistry.ts'
 
-export interface RestartPolicy {
-  /** At most this many restarts of one campaign within `windowMs`; past it the session stays failed. */
-  maxRestarts: number
-  windowMs: number
-  /** Backoff before the n-th restart in the window: baseDelayMs·2ⁿ, capped, with jitter. */
-  baseDelayMs: number
-  maxDelayMs: number
-}
-
-export const DEFAULT_RESTART_POLICY: RestartPolicy = {
-  maxRestarts: 3,
-  windowMs: 5 * 60_000,
-  baseDelayMs: 1_000,
-  maxDelayMs: 30_000,
-}
+export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './restartBudget.ts'
 
 export interface SupervisorDeps {
   registry: SessionRegistry
@@ -79,8 +66,7 @@ const restartDelayId = (campaignId: string) => `restart:${campaignId}`
 
 export function createSupervisorMachine(deps: SupervisorDeps) {
   const { registry } = deps
-  /** Restart times per campaign, within the policy window. */
-  const restartTimes = new Map<string, number[]>()
+  const restartBudget = new RestartBudget(deps.restartPolicy, deps.random)
   /** Campaigns with a restart scheduled, and their owner (kept even if the campaign is forgotten). */
   const pendingRestarts = new Map<string, string>()
 
@@ -145,22 +131,6 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
 
   function cancelRestart(campaignId: string): boolean {
     return pendingRestarts.delete(campaignId)
-  }
-
-  /** Whether a crash of a ready session may be restarted now, and after how long. */
-  function restartDelay(campaignId: string): number | undefined {
-    const { maxRestarts, windowMs, baseDelayMs, maxDelayMs } = deps.restartPolicy
-    const now = deps.now()
-    const recent = (restartTimes.get(campaignId) ?? []).filter((at) => now - at < windowMs)
-    if (recent.length >= maxRestarts) {
-      restartTimes.set(campaignId, recent)
-      return undefined
-    }
-    recent.push(now)
-    restartTimes.set(campaignId, recent)
-    const exponential = Math.min(maxDelayMs, baseDelayMs * 2 ** (recent.length - 1))
-    // "Equal jitter": half fixed, half random, so restarts of many campaigns never line up.
-    return Math.round(exponential / 2 + deps.random() * (exponential / 2))
   }
 
   return setup({
@@ -270,7 +240,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             if (!crashedWhileReady || registry.current(output.campaignId)) return
             const owner = registry.ownerOf(output.campaignId)
             if (owner === undefined) return
-            const delayMs = restartDelay(output.campaignId)
+            const delayMs = restartBudget.spend(output.campaignId, deps.now())
             if (delayMs === undefined) return
             pendingRestarts.set(output.campaignId, owner)
             deps.onRestart?.(output.campaignId, delayMs)
