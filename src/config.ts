@@ -35,6 +35,13 @@ export interface Config {
   /** `INSPECT_STATELY_URL`: also stream inspection to Stately's inspector (needs `INSPECT`). */
   inspectStatelyUrl: string | null
   qrImage: 'png' | 'svg'
+  /** `CORS_ORIGINS`: exact origins whose pages may call `/api` from a browser; empty: none. */
+  corsOrigins: string[]
+  /**
+   * `WS_ALLOWED_ORIGINS` (default: `CORS_ORIGINS`): origins whose pages may open a WebSocket,
+   * besides the service's own; null: any (no list configured).
+   */
+  wsAllowedOrigins: string[] | null
   simulator: { qrDelayMs: number; qrRotateMs: number }
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
@@ -68,6 +75,50 @@ const boolean = z
   .transform((value) => value === 'true' || value === '1')
 
 const nonEmpty = z.string().min(1)
+
+/**
+ * A comma-separated list of exact origins (`scheme://host[:port]`, as a browser sends them in
+ * `Origin`). `*` is refused: every API call carries a bearer token, so a page of any site must
+ * not be able to use one.
+ */
+const originList = z.string().transform((value, ctx) => {
+  const origins: string[] = []
+  for (const entry of value.split(',').map((part) => part.trim())) {
+    if (entry === '') continue
+    if (entry === '*') {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'must list exact origins: "*" is refused because every call carries a bearer token',
+      })
+      return z.NEVER
+    }
+    const origin = parseOrigin(entry)
+    if (origin === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be a comma-separated list of origins like https://app.example.com (${JSON.stringify(entry)} is not one)`,
+      })
+      return z.NEVER
+    }
+    if (!origins.includes(origin)) origins.push(origin)
+  }
+  return origins
+})
+
+/** `entry` as the browser would send it in `Origin`, or undefined if it is not an origin. */
+function parseOrigin(entry: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(entry)
+  } catch {
+    return undefined
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined
+  if (url.username || url.password || url.search || url.hash) return undefined
+  if (url.pathname !== '/') return undefined
+  return url.origin
+}
 
 const environmentSchema = z.object({
   PORT: integer(0, 65_535).default(3000),
@@ -107,6 +158,8 @@ const environmentSchema = z.object({
     .url({ protocol: /^wss?$/, error: 'must be a ws:// or wss:// URL' })
     .optional(),
   QR_IMAGE: z.enum(['png', 'svg'], { error: 'must be png or svg' }).default('png'),
+  CORS_ORIGINS: originList.optional(),
+  WS_ALLOWED_ORIGINS: originList.optional(),
   SIM_QR_DELAY_MS: integer(0).default(300),
   SIM_QR_ROTATE_MS: integer(1).default(20_000),
   LOG_LEVEL: z
@@ -174,6 +227,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     inspect: e.INSPECT,
     inspectStatelyUrl: e.INSPECT_STATELY_URL ?? null,
     qrImage: e.QR_IMAGE,
+    corsOrigins: e.CORS_ORIGINS ?? [],
+    wsAllowedOrigins: e.WS_ALLOWED_ORIGINS ?? (e.CORS_ORIGINS?.length ? e.CORS_ORIGINS : null),
     simulator: { qrDelayMs: e.SIM_QR_DELAY_MS, qrRotateMs: e.SIM_QR_ROTATE_MS },
     logLevel: e.LOG_LEVEL,
   }

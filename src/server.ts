@@ -31,6 +31,7 @@ import { toCaller } from './auth/identity.ts'
 import { toMermaid } from './machines/diagram.ts'
 import { createWebRoutes } from './web/index.ts'
 import { createInspectSocket } from './ws/inspect.ts'
+import { createOriginCheck } from './ws/origin.ts'
 import { forwardToStately } from './ws/stately.ts'
 
 export interface StartServerOptions {
@@ -115,6 +116,7 @@ export async function startServer(
     simulator,
     logger,
     isReady: () => state === 'ready',
+    corsOrigins: config.corsOrigins,
     extraRoutes: [
       createWebRoutes({ inspect: config.inspect, simulator: config.engine === 'simulated' }),
       ...(extraRoutes ?? []),
@@ -147,10 +149,18 @@ export async function startServer(
       ? await forwardToStately({ sessions, url: config.inspectStatelyUrl, logger })
       : undefined
 
+  const isAllowedOrigin = createOriginCheck(config.wsAllowedOrigins)
   const server = createServer(getRequestListener(app.fetch))
   server.on('upgrade', (request, socket, head) => {
     const path = (request.url ?? '/').split('?')[0]
-    if (path === WS_PATH) hub.handleUpgrade(request, socket, head)
+    if ((path === WS_PATH || path === INSPECT_WS_PATH) && !isAllowedOrigin(request)) {
+      refuseUpgrade(
+        socket,
+        403,
+        'origin_not_allowed',
+        'WebSocket connections from this origin are not allowed (WS_ALLOWED_ORIGINS).'
+      )
+    } else if (path === WS_PATH) hub.handleUpgrade(request, socket, head)
     else if (path === INSPECT_WS_PATH && inspectSocket) {
       if (state === 'ready') inspectSocket.handleUpgrade(request, socket, head)
       else refuseUpgrade(socket, 503, 'shutting_down', 'The service is shutting down.')

@@ -129,3 +129,46 @@ describe('loadConfig', () => {
     expect(message).not.toContain('short-secret')
   })
 })
+
+describe('CORS_ORIGINS and WS_ALLOWED_ORIGINS', () => {
+  it('reads exact origins, normalised as a browser sends them, and defaults the WebSocket list to them', () => {
+    const config = loadConfig({
+      JWT_SECRET: SECRET,
+      CORS_ORIGINS: 'https://app.example.com/, http://localhost:5173 ,https://app.example.com',
+    })
+    expect(config.corsOrigins).toEqual(['https://app.example.com', 'http://localhost:5173'])
+    expect(config.wsAllowedOrigins).toEqual(config.corsOrigins)
+  })
+
+  it('has no list by default, and WS_ALLOWED_ORIGINS may differ from CORS_ORIGINS', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET })).toMatchObject({
+      corsOrigins: [],
+      wsAllowedOrigins: null,
+    })
+    const config = loadConfig({
+      JWT_SECRET: SECRET,
+      CORS_ORIGINS: 'https://app.example.com',
+      WS_ALLOWED_ORIGINS: 'https://ws.example.com',
+    })
+    expect(config.wsAllowedOrigins).toEqual(['https://ws.example.com'])
+  })
+
+  it('refuses "*" and anything that is not an origin, naming the variable', () => {
+    expect(failure({ JWT_SECRET: SECRET, CORS_ORIGINS: '*' })).toMatch(
+      /^Invalid configuration: CORS_ORIGINS must list exact origins: "\*" is refused/
+    )
+    expect(failure({ JWT_SECRET: SECRET, WS_ALLOWED_ORIGINS: 'https://a.example, *' })).toMatch(
+      /WS_ALLOWED_ORIGINS must list exact origins/
+    )
+    for (const bad of [
+      'app.example.com',
+      'https://app.example.com/path',
+      'ftp://x.example',
+      'https://u:p@x.example',
+    ]) {
+      expect(failure({ JWT_SECRET: SECRET, CORS_ORIGINS: bad })).toMatch(
+        /CORS_ORIGINS must be a comma-separated list of origins like https:\/\/app\.example\.com/
+      )
+    }
+  })
+})

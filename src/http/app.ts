@@ -7,6 +7,7 @@
  */
 import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { cors } from 'hono/cors'
 import type { TokenVerifier } from '../auth/verifier.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
@@ -27,6 +28,11 @@ export interface AppOptions {
   logger?: Logger
   /** False while the process starts or shuts down: `/readyz` answers 503. */
   isReady?: () => boolean
+  /**
+   * `CORS_ORIGINS`: origins whose pages may call `/api` from a browser (none by default: only
+   * the service's own pages, which need no CORS).
+   */
+  corsOrigins?: string[]
   /** Largest accepted request body, in bytes. */
   maxBodyBytes?: number
   /** How long an answer waits for a QR image before it says `qrCode: null`. */
@@ -54,6 +60,7 @@ export function createApp({
   simulator,
   logger = silentLogger,
   isReady = () => true,
+  corsOrigins = [],
   maxBodyBytes = 4096,
   qrImageWaitMs,
   extraRoutes = [],
@@ -72,6 +79,9 @@ export function createApp({
   )
 
   const api = new Hono<AppEnv>()
+  // First, so that preflights (which carry no token) are answered, and so that every answer,
+  // errors included, carries the headers a frontend needs to read it.
+  if (corsOrigins.length > 0) api.use(apiCors(corsOrigins))
   // Only on methods with a body: reading `body` of a GET makes node-server build a full Request,
   // which costs more than everything else a status request does.
   const limitBody = bodyLimit({
@@ -98,4 +108,23 @@ export function createApp({
     return sendError(c, 500, 'internal', 'Something went wrong on our side.')
   })
   return app
+}
+
+/** How long a browser may cache a preflight's answer: 10 minutes (Chromium caps it at 2 hours). */
+const PREFLIGHT_MAX_AGE_SECONDS = 600
+
+/**
+ * CORS for the API, with Hono's own middleware: exact origins only, the methods and request
+ * headers the API uses, and the response headers a frontend reads (`Retry-After` of a 503,
+ * `WWW-Authenticate` of a 401). No credentials mode: the API authenticates with a bearer token,
+ * never with cookies.
+ */
+function apiCors(origins: string[]) {
+  return cors({
+    origin: origins,
+    allowMethods: ['GET', 'POST', 'PUT', 'DELETE'],
+    allowHeaders: ['Authorization', 'Content-Type'],
+    exposeHeaders: ['Retry-After', 'WWW-Authenticate'],
+    maxAge: PREFLIGHT_MAX_AGE_SECONDS,
+  })
 }

@@ -10,6 +10,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status'
 export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
+  | 'origin_not_allowed'
   | 'invalid_campaign_id'
   | 'invalid_body'
   | 'invalid_query'

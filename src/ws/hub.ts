@@ -399,6 +399,7 @@ export function createWebSocketHub({
 
 const STATUS_TEXT: Record<number, string> = {
   401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
@@ -407,7 +408,7 @@ const STATUS_TEXT: Record<number, string> = {
 /** Answers a refused upgrade with a plain HTTP response in the API's error shape. */
 export function refuseUpgrade(
   socket: Duplex,
-  status: 401 | 404 | 500 | 503,
+  status: 401 | 403 | 404 | 500 | 503,
   code: ErrorCode,
   message: string
 ): void {
