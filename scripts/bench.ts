@@ -6,10 +6,13 @@
  */
 import { execFileSync } from 'node:child_process'
 import { cpus, totalmem } from 'node:os'
+import type { CampaignFigures } from './bench/campaigns.ts'
 import type { CoreFigures } from './bench/core.ts'
 
 const sizes = (process.env.BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number)
-/** `BENCH_ONLY=core` or `BENCH_ONLY=http` runs one part. */
+/** Live sessions (at capacity) of the campaign-records benchmark. */
+const campaignSizes = (process.env.BENCH_CAMPAIGN_SIZES ?? '1000,20000').split(',').map(Number)
+/** `BENCH_ONLY=core`, `BENCH_ONLY=campaigns` or `BENCH_ONLY=http` runs one part. */
 const only = process.env.BENCH_ONLY
 
 function runCore(design: string, n: number): CoreFigures {
@@ -38,6 +41,7 @@ console.log(
 )
 console.log('')
 if (only === undefined || only === 'core') runCoreBenchmark()
+if (only === undefined || only === 'campaigns') runCampaignBenchmark()
 if (only === undefined || only === 'http') runHttpBenchmark()
 
 function runCoreBenchmark(): void {
@@ -75,6 +79,43 @@ function runCoreBenchmark(): void {
     )
     console.log(
       `- heap with ${last.n.toLocaleString('en')} live sessions: ${mib(last.heapLiveBytes)} (target < 1 GiB) ${last.heapLiveBytes < 1024 ** 3 ? 'met' : 'MISSED'}`
+    )
+  }
+}
+
+/** Refused starts keep nothing, and the campaign list costs a page, not every campaign (issue 8). */
+function runCampaignBenchmark(): void {
+  console.log('')
+  console.log('## Campaign records: 50,000 starts refused at capacity, and the paged list')
+  console.log('')
+  const runs = campaignSizes.map((n) => {
+    const out = execFileSync(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', 'scripts/bench/campaigns.ts', String(n)],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }
+    )
+    return JSON.parse(out.trim().split('\n').at(-1)!) as CampaignFigures
+  })
+  console.log(
+    '| live sessions (at capacity) | heap before (baseline) | heap after 50,000 refusals | growth | campaigns before → after | target (growth ≤ 2 MB) |'
+  )
+  console.log('| --- | --- | --- | --- | --- | --- |')
+  for (const r of runs) {
+    const growth = r.heapAfterBytes - r.heapBeforeBytes
+    const met = growth <= 2 * 1024 * 1024 && r.campaignsAfter === r.campaignsBefore
+    console.log(
+      `| ${r.n.toLocaleString('en')} | ${mib(r.heapBeforeBytes)} | ${mib(r.heapAfterBytes)} | ${kib(growth)} | ${r.campaignsBefore.toLocaleString('en')} → ${r.campaignsAfter.toLocaleString('en')} | ${met ? 'met' : 'MISSED'} |`
+    )
+  }
+  console.log('')
+  console.log(
+    '| remembered campaigns | first page of 100 | a middle page (cursor) | one owner of 10, middle page | every view (the unpaged answer) |'
+  )
+  console.log('| --- | --- | --- | --- | --- |')
+  const us = (x: number) => (x >= 1000 ? `${(x / 1000).toFixed(1)} ms` : `${x.toFixed(0)} µs`)
+  for (const r of runs) {
+    console.log(
+      `| ${r.n.toLocaleString('en')} | ${us(r.firstPageUs)} | ${us(r.middlePageUs)} | ${us(r.ownerPageUs)} | ${us(r.everyViewUs)} |`
     )
   }
 }

@@ -102,8 +102,29 @@ export interface Subscription {
   unsubscribe(): void
 }
 
+/** Which campaigns `listCampaigns` answers, and which page of them. */
+export interface CampaignQuery {
+  /** Only the campaigns this user owns. */
+  owner?: string
+  /** Only these campaigns (a token's `campaigns` claim). */
+  campaignIds?: ReadonlySet<string>
+  /** The campaigns after this position: a previous page's `next`. From the first when absent. */
+  after?: number
+  /** At most this many (at least 1); every one when absent. */
+  limit?: number
+}
+
+export interface CampaignPage {
+  /** Oldest first: in the order the campaigns were first started (as remembered). */
+  campaigns: CampaignView[]
+  /** Where the next page starts (pass it as `after`); null when this page reaches the end. */
+  next: number | null
+}
+
 export interface SessionStats {
   accepting: boolean
+  /** Campaigns remembered: with a live session or a remembered ended one. */
+  campaigns: number
   live: number
   maxSessions: number
   byStatus: Record<SessionStatus, number>
@@ -112,14 +133,20 @@ export interface SessionStats {
 export interface SessionService {
   /** Starts a session or joins the live one. Answers at once; never waits for a QR. */
   requestSession(request: { campaignId: string; caller: Caller; force?: boolean }): StartResult
-  /** Tears the campaign's session down; resolves once its engine is gone. Idempotent. */
+  /**
+   * Tears the campaign's sessions down; resolves once the engines of the sessions live now are
+   * gone (a session requested meanwhile is not waited for). Idempotent.
+   */
   cleanupSession(campaignId: string): Promise<CleanupResult>
   /** Always answers; a campaign never seen is `idle`. */
   getCampaign(campaignId: string): CampaignView
   /** The owner of a campaign, or undefined if nobody started one yet. */
   ownerOf(campaignId: string): string | undefined
-  /** The campaigns known to the service, optionally only those of one owner. */
-  listCampaigns(filter?: { owner?: string }): CampaignView[]
+  /**
+   * The campaigns the service remembers (a live session, or an ended one it still remembers), a
+   * page at a time. A page costs what it holds, not the number of campaigns.
+   */
+  listCampaigns(query?: CampaignQuery): CampaignPage
   /**
    * Subscribes to a campaign (across its sessions) or to one session. The listener first gets the
    * replay of the current state, synchronously. Returns undefined for an unknown sessionId.

@@ -194,11 +194,18 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     },
     getCampaign: (campaignId) => registry.view(campaignId),
     ownerOf: (campaignId) => registry.ownerOf(campaignId),
-    listCampaigns: (filter = {}) =>
-      registry.campaignIds(filter.owner).map((campaignId) => registry.view(campaignId)),
+    listCampaigns({ limit = Infinity, ...query } = {}) {
+      const page = registry.listCampaigns({ ...query, limit })
+      return { campaigns: page.entries, next: page.next }
+    },
     subscribe: (target, listener) => registry.subscribe(target, listener),
     observe: (listener) => registry.observe(listener),
-    stats: () => ({ accepting: isAccepting(), maxSessions, ...registry.stats() }),
+    stats: () => ({
+      accepting: isAccepting(),
+      maxSessions,
+      campaigns: registry.campaignCount,
+      ...registry.stats(),
+    }),
     inspect(observer) {
       const onSupervisor = supervisor.system.inspect(observer)
       const onSessions = registry.inspect({ next: observer })

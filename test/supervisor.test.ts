@@ -198,6 +198,70 @@ describe('cleanup (the seed: "session cleanup")', () => {
     expect(endedAt - startedAt).toBeLessThanOrEqual(TIMEOUTS.destroyMs + TIMEOUTS.killMs)
     expect(h.engine.counters().forcedStops).toBe(1)
   })
+
+  // Issue 8: a cleanup waited until the campaign had no session at all, including sessions
+  // requested after it; with the successor scanned it never answered.
+  it('answers once the sessions live at the request are gone, whatever is requested meanwhile', async () => {
+    h = createHarness()
+    h.engine.setBehaviour('spring-sale', { teardown: 'hang' })
+    const first = sessionIdOf(request('spring-sale'))
+    await h.advance(300)
+    h.engine.setBehaviour('spring-sale', { teardown: 'normal' })
+    const startedAt = Date.now()
+    let answeredAt: number | undefined
+    const cleanup = h.sessions
+      .cleanupSession('spring-sale')
+      .then((result) => ((answeredAt = Date.now()), result))
+    await h.advance(300)
+    // The successor waits for the old engine, which hangs until it is killed.
+    const successor = sessionIdOf(request('spring-sale'))
+    await h.advance(TIMEOUTS.destroyMs + 300)
+    expect(h.engine.scan('spring-sale')).toBe(true)
+    await h.advance(TIMEOUTS.killMs)
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      sessionId: successor,
+      status: 'ready',
+    })
+    expect(answeredAt).toBeDefined()
+    expect(answeredAt! - startedAt).toBeLessThanOrEqual(TIMEOUTS.destroyMs + TIMEOUTS.killMs)
+    expect(await cleanup).toEqual({ campaignId: 'spring-sale', sessionId: first, hadSession: true })
+  })
+
+  it('answers every one of concurrent cleanups under mixed traffic within the teardown bound', async () => {
+    h = createHarness()
+    const campaigns = ['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6']
+    for (const [i, id] of campaigns.entries()) {
+      h.engine.setBehaviour(id, { teardown: i % 2 === 0 ? 'hang' : 'normal' })
+      request(id)
+    }
+    await h.advance(300)
+    const waits: Array<{ id: string; startedAt: number; answeredAt?: number }> = []
+    for (let round = 0; round < 30; round++) {
+      for (const [i, id] of campaigns.entries()) {
+        const turn = (round + i) % 4
+        if (turn === 0) {
+          const wait: (typeof waits)[number] = { id, startedAt: Date.now() }
+          waits.push(wait)
+          void h.sessions.cleanupSession(id).then(() => (wait.answeredAt = Date.now()))
+        } else if (turn === 1) {
+          request(id, { force: round % 3 === 0 })
+        } else if (turn === 2) {
+          h.engine.scan(id)
+        } else {
+          request(id)
+        }
+      }
+      await h.advance(400)
+    }
+    await h.advance(TIMEOUTS.destroyMs + TIMEOUTS.killMs)
+    expect(waits.length).toBeGreaterThan(50)
+    for (const wait of waits) {
+      expect(wait.answeredAt, `the cleanup of ${wait.id} at ${wait.startedAt}`).toBeDefined()
+      expect(wait.answeredAt! - wait.startedAt).toBeLessThanOrEqual(
+        TIMEOUTS.destroyMs + TIMEOUTS.killMs
+      )
+    }
+  })
 })
 
 describe('faults', () => {
@@ -349,13 +413,13 @@ describe('capacity and ownership', () => {
     expect(h.sessions.ownerOf('spring-sale')).toBe('alice')
     expect(request('spring-sale', { caller: bob })).toEqual({ ok: false, error: 'forbidden' })
     expect(request('spring-sale', { caller: admin })).toMatchObject({ ok: true, outcome: 'joined' })
-    expect(h.sessions.listCampaigns({ owner: 'alice' }).map((c) => c.campaignId)).toEqual([
-      'spring-sale',
-    ])
-    expect(h.sessions.listCampaigns({ owner: 'bob' })).toEqual([])
+    expect(h.sessions.listCampaigns({ owner: 'alice' }).campaigns.map((c) => c.campaignId)).toEqual(
+      ['spring-sale']
+    )
+    expect(h.sessions.listCampaigns({ owner: 'bob' })).toEqual({ campaigns: [], next: null })
   })
 
-  it('keeps a bounded number of tombstones', async () => {
+  it('keeps a bounded number of tombstones, and forgets a campaign and its owner with its last one', async () => {
     h = createHarness({ service: { maxTombstones: 2 } })
     for (const id of ['a', 'b', 'c']) {
       request(id)
@@ -364,10 +428,47 @@ describe('capacity and ownership', () => {
     expect(h.sessions.getCampaign('a')).toMatchObject({
       status: 'idle',
       sessionId: null,
-      owner: 'alice',
+      owner: null,
     })
-    expect(h.sessions.getCampaign('b').status).toBe('cleaned')
+    expect(h.sessions.getCampaign('b')).toMatchObject({ status: 'cleaned', owner: 'alice' })
     expect(h.sessions.getCampaign('c').status).toBe('cleaned')
+    expect(h.sessions.stats().campaigns).toBe(2)
+    expect(h.sessions.listCampaigns().campaigns.map((c) => c.campaignId)).toEqual(['b', 'c'])
+    // Remembered: still alice's. Forgotten: anyone may start it and own it.
+    expect(request('b', { caller: bob })).toEqual({ ok: false, error: 'forbidden' })
+    expect(request('a', { caller: bob })).toMatchObject({ ok: true, outcome: 'started' })
+    expect(h.sessions.ownerOf('a')).toBe('bob')
+  })
+
+  // Issue 8: `touch` ran before the capacity check, so every refused start left a campaign
+  // record that was never freed (40,000 refusals: 31 MB of heap, 40,001 listed campaigns).
+  it('keeps nothing of 40,000 starts refused at capacity', async () => {
+    h = createHarness({ service: { maxSessions: 2 } })
+    request('a')
+    request('b')
+    await h.advance(300)
+    const listed = h.sessions.listCampaigns()
+    let refused = 0
+    for (let i = 0; i < 40_000; i++) {
+      const result = request(`refused-${i}`)
+      if (!result.ok && result.error === 'at_capacity') refused++
+    }
+    expect(refused).toBe(40_000)
+    expect(h.sessions.stats().campaigns).toBe(2)
+    expect(h.sessions.listCampaigns()).toEqual(listed)
+    expect(h.sessions.getCampaign('refused-0')).toMatchObject({ owner: null, lastActivity: null })
+    expect(h.sessions.ownerOf('refused-39999')).toBeUndefined()
+  })
+
+  it('keeps nothing of a forbidden request', async () => {
+    h = createHarness()
+    request('spring-sale')
+    await h.advance(300)
+    const before = h.sessions.getCampaign('spring-sale')
+    await h.advance(1_000)
+    expect(request('spring-sale', { caller: bob })).toEqual({ ok: false, error: 'forbidden' })
+    expect(h.sessions.getCampaign('spring-sale')).toEqual(before)
+    expect(h.sessions.stats().campaigns).toBe(1)
   })
 
   it('forgets tombstones older than their time to live', async () => {
@@ -396,6 +497,47 @@ describe('capacity and ownership', () => {
       history: [],
       qr: null,
     })
+  })
+})
+
+describe('listing campaigns', () => {
+  const ids = (page: { campaigns: Array<{ campaignId: string }> }) =>
+    page.campaigns.map((c) => c.campaignId)
+
+  it('pages the remembered campaigns oldest first; a forgotten one drops out, the pages do not shift', async () => {
+    h = createHarness({ service: { maxTombstones: 3 } })
+    for (const id of ['a', 'b', 'c', 'd']) request(id, { caller: id === 'b' ? bob : alice })
+    await h.advance(300)
+    const first = h.sessions.listCampaigns({ limit: 2 })
+    expect(ids(first)).toEqual(['a', 'b'])
+    // b ends and is remembered; then a, c and d end and b's tombstone is the oldest of four.
+    for (const id of ['b', 'a', 'c', 'd']) {
+      await Promise.all([h.sessions.cleanupSession(id), h.advance(100)])
+    }
+    request('e')
+    expect(h.sessions.stats().campaigns).toBe(4)
+    const second = h.sessions.listCampaigns({ limit: 2, after: first.next! })
+    expect(ids(second)).toEqual(['c', 'd'])
+    expect(ids(h.sessions.listCampaigns({ limit: 2, after: second.next! }))).toEqual(['e'])
+    expect(ids(h.sessions.listCampaigns())).toEqual(['a', 'c', 'd', 'e'])
+  })
+
+  it("pages one owner's campaigns, and only the given ones", () => {
+    h = createHarness()
+    for (const id of ['a', 'b', 'c', 'd', 'e']) request(id, { caller: id === 'b' ? bob : alice })
+    const mine = h.sessions.listCampaigns({ owner: 'alice', limit: 3 })
+    expect(ids(mine)).toEqual(['a', 'c', 'd'])
+    expect(h.sessions.listCampaigns({ owner: 'alice', limit: 3, after: mine.next! })).toMatchObject(
+      { campaigns: [{ campaignId: 'e' }], next: null }
+    )
+    expect(ids(h.sessions.listCampaigns({ owner: 'carol' }))).toEqual([])
+    const only = new Set(['e', 'b', 'a', 'never-seen'])
+    expect(ids(h.sessions.listCampaigns({ campaignIds: only }))).toEqual(['a', 'b', 'e'])
+    const onlyMine = h.sessions.listCampaigns({ campaignIds: only, owner: 'alice', limit: 1 })
+    expect(ids(onlyMine)).toEqual(['a'])
+    expect(
+      ids(h.sessions.listCampaigns({ campaignIds: only, owner: 'alice', after: onlyMine.next! }))
+    ).toEqual(['e'])
   })
 })
 

@@ -41,6 +41,11 @@ export interface SimulatedEngineOptions {
   /** How long the kill takes (always below killTimeoutMs). */
   killDelayMs?: number
   killTimeoutMs?: number
+  /**
+   * Campaigns whose behaviour or link is remembered, at most (10,000). Past it, the older half
+   * is forgotten: their next sessions behave by default and are not linked.
+   */
+  maxRememberedCampaigns?: number
 }
 
 export interface SimulatedEngine extends Engine {
@@ -58,11 +63,20 @@ export interface SimulatedEngine extends Engine {
   liveCount(): number
   /** Running engine instances of one campaign. */
   liveCountOf(campaignId: string): number
+  /** Campaigns with a behaviour or a link remembered (bounded by `maxRememberedCampaigns`). */
+  rememberedCount(): number
   /** Counts since the engine was created, to prove nothing leaks. */
   counters(): { started: number; stopped: number; forcedStops: number }
 }
 
 const DEFAULT_BEHAVIOUR: SimulatedBehaviour = { startup: 'qr', teardown: 'normal' }
+
+/** What the simulator remembers of a campaign beyond its sessions. */
+interface CampaignMemory {
+  behaviour: SimulatedBehaviour
+  /** Linked, as saved auth would be: its next session starts without a QR. */
+  linked: boolean
+}
 
 /** A QR payload shaped like WhatsApp Web's: ref, noise key, identity key, adv secret, platform. */
 export function fakeWhatsAppQr(): string {
@@ -83,9 +97,13 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     destroyTimeoutMs = 10_000,
     killDelayMs = 10,
     killTimeoutMs = 5_000,
+    maxRememberedCampaigns = 10_000,
   } = options
-  const behaviours = new Map<string, SimulatedBehaviour>()
-  const linked = new Set<string>()
+  /**
+   * Only campaigns with something to remember (a behaviour that is not the default, a link),
+   * oldest change first. Anyone may set a behaviour, for any campaign: this bounds what that keeps.
+   */
+  const memory = new Map<string, CampaignMemory>()
   /** The newest running instance of each campaign: the one the phone talks to. */
   const current = new Map<string, SimulatedSession>()
   const live = new Set<SimulatedSession>()
@@ -114,7 +132,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       if (startup === 'hang') return
       if (startup === 'error') {
         this.schedule(qrDelayMs, () => this.terminate('start_failed', 'simulated start failure'))
-      } else if (startup === 'restored' || linked.has(this.options.campaignId)) {
+      } else if (startup === 'restored' || isLinked(this.options.campaignId)) {
         this.schedule(qrDelayMs, () => {
           this.deliver({ type: 'authenticated' })
           this.schedule(authDelayMs, () => this.deliver({ type: 'ready' }))
@@ -129,7 +147,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       this.showingQr = false
       this.deliver({ type: 'authenticated' })
       this.schedule(authDelayMs, () => {
-        linked.add(this.options.campaignId)
+        remember(this.options.campaignId, { linked: true })
         this.deliver({ type: 'ready' })
       })
       return true
@@ -137,7 +155,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
 
     terminate(kind: 'start_failed' | 'logged_out' | 'crashed', detail: string): boolean {
       if (this.isDead()) return false
-      if (kind === 'logged_out') linked.delete(this.options.campaignId)
+      if (kind === 'logged_out') remember(this.options.campaignId, { linked: false })
       this.deliver({ type: 'terminated', kind, detail })
       this.terminated = true
       this.showingQr = false
@@ -198,7 +216,38 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
   }
 
   function behaviourOf(campaignId: string): SimulatedBehaviour {
-    return behaviours.get(campaignId) ?? DEFAULT_BEHAVIOUR
+    return memory.get(campaignId)?.behaviour ?? DEFAULT_BEHAVIOUR
+  }
+
+  function isLinked(campaignId: string): boolean {
+    return memory.get(campaignId)?.linked ?? false
+  }
+
+  /** Changes what is remembered of a campaign; it becomes the newest, or is dropped if default. */
+  function remember(campaignId: string, change: Partial<CampaignMemory>): CampaignMemory {
+    const next = { behaviour: behaviourOf(campaignId), linked: isLinked(campaignId), ...change }
+    memory.delete(campaignId)
+    const isDefault =
+      !next.linked &&
+      next.behaviour.startup === DEFAULT_BEHAVIOUR.startup &&
+      next.behaviour.teardown === DEFAULT_BEHAVIOUR.teardown
+    if (!isDefault) {
+      memory.set(campaignId, next)
+      if (memory.size > maxRememberedCampaigns) forgetOlderHalf()
+    }
+    return next
+  }
+
+  /**
+   * One walk from the oldest: deleting one entry at a time from the head of a Map walks every
+   * entry deleted before it (V8 compacts only when it rehashes), ~10 µs each at 10,000.
+   */
+  function forgetOlderHalf(): void {
+    let excess = memory.size - Math.floor(maxRememberedCampaigns / 2)
+    for (const campaignId of memory.keys()) {
+      if (excess-- <= 0) break
+      memory.delete(campaignId)
+    }
   }
 
   function running(campaignId: string): SimulatedSession | undefined {
@@ -213,13 +262,11 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       running(campaignId)?.terminate('logged_out', 'the phone logged the device out') ?? false,
     crash: (campaignId) =>
       running(campaignId)?.terminate('crashed', 'simulated crash: the browser is gone') ?? false,
-    setBehaviour(campaignId, behaviour) {
-      const next = { ...behaviourOf(campaignId), ...behaviour }
-      behaviours.set(campaignId, next)
-      return next
-    },
+    setBehaviour: (campaignId, behaviour) =>
+      remember(campaignId, { behaviour: { ...behaviourOf(campaignId), ...behaviour } }).behaviour,
     behaviourOf,
-    isLinked: (campaignId) => linked.has(campaignId),
+    isLinked,
+    rememberedCount: () => memory.size,
     liveCount: () => live.size,
     liveCountOf(campaignId) {
       let count = 0

@@ -14,6 +14,7 @@ import type { Logger } from '../logger.ts'
 import { readJsonBody } from './body.ts'
 import { ApiError } from './errors.ts'
 import { authorizeCampaign, type AppEnv } from './middleware.ts'
+import { encodeCursor, parsePageQuery } from './paging.ts'
 import { connectionJson, isoTime } from './views.ts'
 
 export interface CampaignRoutesOptions {
@@ -65,12 +66,20 @@ export function createCampaignRoutes({
 
   routes.get('/', (c) => {
     const identity = c.get('identity')
-    const views = sessions.listCampaigns(identity.admin ? {} : { owner: identity.userId })
-    const allowed =
-      identity.campaigns === null
-        ? views
-        : views.filter((v) => identity.campaigns?.has(v.campaignId))
-    return c.json({ campaigns: allowed.map(connectionJson) })
+    const { limit, after } = parsePageQuery({
+      limit: c.req.query('limit'),
+      cursor: c.req.query('cursor'),
+    })
+    const page = sessions.listCampaigns({
+      owner: identity.admin ? undefined : identity.userId,
+      campaignIds: identity.campaigns ?? undefined,
+      limit,
+      after,
+    })
+    return c.json({
+      campaigns: page.campaigns.map(connectionJson),
+      nextCursor: encodeCursor(page.next),
+    })
   })
 
   routes.use('/:campaignId/*', authorizeCampaign({ sessions }))

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'origin_not_allowed'
   | 'invalid_campaign_id'
   | 'invalid_body'
+  | 'invalid_query'
   | 'not_found'
   | 'at_capacity'
   | 'shutting_down'

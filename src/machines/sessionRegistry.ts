@@ -3,6 +3,10 @@
  * session of each campaign (and any still being torn down), the bounded tombstones of ended
  * sessions, and the subscribers to them.
  *
+ * A campaign is remembered (its record, with its owner) while it has a live session or a
+ * tombstone, and forgotten with its last tombstone: nothing per campaign outlives the tombstones'
+ * bound, and a refused request, which starts no session, keeps nothing.
+ *
  * Why not `spawnChild`: XState copies a machine's `snapshot.children` on every spawn and stop,
  * so one machine with N children costs O(N²) (10k children: 14.6 s to spawn). And why not one
  * shared actor system either: stopping an actor scans every scheduled event of its system
@@ -20,6 +24,7 @@ import type { AnyActorRef, InspectionEvent, Observer, Subscription as XSubscript
 import { createActor, createMachine } from 'xstate'
 import type { Clock } from '../clock.ts'
 import type {
+  CampaignQuery,
   CampaignView,
   SessionEvent,
   SessionStats,
@@ -33,6 +38,7 @@ import type {
   CampaignTimeouts,
 } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
+import { CreationOrder, pageAfter, type Page, type Positioned } from './creationOrder.ts'
 import {
   ACTIVE_STATUSES,
   SESSION_STATUSES,
@@ -72,6 +78,8 @@ export interface LiveSession {
   failure: { code: FailureReason; message: string } | null
   /** The last status it reported, kept for the per-status counts. */
   status: SessionStatus
+  /** Resolved when the session ends (cleanups waiting for it); created when needed. */
+  endWaiters: Array<() => void> | undefined
 }
 
 export interface Tombstone {
@@ -85,8 +93,10 @@ export interface Tombstone {
   endedAt: number
 }
 
-interface CampaignRecord {
+interface CampaignRecord extends Positioned {
   campaignId: string
+  /** The user who first started a session for it (kept as long as the record). */
+  owner: string
   /** The newest session of the campaign, until it ends. */
   current: LiveSession | undefined
   /** Older sessions still being torn down (replaced by `current`); created when needed. */
@@ -94,8 +104,6 @@ interface CampaignRecord {
   /** The newest ended session. */
   last: Tombstone | undefined
   lastActivity: number | null
-  /** Resolved when the campaign has no live session any more. */
-  idleWaiters: Array<() => void> | undefined
 }
 
 export interface RegistryOptions {
@@ -113,7 +121,10 @@ export interface RegistryOptions {
 
 export class SessionRegistry {
   private readonly campaigns = new Map<string, CampaignRecord>()
-  private readonly owners = new Map<string, string>()
+  /** Every campaign record, and each owner's, in the order they were created (for paging). */
+  private readonly listing = new CreationOrder<CampaignRecord>()
+  private readonly listingByOwner = new Map<string, CreationOrder<CampaignRecord>>()
+  private nextPosition = 1
   private readonly liveSessions = new Map<string, LiveSession>()
   /** Ended sessions by sessionId. */
   private readonly tombstones = new Map<string, Tombstone>()
@@ -140,12 +151,13 @@ export class SessionRegistry {
     return this.liveSessions.size
   }
 
-  ownerOf(campaignId: string): string | undefined {
-    return this.owners.get(campaignId)
+  /** Campaigns remembered: with a live session or a tombstone. */
+  get campaignCount(): number {
+    return this.campaigns.size
   }
 
-  claim(campaignId: string, userId: string): void {
-    if (!this.owners.has(campaignId)) this.owners.set(campaignId, userId)
+  ownerOf(campaignId: string): string | undefined {
+    return this.campaigns.get(campaignId)?.owner
   }
 
   current(campaignId: string): LiveSession | undefined {
@@ -173,16 +185,24 @@ export class SessionRegistry {
     return (this.campaigns.get(campaignId)?.draining?.size ?? 0) > 0
   }
 
+  /** Records a request for a remembered campaign; creates nothing. */
   touch(campaignId: string): void {
-    this.record(campaignId).lastActivity = this.options.now()
+    const record = this.campaigns.get(campaignId)
+    if (record) record.lastActivity = this.options.now()
   }
 
   /**
    * Creates and starts the actor of a new session, as the campaign's current one. The current
-   * session, if any, must have been retired first. The supervisor is told when it ends.
+   * session, if any, must have been retired first. The supervisor is told when it ends. `owner`
+   * becomes the campaign's owner unless it already has one.
    */
-  startSession(supervisor: AnyActorRef, campaignId: string, sessionId: string): LiveSession {
-    const record = this.record(campaignId)
+  startSession(
+    supervisor: AnyActorRef,
+    campaignId: string,
+    sessionId: string,
+    owner: string
+  ): LiveSession {
+    const record = this.campaigns.get(campaignId) ?? this.remember(campaignId, owner)
     const input: CampaignInput = {
       campaignId,
       sessionId,
@@ -199,6 +219,7 @@ export class SessionRegistry {
       shard,
       failure: null,
       status: 'idle',
+      endWaiters: undefined,
     }
     this.statusCounts.idle++
     // One shared handler: XState drops an actor's listeners itself when it completes or fails.
@@ -312,7 +333,8 @@ export class SessionRegistry {
     this.liveSessions.delete(sessionId)
     this.statusCounts[session.status]--
     this.releaseShard(session.shard)
-    const record = this.record(session.campaignId)
+    // A campaign with a live session is never forgotten.
+    const record = this.campaigns.get(session.campaignId)!
     if (record.current === session) record.current = undefined
     record.draining?.delete(sessionId)
     if (record.draining?.size === 0) record.draining = undefined
@@ -342,21 +364,23 @@ export class SessionRegistry {
     this.tombstoneOrder.push(sessionId)
     this.evictTombstones()
 
-    if (!record.current && !record.draining && record.idleWaiters) {
-      const waiters = record.idleWaiters
-      record.idleWaiters = undefined
-      for (const resolve of waiters) resolve()
-    }
+    if (session.endWaiters) for (const resolve of session.endWaiters) resolve()
     const successor =
       !record.draining && record.current && isWaiting(record.current) ? record.current : undefined
     return { ended: tombstone, successor }
   }
 
-  /** Resolves once the campaign has no live session. */
-  whenIdle(campaignId: string): Promise<void> {
-    const record = this.campaigns.get(campaignId)
-    if (!record || (!record.current && !record.draining)) return Promise.resolve()
-    return new Promise((resolve) => (record.idleWaiters ??= []).push(resolve))
+  /**
+   * Resolves once each of these sessions has ended (its engine is gone). Only these: a session
+   * started meanwhile is not waited for, so the wait is bounded by their teardowns.
+   */
+  whenEnded(sessions: readonly LiveSession[]): Promise<void> {
+    const ends: Array<Promise<void>> = []
+    for (const session of sessions) {
+      if (this.liveSessions.get(session.sessionId) !== session) continue
+      ends.push(new Promise((resolve) => (session.endWaiters ??= []).push(resolve)))
+    }
+    return Promise.all(ends).then(() => undefined)
   }
 
   lastEnded(campaignId: string): Tombstone | undefined {
@@ -365,7 +389,7 @@ export class SessionRegistry {
 
   view(campaignId: string): CampaignView {
     const record = this.campaigns.get(campaignId)
-    const owner = this.owners.get(campaignId) ?? null
+    const owner = record?.owner ?? null
     const lastActivity = record?.lastActivity ?? null
     const live = record?.current
     if (live) {
@@ -401,16 +425,30 @@ export class SessionRegistry {
     }
   }
 
-  campaignIds(owner?: string): string[] {
-    if (owner === undefined) {
-      const ids = new Set([...this.owners.keys(), ...this.campaigns.keys()])
-      return [...ids]
+  /**
+   * A page of remembered campaigns, in the order they were first started (as remembered). It
+   * costs the page, not the number of campaigns: a binary search in the creation order of all
+   * campaigns or of the owner's, or a sort of the given `campaignIds`.
+   */
+  listCampaigns(query: CampaignQuery & { limit: number }): Page<CampaignView> {
+    const { owner, campaignIds, after, limit } = query
+    let page: Page<CampaignRecord>
+    if (campaignIds) {
+      const records: CampaignRecord[] = []
+      for (const campaignId of campaignIds) {
+        const record = this.campaigns.get(campaignId)
+        if (record && (owner === undefined || record.owner === owner)) records.push(record)
+      }
+      records.sort((a, b) => a.position - b.position)
+      page = pageAfter(records, after, limit)
+    } else {
+      const order = owner === undefined ? this.listing : this.listingByOwner.get(owner)
+      page = order ? order.page(after, limit) : { entries: [], next: null }
     }
-    const ids: string[] = []
-    for (const [campaignId, campaignOwner] of this.owners) {
-      if (campaignOwner === owner) ids.push(campaignId)
+    return {
+      entries: page.entries.map((record) => this.view(record.campaignId)),
+      next: page.next,
     }
-    return ids
   }
 
   stats(): Pick<SessionStats, 'live' | 'byStatus'> {
@@ -563,20 +601,37 @@ export class SessionRegistry {
     }
   }
 
-  private record(campaignId: string): CampaignRecord {
-    let record = this.campaigns.get(campaignId)
-    if (!record) {
-      record = {
-        campaignId,
-        current: undefined,
-        draining: undefined,
-        last: undefined,
-        lastActivity: null,
-        idleWaiters: undefined,
-      }
-      this.campaigns.set(campaignId, record)
+  /** Starts remembering a campaign (when its first session starts). */
+  private remember(campaignId: string, owner: string): CampaignRecord {
+    const record: CampaignRecord = {
+      campaignId,
+      owner,
+      position: this.nextPosition++,
+      forgotten: false,
+      current: undefined,
+      draining: undefined,
+      last: undefined,
+      lastActivity: null,
     }
+    this.campaigns.set(campaignId, record)
+    this.listing.add(record)
+    let owned = this.listingByOwner.get(owner)
+    if (!owned) {
+      owned = new CreationOrder()
+      this.listingByOwner.set(owner, owned)
+    }
+    owned.add(record)
     return record
+  }
+
+  /** Forgets a campaign with no live session, and its owner, with its last tombstone. */
+  private forget(record: CampaignRecord): void {
+    record.forgotten = true
+    this.campaigns.delete(record.campaignId)
+    this.listing.noteForgotten()
+    const owned = this.listingByOwner.get(record.owner)!
+    owned.noteForgotten()
+    if (owned.size === 0) this.listingByOwner.delete(record.owner)
   }
 
   /** Drops the oldest tombstones past the count bound or the age bound. */
@@ -592,9 +647,7 @@ export class SessionRegistry {
       const record = this.campaigns.get(oldest.campaignId)
       if (record?.last === oldest) {
         record.last = undefined
-        if (!record.current && !record.draining && !record.idleWaiters) {
-          this.campaigns.delete(oldest.campaignId)
-        }
+        if (!record.current && !record.draining) this.forget(record)
       }
     }
     // Drop the consumed head of the queue once it is the larger part.

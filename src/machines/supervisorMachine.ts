@@ -15,23 +15,10 @@ import { assign, enqueueActions, setup } from 'xstate'
 import type { Caller, CleanupResult, StartResult } from '../sessions.ts'
 import type { CampaignOutput } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
+import { RestartBudget, type RestartPolicy } from './restartBudget.ts'
 import type { SessionRegistry } from './sessionRegistry.ts'
 
-export interface RestartPolicy {
-  /** At most this many restarts of one campaign within `windowMs`; past it the session stays failed. */
-  maxRestarts: number
-  windowMs: number
-  /** Backoff before the n-th restart in the window: baseDelayMs·2ⁿ, capped, with jitter. */
-  baseDelayMs: number
-  maxDelayMs: number
-}
-
-export const DEFAULT_RESTART_POLICY: RestartPolicy = {
-  maxRestarts: 3,
-  windowMs: 5 * 60_000,
-  baseDelayMs: 1_000,
-  maxDelayMs: 30_000,
-}
+export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './restartBudget.ts'
 
 export interface SupervisorDeps {
   registry: SessionRegistry
@@ -79,10 +66,9 @@ const restartDelayId = (campaignId: string) => `restart:${campaignId}`
 
 export function createSupervisorMachine(deps: SupervisorDeps) {
   const { registry } = deps
-  /** Restart times per campaign, within the policy window. */
-  const restartTimes = new Map<string, number[]>()
-  /** Campaigns with a restart scheduled. */
-  const pendingRestarts = new Set<string>()
+  const restartBudget = new RestartBudget(deps.restartPolicy, deps.random)
+  /** Campaigns with a restart scheduled, and their owner (kept even if the campaign is forgotten). */
+  const pendingRestarts = new Map<string, string>()
 
   function safely<T>(
     what: string,
@@ -98,8 +84,12 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     }
   }
 
-  function startSession(self: Parameters<SessionRegistry['startSession']>[0], campaignId: string) {
-    return registry.startSession(self, campaignId, deps.newSessionId())
+  function startSession(
+    self: Parameters<SessionRegistry['startSession']>[0],
+    campaignId: string,
+    owner: string
+  ) {
+    return registry.startSession(self, campaignId, deps.newSessionId(), owner)
   }
 
   /** The decision for a start-or-join request, applied; returns the answer. */
@@ -112,8 +102,12 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     if (owner !== undefined && owner !== caller.userId && !caller.admin) {
       return { ok: false, error: 'forbidden' }
     }
-    registry.touch(campaignId)
     const current = registry.current(campaignId)
+    if (!current && registry.liveCount >= deps.maxSessions) {
+      return { ok: false, error: 'at_capacity', retryAfterSeconds: deps.retryAfterSeconds }
+    }
+    // Only past every refusal: a refused request keeps nothing.
+    registry.touch(campaignId)
     if (current) {
       const status = statusOf(current.actor.getSnapshot().value)
       const live = status !== 'cleaning' && status !== 'timedOut' && status !== 'failed'
@@ -129,33 +123,14 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
       // starts once its engine is gone (the new sessionId is answered now).
       if (live) current.actor.send({ type: 'SESSION.REQUESTED', force: true })
       registry.retireCurrent(campaignId)
-    } else if (registry.liveCount >= deps.maxSessions) {
-      return { ok: false, error: 'at_capacity', retryAfterSeconds: deps.retryAfterSeconds }
     }
     cancelRestart(campaignId)
-    registry.claim(campaignId, caller.userId)
-    startSession(self, campaignId)
+    startSession(self, campaignId, caller.userId)
     return { ok: true, outcome: 'started', view: registry.view(campaignId) }
   }
 
   function cancelRestart(campaignId: string): boolean {
     return pendingRestarts.delete(campaignId)
-  }
-
-  /** Whether a crash of a ready session may be restarted now, and after how long. */
-  function restartDelay(campaignId: string): number | undefined {
-    const { maxRestarts, windowMs, baseDelayMs, maxDelayMs } = deps.restartPolicy
-    const now = deps.now()
-    const recent = (restartTimes.get(campaignId) ?? []).filter((at) => now - at < windowMs)
-    if (recent.length >= maxRestarts) {
-      restartTimes.set(campaignId, recent)
-      return undefined
-    }
-    recent.push(now)
-    restartTimes.set(campaignId, recent)
-    const exponential = Math.min(maxDelayMs, baseDelayMs * 2 ** (recent.length - 1))
-    // "Equal jitter": half fixed, half random, so restarts of many campaigns never line up.
-    return Math.round(exponential / 2 + deps.random() * (exponential / 2))
   }
 
   return setup({
@@ -207,8 +182,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             }
             for (const session of sessions) session.actor.send({ type: 'CLEANUP.REQUESTED' })
             const sessionId = sessions[0]!.sessionId
+            // The sessions live now, not the campaign: a session requested meanwhile has its own
+            // lifetime, and waiting for it would make the answer unbounded.
             return registry
-              .whenIdle(campaignId)
+              .whenEnded(sessions)
               .then(() => ({ campaignId, sessionId, hadSession: true }))
           },
           { campaignId }
@@ -218,13 +195,15 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
       handleRestartDue: enqueueActions(({ event, self, enqueue }) => {
         if (event.type !== 'RESTART.DUE') return
         const { campaignId } = event
-        if (!pendingRestarts.delete(campaignId)) return
+        const owner = pendingRestarts.get(campaignId)
+        if (owner === undefined) return
+        pendingRestarts.delete(campaignId)
         safely(
           'handleRestartDue',
           undefined,
           () => {
             if (registry.current(campaignId) || registry.liveCount >= deps.maxSessions) return
-            startSession(self, campaignId)
+            startSession(self, campaignId, owner)
             enqueue.assign(({ context }) => ({
               started: context.started + 1,
               restarts: context.restarts + 1,
@@ -259,9 +238,11 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             const crashedWhileReady =
               output.failureKind === 'crashed' && output.endedFrom === 'ready'
             if (!crashedWhileReady || registry.current(output.campaignId)) return
-            const delayMs = restartDelay(output.campaignId)
+            const owner = registry.ownerOf(output.campaignId)
+            if (owner === undefined) return
+            const delayMs = restartBudget.spend(output.campaignId, deps.now())
             if (delayMs === undefined) return
-            pendingRestarts.add(output.campaignId)
+            pendingRestarts.set(output.campaignId, owner)
             deps.onRestart?.(output.campaignId, delayMs)
             enqueue.raise(
               { type: 'RESTART.DUE', campaignId: output.campaignId },
@@ -273,7 +254,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
       }),
       stopAccepting: assign({ accepting: false }),
       cancelPendingRestarts: enqueueActions(({ enqueue }) => {
-        for (const campaignId of pendingRestarts) enqueue.cancel(restartDelayId(campaignId))
+        for (const campaignId of pendingRestarts.keys()) enqueue.cancel(restartDelayId(campaignId))
         pendingRestarts.clear()
       }),
       shutDownEverySession: enqueueActions(({ enqueue }) => {

@@ -117,4 +117,43 @@ describe('simulated engine', () => {
     expect(await stopped).toEqual({ forced: true, durationMs: 1_010 })
     expect(engine.counters()).toEqual({ started: 1, stopped: 1, forcedStops: 1 })
   })
+
+  // Issue 8: anyone could preset a behaviour for any campaign, and the map never shrank.
+  it('remembers the behaviours of at most maxRememberedCampaigns campaigns, the newest', () => {
+    const engine = createSimulatedEngine({ maxRememberedCampaigns: 100 })
+    for (let i = 0; i < 10_000; i++) engine.setBehaviour(`preset-${i}`, { startup: 'hang' })
+    expect(engine.rememberedCount()).toBeLessThanOrEqual(100)
+    expect(engine.behaviourOf('preset-9999')).toEqual({ startup: 'hang', teardown: 'normal' })
+    expect(engine.behaviourOf('preset-0')).toEqual({ startup: 'qr', teardown: 'normal' })
+  })
+
+  it('counts links too, forgets the older half past the bound, and keeps what was changed last', async () => {
+    const engine = createSimulatedEngine({ maxRememberedCampaigns: 10 })
+    const { session } = run(engine, 'linked-one')
+    await advance(300)
+    engine.scan('linked-one')
+    await advance(500)
+    for (let i = 0; i < 6; i++) engine.setBehaviour(`p${i}`, { startup: 'hang' })
+    engine.setBehaviour('linked-one', { startup: 'error' }) // now the newest
+    for (let i = 0; i < 4; i++) engine.setBehaviour(`q${i}`, { startup: 'hang' })
+    // The 11th: the older half is forgotten, the newest 5 are kept.
+    expect(engine.rememberedCount()).toBe(5)
+    expect(engine.isLinked('linked-one')).toBe(true)
+    expect(engine.behaviourOf('linked-one').startup).toBe('error')
+    expect(engine.behaviourOf('p5').startup).toBe('qr')
+    for (let i = 0; i < 6; i++) engine.setBehaviour(`r${i}`, { startup: 'hang' })
+    expect(engine.rememberedCount()).toBe(5)
+    expect(engine.isLinked('linked-one')).toBe(false)
+    const stopped = session.stop()
+    await advance(20)
+    await stopped
+  })
+
+  it('keeps nothing for a campaign set back to the default behaviour', () => {
+    const engine = createSimulatedEngine()
+    engine.setBehaviour('spring-sale', { teardown: 'hang' })
+    expect(engine.rememberedCount()).toBe(1)
+    engine.setBehaviour('spring-sale', { teardown: 'normal' })
+    expect(engine.rememberedCount()).toBe(0)
+  })
 })

@@ -285,6 +285,132 @@ describe('GET /api/campaigns', () => {
     expect(await ids(bob)).toEqual(['b1'])
     expect(await ids(admin)).toEqual(['a1', 'b1'])
   })
+
+  it('pages with limit and cursor, oldest first, until nextCursor is null', async () => {
+    const server = await startTestServer()
+    const alice = await tokenFor('alice')
+    const bob = await tokenFor('bob')
+    const admin = await tokenFor('root', { admin: true })
+    for (const [id, token] of [
+      ['c0', alice],
+      ['c1', bob],
+      ['c2', alice],
+      ['c3', alice],
+      ['c4', bob],
+    ] as const) {
+      await api(server, 'POST', `/api/campaigns/${id}/qr-code`, { token })
+    }
+    async function pages(token: string, limit: number, late: string) {
+      const seen: string[][] = []
+      let cursor: string | null = null
+      do {
+        const query: string = `?limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`
+        const { status, json } = await api(server, 'GET', `/api/campaigns${query}`, { token })
+        expect(status).toBe(200)
+        seen.push(json.campaigns.map((campaign: { campaignId: string }) => campaign.campaignId))
+        cursor = json.nextCursor
+        if (seen.length === 1) {
+          // A campaign started while paging comes at the end; the pages do not shift.
+          await api(server, 'POST', `/api/campaigns/${late}/qr-code`, { token: alice })
+        }
+      } while (cursor !== null)
+      return seen
+    }
+    expect(await pages(admin, 2, 'late1')).toEqual([
+      ['c0', 'c1'],
+      ['c2', 'c3'],
+      ['c4', 'late1'],
+    ])
+    expect(await pages(alice, 3, 'late2')).toEqual([
+      ['c0', 'c2', 'c3'],
+      ['late1', 'late2'],
+    ])
+    expect(await pages(bob, 1, 'late3')).toEqual([['c1'], ['c4']])
+  })
+
+  it('answers 100 campaigns by default, at most 1,000, each page with the same fields', async () => {
+    const server = await startTestServer()
+    const token = await tokenFor('alice')
+    for (let i = 0; i < 101; i++) {
+      await api(server, 'POST', `/api/campaigns/c${String(i).padStart(3, '0')}/qr-code`, { token })
+    }
+    const first = await api(server, 'GET', '/api/campaigns', { token })
+    expect(first.json.campaigns).toHaveLength(100)
+    expect(first.json.nextCursor).toEqual(expect.any(String))
+    expect(first.json.campaigns[0]).toEqual(
+      (await api(server, 'GET', '/api/campaigns/c000/connection', { token })).json
+    )
+    const rest = await api(server, 'GET', `/api/campaigns?cursor=${first.json.nextCursor}`, {
+      token,
+    })
+    expect(rest.json).toMatchObject({ campaigns: [{ campaignId: 'c100' }], nextCursor: null })
+    const all = await api(server, 'GET', '/api/campaigns?limit=1000', { token })
+    expect(all.json.campaigns).toHaveLength(101)
+    expect(all.json.nextCursor).toBeNull()
+  })
+
+  it('narrows the pages to the campaigns claim of the token', async () => {
+    const server = await startTestServer()
+    const alice = await tokenFor('alice')
+    for (const id of ['a', 'b', 'c', 'd']) {
+      await api(server, 'POST', `/api/campaigns/${id}/qr-code`, { token: alice })
+    }
+    const narrow = await tokenFor('alice', { campaigns: ['d', 'b', 'zz'] })
+    const first = await api(server, 'GET', '/api/campaigns?limit=1', { token: narrow })
+    expect(first.json.campaigns.map((c: { campaignId: string }) => c.campaignId)).toEqual(['b'])
+    const second = await api(
+      server,
+      'GET',
+      `/api/campaigns?limit=1&cursor=${first.json.nextCursor}`,
+      {
+        token: narrow,
+      }
+    )
+    expect(second.json).toMatchObject({ campaigns: [{ campaignId: 'd' }], nextCursor: null })
+  })
+
+  it('answers 400 invalid_query for a bad limit or cursor', async () => {
+    const server = await startTestServer()
+    const token = await tokenFor('alice')
+    await api(server, 'POST', '/api/campaigns/a/qr-code', { token })
+    await api(server, 'POST', '/api/campaigns/b/qr-code', { token })
+    const { json } = await api(server, 'GET', '/api/campaigns?limit=1', { token })
+    const good: string = json.nextCursor
+    const bad = [
+      'limit=0',
+      'limit=1001',
+      'limit=-1',
+      'limit=1.5',
+      'limit=abc',
+      'limit=',
+      'limit=1e2',
+      'cursor=',
+      'cursor=nope',
+      `cursor=${good}!`,
+      `cursor=${Buffer.from('p0').toString('base64url')}`,
+      `cursor=${Buffer.from('p99999999999999999').toString('base64url')}`,
+    ]
+    for (const query of bad) {
+      const answer = await api(server, 'GET', `/api/campaigns?${query}`, { token })
+      expect([query, answer.status, answer.json.error.code]).toEqual([query, 400, 'invalid_query'])
+    }
+    expect((await api(server, 'GET', `/api/campaigns?cursor=${good}`, { token })).status).toBe(200)
+  })
+
+  // Issue 8: every refused start left a campaign record, listed here (40,001 entries).
+  it('lists nothing for starts refused at capacity', async () => {
+    const server = await startTestServer({ MAX_SESSIONS: '1' })
+    const token = await tokenFor('alice')
+    const admin = await tokenFor('root', { admin: true })
+    await api(server, 'POST', '/api/campaigns/first/qr-code', { token })
+    for (let i = 0; i < 50; i++) {
+      const refused = await api(server, 'POST', `/api/campaigns/refused-${i}/qr-code`, { token })
+      expect(refused.status).toBe(503)
+    }
+    const { json } = await api(server, 'GET', '/api/campaigns', { token: admin })
+    expect(json.campaigns.map((c: { campaignId: string }) => c.campaignId)).toEqual(['first'])
+    expect(json.nextCursor).toBeNull()
+  })
 })
 
 describe('ownership', () => {

@@ -132,6 +132,19 @@ describe('the dashboard (/) in a real browser', () => {
     expect(history).toContain('Ended')
   }, 60_000)
 
+  it('lists every campaign of the user, following the pages of the list', async () => {
+    const token = await service.token('erin')
+    const ids = Array.from({ length: 1_001 }, (_, i) => `erin-${String(i).padStart(4, '0')}`)
+    for (const id of ids) await service.api(token, 'POST', `/api/campaigns/${id}/qr-code`)
+    const page = await openDashboard(token)
+    // More than one page (1,000 at most): the last campaign comes from the second page.
+    await page.locator('tr[data-campaign="erin-1000"]').waitFor({ timeout: 20_000 })
+    expect(await page.locator('tr[data-campaign^="erin-"]').count()).toBe(1_001)
+    await Promise.all(
+      ids.map((id) => service.api(token, 'POST', `/api/campaigns/${id}/cleanup-session`))
+    )
+  }, 60_000)
+
   it('runs the seed’s frontend code, unchanged, and shows the QR from the server', async () => {
     const token = await service.token('dave')
     page = await browser.newPage()

@@ -467,12 +467,18 @@ function handleMessage(message) {
 
 async function refreshCampaigns() {
   try {
-    const list = await api.get('/api/campaigns')
-    const items = Array.isArray(list) ? list : (list.campaigns ?? [])
-    for (const campaign of items) {
-      upsertCampaign(campaign)
-      follow(campaign.campaignId)
-    }
+    // The list comes in pages: follow nextCursor to the end.
+    let cursor = null
+    do {
+      const query = cursor ? `?limit=1000&cursor=${encodeURIComponent(cursor)}` : '?limit=1000'
+      const list = await api.get(`/api/campaigns${query}`)
+      const items = Array.isArray(list) ? list : (list.campaigns ?? [])
+      for (const campaign of items) {
+        upsertCampaign(campaign)
+        follow(campaign.campaignId)
+      }
+      cursor = list.nextCursor ?? null
+    } while (cursor)
     $('campaigns-error').hidden = true
   } catch (error) {
     handleApiError(error, $('campaigns-error'))
