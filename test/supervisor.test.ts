@@ -440,6 +440,23 @@ describe('capacity and ownership', () => {
     expect(h.sessions.ownerOf('a')).toBe('bob')
   })
 
+  it('keeps the owner of a campaign that was ever linked after its records are forgotten', async () => {
+    h = createHarness({ service: { maxTombstones: 1 } })
+    request('linked')
+    await h.advance(300)
+    h.engine.scan('linked')
+    await h.advance(500)
+    expect(h.sessions.getCampaign('linked').status).toBe('ready')
+    await Promise.all([h.sessions.cleanupSession('linked'), h.advance(100)])
+    request('other')
+    await Promise.all([h.sessions.cleanupSession('other'), h.advance(100)])
+    // Its tombstone is gone, but its WhatsApp login is still saved: it stays alice's.
+    expect(h.sessions.getCampaign('linked')).toMatchObject({ status: 'idle', owner: 'alice' })
+    expect(request('linked', { caller: bob })).toEqual({ ok: false, error: 'forbidden' })
+    expect(request('linked', { caller: admin })).toMatchObject({ ok: true, outcome: 'started' })
+    expect(h.sessions.ownerOf('linked')).toBe('alice')
+  })
+
   // Issue 8: `touch` ran before the capacity check, so every refused start left a campaign
   // record that was never freed (40,000 refusals: 31 MB of heap, 40,001 listed campaigns).
   it('keeps nothing of 40,000 starts refused at capacity', async () => {

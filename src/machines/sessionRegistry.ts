@@ -5,7 +5,10 @@
  *
  * A campaign is remembered (its record, with its owner) while it has a live session or a
  * tombstone, and forgotten with its last tombstone: nothing per campaign outlives the tombstones'
- * bound, and a refused request, which starts no session, keeps nothing.
+ * bound, and a refused request, which starts no session, keeps nothing. The one exception is
+ * the owner of a campaign that was ever linked (reached `ready`): its WhatsApp login stays
+ * saved, so forgetting who owns it would hand the login to whoever asks next. Those owners are
+ * kept for the life of the process (a short string each, and only a phone's scan adds one).
  *
  * Why not `spawnChild`: XState copies a machine's `snapshot.children` on every spawn and stop,
  * so one machine with N children costs O(N²) (10k children: 14.6 s to spawn). And why not one
@@ -126,6 +129,8 @@ export class SessionRegistry {
   private readonly listingByOwner = new Map<string, CreationOrder<CampaignRecord>>()
   private nextPosition = 1
   private readonly liveSessions = new Map<string, LiveSession>()
+  /** Owners of campaigns that were ever linked, kept after their records are forgotten. */
+  private readonly linkedOwners = new Map<string, string>()
   /** Ended sessions by sessionId. */
   private readonly tombstones = new Map<string, Tombstone>()
   /**
@@ -157,7 +162,7 @@ export class SessionRegistry {
   }
 
   ownerOf(campaignId: string): string | undefined {
-    return this.campaigns.get(campaignId)?.owner
+    return this.campaigns.get(campaignId)?.owner ?? this.linkedOwners.get(campaignId)
   }
 
   current(campaignId: string): LiveSession | undefined {
@@ -202,7 +207,9 @@ export class SessionRegistry {
     sessionId: string,
     owner: string
   ): LiveSession {
-    const record = this.campaigns.get(campaignId) ?? this.remember(campaignId, owner)
+    const record =
+      this.campaigns.get(campaignId) ??
+      this.remember(campaignId, this.linkedOwners.get(campaignId) ?? owner)
     const input: CampaignInput = {
       campaignId,
       sessionId,
@@ -389,7 +396,7 @@ export class SessionRegistry {
 
   view(campaignId: string): CampaignView {
     const record = this.campaigns.get(campaignId)
-    const owner = record?.owner ?? null
+    const owner = this.ownerOf(campaignId) ?? null
     const lastActivity = record?.lastActivity ?? null
     const live = record?.current
     if (live) {
@@ -556,6 +563,9 @@ export class SessionRegistry {
         this.statusCounts[session.status]--
         this.statusCounts[emitted.status]++
         session.status = emitted.status
+        if (emitted.status === 'ready' && record) {
+          this.linkedOwners.set(record.campaignId, record.owner)
+        }
         const teardown =
           emitted.status === 'cleaned' ? session.actor.getSnapshot().context.teardown : null
         event = {
