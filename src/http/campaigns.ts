@@ -11,6 +11,7 @@ import { toCaller } from '../auth/identity.ts'
 import { SupersededQrError, type QrImageRenderer } from '../qr/renderer.ts'
 import type { CampaignView, SessionService } from '../sessions.ts'
 import type { Logger } from '../logger.ts'
+import { sessionTag } from '../sessionTag.ts'
 import { readJsonBody } from './body.ts'
 import { ApiError } from './errors.ts'
 import { authorizeCampaign, type AppEnv } from './middleware.ts'
@@ -53,7 +54,7 @@ export function createCampaignRoutes({
     } catch (error) {
       if (!(error instanceof SupersededQrError)) {
         logger.error(
-          { campaignId: view.campaignId, sessionId: view.sessionId, err: error },
+          { campaignId: view.campaignId, session: sessionTag(view.sessionId), err: error },
           'QR image render failed'
         )
       }
@@ -101,7 +102,7 @@ export function createCampaignRoutes({
     }
     const { outcome, view } = result
     logger.info(
-      { campaignId, sessionId: view.sessionId, outcome, force, userId: identity.userId },
+      { campaignId, session: sessionTag(view.sessionId), outcome, force, userId: identity.userId },
       'QR code requested'
     )
     return c.json(
@@ -126,7 +127,7 @@ export function createCampaignRoutes({
     const campaignId = c.get('campaignId')
     const result = await sessions.cleanupSession(campaignId)
     logger.info(
-      { campaignId, sessionId: result.sessionId, hadSession: result.hadSession },
+      { campaignId, session: sessionTag(result.sessionId), hadSession: result.hadSession },
       'Session cleanup requested'
     )
     return c.json({
