@@ -141,9 +141,9 @@ export function createCampaignRoutes({
   return routes
 }
 
-/** `?force=true|false|1|0`; absent is false. */
+/** `?force=true|false|1|0`; absent is false, anything else (an empty value too) is 400. */
 function parseForceQuery(value: string | undefined): boolean {
   if (value === undefined || value === 'false' || value === '0') return false
-  if (value === 'true' || value === '1' || value === '') return true
+  if (value === 'true' || value === '1') return true
   throw new ApiError(400, 'invalid_body', 'The query parameter force must be true or false.')
 }

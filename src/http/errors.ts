@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'invalid_campaign_id'
   | 'invalid_body'
   | 'not_found'
+  | 'method_not_allowed'
+  | 'nothing_to_do'
   | 'at_capacity'
   | 'shutting_down'
   | 'internal'

@@ -65,7 +65,7 @@ export function createSimulatorRoutes({
       const campaignId = c.get('campaignId')
       const { sessionId } = sessions.getCampaign(campaignId)
       if (!simulator[action](campaignId)) {
-        throw new ApiError(409, 'not_found', nothingToDo.replace('{id}', campaignId))
+        throw new ApiError(409, 'nothing_to_do', nothingToDo.replace('{id}', campaignId))
       }
       logger.info({ campaignId, session: sessionTag(sessionId), action }, 'Simulator action')
       return c.json({ campaignId, sessionId, message: done })
