@@ -16,9 +16,16 @@
  * 2 and 3 run twice: with the worker-pool renderer, and with the seed's way (render inline on the
  * event loop for every event).
  *
+ * 4. Refused upgrades (issue 8): `GET /healthz` latency (one keep-alive client, 100 requests a
+ *    second) with no other load, then while a third process opens 1,000 WebSocket upgrades a
+ *    second that the service refuses (bad or missing token, `/ws/campaigns` and `/ws/inspect`),
+ *    each closed with a TCP reset right after its request.
+ *
  * @module
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { Agent, get } from 'node:http'
+import { connect } from 'node:net'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
@@ -40,7 +47,7 @@ import { signToken } from './token.ts'
 const SECRET = 'bench-secret-that-is-long-enough-for-hs256'
 
 type Renderer = 'pool' | 'inline'
-type EngineKind = 'simulated' | 'burst'
+type EngineKind = 'simulated' | 'burst' | 'inspect'
 
 type ToChild =
   | { type: 'freeze-bare'; campaignId: string }
@@ -116,6 +123,7 @@ async function runChild(renderer: Renderer, engineKind: EngineKind): Promise<voi
     SCAN_TIMEOUT_MS: '600000',
     SIM_QR_DELAY_MS: '300',
     SIM_QR_ROTATE_MS: '20000',
+    INSPECT: String(engineKind === 'inspect'),
   })
   const server = await startServer(config, {
     logger: silentLogger,
@@ -390,10 +398,131 @@ async function benchBurst(renderer: Renderer, token: string, sessions: number) {
   }
 }
 
+/** Where refused upgrades are aimed: each is refused before or after verifying a token. */
+const REFUSED_UPGRADE_PATHS = [
+  '/ws/campaigns?token=garbage',
+  '/ws/inspect',
+  '/ws/inspect?token=garbage',
+  `/ws/campaigns?token=${'x'.repeat(40)}.${'y'.repeat(40)}.${'z'.repeat(40)}`,
+]
+
+/**
+ * The storm process: `ratePerSecond` upgrade requests a second, each closed with a TCP reset right
+ * after it is written, until killed. Counts on request.
+ */
+function runStorm(url: string, ratePerSecond: number): void {
+  const port = Number(new URL(url).port)
+  let opened = 0
+  let closed = 0
+  const startedAt = performance.now()
+  const tick = setInterval(() => {
+    const due = Math.floor(((performance.now() - startedAt) / 1000) * ratePerSecond)
+    while (opened < due) {
+      const path = REFUSED_UPGRADE_PATHS[opened % REFUSED_UPGRADE_PATHS.length]!
+      opened++
+      const socket = connect(port, '127.0.0.1')
+      socket.on('error', () => {})
+      socket.once('close', () => closed++)
+      socket.once('connect', () => {
+        socket.write(
+          `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+            'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'
+        )
+        socket.resetAndDestroy()
+      })
+    }
+  }, 5)
+  process.on('message', () => {
+    const seconds = (performance.now() - startedAt) / 1000
+    process.send?.({ opened, closed, seconds })
+    clearInterval(tick)
+  })
+}
+
+interface ProbeFigures {
+  requests: number
+  failed: number
+  p50: number
+  p99: number
+  max: number
+}
+
+/** `GET /healthz` from one keep-alive connection, one request every 10 ms, for `durationS`. */
+async function probeHealthz(url: string, durationS: number): Promise<ProbeFigures> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  const latencies: number[] = []
+  let failed = 0
+  const until = Date.now() + durationS * 1000
+  try {
+    while (Date.now() < until) {
+      const started = performance.now()
+      const ok = await new Promise<boolean>((resolve) => {
+        const request = get(`${url}/healthz`, { agent }, (response) => {
+          response.resume()
+          response.once('end', () => resolve(response.statusCode === 200))
+        })
+        request.once('error', () => resolve(false))
+      })
+      const ms = performance.now() - started
+      if (ok) latencies.push(ms)
+      else failed++
+      await sleep(Math.max(0, 10 - ms))
+    }
+  } finally {
+    agent.destroy()
+  }
+  latencies.sort((a, b) => a - b)
+  return {
+    requests: latencies.length,
+    failed,
+    p50: round(percentile(latencies, 50), 2),
+    p99: round(percentile(latencies, 99), 2),
+    max: round(latencies.at(-1) ?? NaN, 2),
+  }
+}
+
+async function benchRefusedUpgrades(durationS: number, ratePerSecond: number) {
+  const child = await Child.start('pool', 'inspect')
+  try {
+    await probeHealthz(child.url, 1) // warm-up
+    await child.ask({ type: 'measure-start' }, 'ok')
+    const baseline = await probeHealthz(child.url, durationS)
+    const baselineLoop = await child.ask({ type: 'measure-stop' }, 'measured')
+
+    const storm = fork(
+      fileURLToPath(import.meta.url),
+      ['--storm', child.url, String(ratePerSecond)],
+      {
+        execArgv: ['--import', 'tsx'],
+        stdio: 'inherit',
+      }
+    )
+    try {
+      await sleep(1000) // the storm reaches its rate
+      await child.ask({ type: 'measure-start' }, 'ok')
+      const underStorm = await probeHealthz(child.url, durationS)
+      const stormLoop = await child.ask({ type: 'measure-stop' }, 'measured')
+      const counts = await new Promise<{ opened: number; closed: number; seconds: number }>(
+        (resolve) => {
+          storm.once('message', resolve)
+          storm.send('report')
+        }
+      )
+      const alive = child.process.exitCode === null
+      return { baseline, baselineLoop, underStorm, stormLoop, counts, alive }
+    } finally {
+      storm.kill('SIGKILL')
+    }
+  } finally {
+    await child.stop()
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       child: { type: 'string' },
+      storm: { type: 'string' },
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       renderer: { type: 'string' },
@@ -405,6 +534,11 @@ async function main(): Promise<void> {
   if (typeof values.child === 'string') {
     const [renderer, engine] = process.argv.slice(process.argv.indexOf('--child') + 1)
     await runChild(renderer as Renderer, engine as EngineKind)
+    return
+  }
+  if (typeof values.storm === 'string') {
+    const [url, rate] = process.argv.slice(process.argv.indexOf('--storm') + 1)
+    runStorm(url!, Number(rate))
     return
   }
   const quick = values.quick === true
@@ -475,6 +609,29 @@ async function main(): Promise<void> {
         `| ${label(renderer)} | ${r.lastQrAfterMs} | ${round(r.loopP99Ms)} | ${round(r.loopMaxMs)} | ${round(r.gcMaxMs)} | ${round(r.cpuPerQrMs, 2)} |`
       )
     }
+  }
+  if (wanted('upgrades')) {
+    log('/healthz under refused upgrades')
+    const seconds = quick ? 5 : 15
+    const rate = 1000
+    const r = await benchRefusedUpgrades(seconds, rate)
+    const row = (name: string, probe: ProbeFigures, loop: { loopP99Ms: number; cpuMs: number }) =>
+      `| ${name} | ${probe.requests} | ${probe.failed} | ${probe.p50} | ${probe.p99} | ${probe.max} | ${round(loop.loopP99Ms)} | ${round((100 * loop.cpuMs) / (seconds * 1000))} % |`
+    report.push(
+      '',
+      `### GET /healthz while refused upgrades are reset (${seconds} s each, 100 requests/s from one keep-alive client)`,
+      '',
+      '| load | requests | failed | p50 ms | p99 ms | max ms | service event-loop delay p99 ms | service CPU (of one core) |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      row('none (baseline)', r.baseline, r.baselineLoop),
+      row(
+        `${round(r.counts.opened / r.counts.seconds, 0)} refused upgrades/s, each reset`,
+        r.underStorm,
+        r.stormLoop
+      ),
+      '',
+      `Upgrades opened: ${r.counts.opened} in ${round(r.counts.seconds)} s (target rate ${rate}/s); the service ${r.alive ? 'was still running' : 'HAD EXITED'} at the end. Target: p99 under 10 ms under the storm: ${r.underStorm.p99 < 10 && r.alive ? 'met' : 'MISSED'}.`
+    )
   }
   report.push(
     '',
