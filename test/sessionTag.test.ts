@@ -4,10 +4,19 @@
  * short hash, instead.
  */
 import { createHash } from 'node:crypto'
+import type { Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createLogger } from '../src/logger.ts'
 import { sessionTag } from '../src/sessionTag.ts'
-import { api, closeAll, eventually, startTestServer, tokenFor, type Json } from './support/edge.ts'
+import {
+  api,
+  closeAll,
+  eventually,
+  openSocket,
+  startTestServer,
+  tokenFor,
+  type Json,
+} from './support/edge.ts'
 
 afterEach(closeAll)
 
@@ -20,13 +29,40 @@ describe('sessionTag', () => {
   })
 })
 
+function capturingLogger() {
+  const lines: Json[] = []
+  const logger = createLogger({
+    level: 'info',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  })
+  return { lines, logger }
+}
+
 describe('the logs of a session', () => {
-  it('never contain its id: every line about it carries session = sessionTag(id)', async () => {
-    const lines: Json[] = []
-    const logger = createLogger({
-      level: 'info',
-      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  it('name a slow consumer by its number of subscriptions, not by their session ids', async () => {
+    const { lines, logger } = capturingLogger()
+    const server = await startTestServer({}, { logger, websocket: { maxBufferedBytes: 64 * 1024 } })
+    const { json } = await api(server, 'POST', '/api/campaigns/c1/qr-code', {
+      token: await tokenFor('alice'),
     })
+    const socket = await openSocket(server)
+    socket.send({ type: 'subscribe', sessionId: json.sessionId })
+    await socket.next((m) => m.type === 'subscribed')
+    const raw = (socket.ws as unknown as { _socket: Socket })._socket
+    raw.pause()
+    const ping = JSON.stringify({ type: 'ping' })
+    for (let i = 0; i < 200_000; i++) socket.ws.send(ping)
+    await eventually(() => lines.some((line) => line.msg.includes('does not read')), {
+      timeoutMs: 15_000,
+    })
+    raw.resume()
+    const warning = lines.find((line) => line.msg.includes('does not read'))
+    expect(warning.subscriptions).toBe(1)
+    expect(JSON.stringify(lines)).not.toContain(json.sessionId)
+  })
+
+  it('never contain its id: every line about it carries session = sessionTag(id)', async () => {
+    const { lines, logger } = capturingLogger()
     const server = await startTestServer({}, { logger })
     const token = await tokenFor('alice')
     const first = await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })

@@ -145,5 +145,5 @@ export function createCampaignRoutes({
 function parseForceQuery(value: string | undefined): boolean {
   if (value === undefined || value === 'false' || value === '0') return false
   if (value === 'true' || value === '1') return true
-  throw new ApiError(400, 'invalid_body', 'The query parameter force must be true or false.')
+  throw new ApiError(400, 'invalid_body', 'The query parameter force must be true, false, 1 or 0.')
 }

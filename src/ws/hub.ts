@@ -141,7 +141,8 @@ export function createWebSocketHub({
   function dropSlowConsumer(client: Client): void {
     client.dropping = true
     logger.warn(
-      { bufferedBytes: client.ws.bufferedAmount, subscriptions: [...client.subscriptions.keys()] },
+      // The number of subscriptions only: their keys hold session ids, which are never logged.
+      { bufferedBytes: client.ws.bufferedAmount, subscriptions: client.subscriptions.size },
       'WebSocket client does not read its messages; dropping it'
     )
     unsubscribeAll(client)
