@@ -83,11 +83,12 @@ function destroyOnError(this: Duplex): void {
  * ignore `Upgrade`): its head is written back in front of the unread bytes and the socket is given
  * to the server as a new connection, so Node's parser serves it, its body and any later request on
  * the connection as usual. Only public APIs: `Readable#unshift` and the documented
- * `server.emit('connection', socket)`.
+ * `server.emit('connection', socket)`. A request pipelined behind such a request on one connection
+ * may wait for the server's request timeout (a response Node had queued behind the upgrade is
+ * dropped); no common client pipelines.
  *
- * TODO: with Node 22.21+ only, `shouldUpgradeCallback` on the server does this without re-parsing.
- * Requests pipelined behind such a request on one connection may wait for the server's request
- * timeout (Node's upgrade handling drops a response queued behind it); no client pipelines.
+ * TODO: on Node 24.9+ only, the server's `shouldUpgradeCallback` option does this without
+ * re-parsing (Node 20 does not have it).
  */
 function serveAsHttp(server: Server, request: IncomingMessage, socket: Duplex, head: Buffer) {
   const lines = [`${request.method} ${request.url} HTTP/${request.httpVersion}`]
