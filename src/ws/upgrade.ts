@@ -83,9 +83,9 @@ function destroyOnError(this: Duplex): void {
  * ignore `Upgrade`): its head is written back in front of the unread bytes and the socket is given
  * to the server as a new connection, so Node's parser serves it, its body and any later request on
  * the connection as usual. Only public APIs: `Readable#unshift` and the documented
- * `server.emit('connection', socket)`. A request pipelined behind such a request on one connection
- * may wait for the server's request timeout (a response Node had queued behind the upgrade is
- * dropped); no common client pipelines.
+ * `server.emit('connection', socket)`. Known limit: a response that Node had queued for a request
+ * pipelined before such a request on the same connection may go unanswered (Node's own upgrade
+ * handling drops it too); browsers, curl and fetch do not pipeline.
  *
  * TODO: on Node 24.9+ only, the server's `shouldUpgradeCallback` option does this without
  * re-parsing (Node 20 does not have it).
