@@ -4,6 +4,7 @@
  * campaign, access rules, the protocol's errors and limits, and shutdown.
  */
 import type { Socket } from 'node:net'
+import { decodeJwt } from 'jose'
 import { WebSocket } from 'ws'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
@@ -219,16 +220,21 @@ describe('WebSocket /ws/campaigns: access', () => {
   // Issue 8, item 4: a socket opened with a token that had expired 6 s earlier still received the
   // next session's subscribed, status and qr_code.
   describe('a socket whose token expires', () => {
-    /** Valid now (within the 5 s clock tolerance) and refused from 1 to 2 s from now. */
-    const expiringToken = () => tokenFor('alice', { ttlSeconds: -3 })
-    const afterExpiry = () => new Promise((resolve) => setTimeout(resolve, 2100))
+    /** Expired 2 s ago, so accepted for 2 to 3 s more (the 5 s of clock tolerance). */
+    const expiringToken = () => tokenFor('alice', { ttlSeconds: -2 })
+    /** Waits until the token is refused: its `exp` plus the tolerance. */
+    const afterExpiry = (token: string) => {
+      const refusedAt = (decodeJwt(token).exp! + 5) * 1000
+      return new Promise((resolve) => setTimeout(resolve, refusedAt - Date.now() + 50))
+    }
 
     it('is closed with 4401 at its next event, before any of it is sent', async () => {
       const server = await startTestServer()
-      const socket = await openSocket(server, { token: await expiringToken() })
+      const token = await expiringToken()
+      const socket = await openSocket(server, { token })
       socket.send({ type: 'subscribe', campaignId: 'c1' })
       await socket.next((m) => m.type === 'subscribed')
-      await afterExpiry()
+      await afterExpiry(token)
       const started = await api(server, 'POST', '/api/campaigns/c1/qr-code', {
         token: await tokenFor('alice'),
       })
@@ -241,8 +247,9 @@ describe('WebSocket /ws/campaigns: access', () => {
       const { json } = await api(server, 'POST', '/api/campaigns/c1/qr-code', {
         token: await tokenFor('alice'),
       })
-      const socket = await openSocket(server, { token: await expiringToken() })
-      await afterExpiry()
+      const token = await expiringToken()
+      const socket = await openSocket(server, { token })
+      await afterExpiry(token)
       socket.send({ type: 'subscribe', sessionId: json.sessionId })
       expect(await socket.closed).toEqual({ code: 4401, reason: 'token expired' })
       expect(socket.messages).toEqual([])
