@@ -16,10 +16,17 @@
  * 2 and 3 run twice: with the worker-pool renderer, and with the seed's way (render inline on the
  * event loop for every event).
  *
+ * 4. Refused upgrades (issue 8): `GET /healthz` latency (one keep-alive client, 100 requests a
+ *    second) with no other load, then while a third process opens 1,000 WebSocket upgrades a
+ *    second that the service refuses (bad or missing token, `/ws/campaigns` and `/ws/inspect`),
+ *    each closed with a TCP reset right after its request.
+ *
  * @module
  */
 import { fork, type ChildProcess } from 'node:child_process'
-import { cpus, loadavg, totalmem } from 'node:os'
+import { Agent, get } from 'node:http'
+import { connect } from 'node:net'
+import { cpus, loadavg, setPriority, totalmem } from 'node:os'
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -40,7 +47,7 @@ import { signToken } from './token.ts'
 const SECRET = 'bench-secret-that-is-long-enough-for-hs256'
 
 type Renderer = 'pool' | 'inline'
-type EngineKind = 'simulated' | 'burst'
+type EngineKind = 'simulated' | 'burst' | 'inspect'
 
 type ToChild =
   | { type: 'freeze-bare'; campaignId: string }
@@ -116,6 +123,7 @@ async function runChild(renderer: Renderer, engineKind: EngineKind): Promise<voi
     SCAN_TIMEOUT_MS: '600000',
     SIM_QR_DELAY_MS: '300',
     SIM_QR_ROTATE_MS: '20000',
+    INSPECT: String(engineKind === 'inspect'),
   })
   const server = await startServer(config, {
     logger: silentLogger,
@@ -390,10 +398,192 @@ async function benchBurst(renderer: Renderer, token: string, sessions: number) {
   }
 }
 
+/** Where refused upgrades are aimed: each is refused before or after verifying a token. */
+const REFUSED_UPGRADE_PATHS = [
+  '/ws/campaigns?token=garbage',
+  '/ws/inspect',
+  '/ws/inspect?token=garbage',
+  `/ws/campaigns?token=${'x'.repeat(40)}.${'y'.repeat(40)}.${'z'.repeat(40)}`,
+]
+
+/**
+ * The storm process: on 'start', `ratePerSecond` upgrade requests a second, each closed with a
+ * TCP reset right after it is written; on 'stop', it stops and reports how many it opened.
+ */
+function runStorm(url: string, ratePerSecond: number): void {
+  // An attacker's CPU is not the service's: on a shared machine the storm yields to it.
+  setPriority(10)
+  const port = Number(new URL(url).port)
+  let opened = 0
+  let startedAt = 0
+  let tick: ReturnType<typeof setInterval> | undefined
+  const openDue = () => {
+    const due = Math.floor(((performance.now() - startedAt) / 1000) * ratePerSecond)
+    while (opened < due) {
+      const path = REFUSED_UPGRADE_PATHS[opened % REFUSED_UPGRADE_PATHS.length]!
+      opened++
+      const socket = connect(port, '127.0.0.1')
+      socket.on('error', () => {})
+      socket.once('connect', () => {
+        socket.write(
+          `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+            'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'
+        )
+        socket.resetAndDestroy()
+      })
+    }
+  }
+  process.on('message', (command: 'start' | 'stop') => {
+    if (command === 'start') {
+      opened = 0
+      startedAt = performance.now()
+      tick = setInterval(openDue, 5)
+      return
+    }
+    clearInterval(tick)
+    process.send?.({ opened, seconds: (performance.now() - startedAt) / 1000 })
+  })
+  process.send?.('ready')
+}
+
+/** `GET /healthz` from one keep-alive connection, one request every 10 ms, for `durationS`. */
+async function probeHealthz(url: string, durationS: number) {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  const latencies: number[] = []
+  let failed = 0
+  const until = Date.now() + durationS * 1000
+  try {
+    while (Date.now() < until) {
+      const started = performance.now()
+      const ok = await new Promise<boolean>((resolve) => {
+        const request = get(`${url}/healthz`, { agent }, (response) => {
+          response.resume()
+          response.once('end', () => resolve(response.statusCode === 200))
+        })
+        request.once('error', () => resolve(false))
+      })
+      const ms = performance.now() - started
+      if (ok) latencies.push(ms)
+      else failed++
+      await sleep(Math.max(0, 10 - ms))
+    }
+  } finally {
+    agent.destroy()
+  }
+  return { latencies, failed }
+}
+
+interface SliceFigures {
+  latencies: number[]
+  failed: number
+  loopP99Ms: number
+  cpuMs: number
+  seconds: number
+}
+
+interface ProbeFigures {
+  requests: number
+  failed: number
+  p50: number
+  p99: number
+  /** The median of the slices' p99. */
+  sliceP99: number
+  max: number
+  /** The median of the slices' event-loop delay p99 in the service. */
+  loopP99Ms: number
+  /** The service's CPU over the slices, in % of one core. */
+  cpuPercent: number
+}
+
+function summarizeSlices(slices: SliceFigures[]): ProbeFigures {
+  const median = (values: number[]) =>
+    [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
+  const all = slices.flatMap((slice) => slice.latencies).sort((a, b) => a - b)
+  const seconds = slices.reduce((sum, slice) => sum + slice.seconds, 0)
+  return {
+    requests: all.length,
+    failed: slices.reduce((sum, slice) => sum + slice.failed, 0),
+    p50: round(percentile(all, 50), 2),
+    p99: round(percentile(all, 99), 2),
+    sliceP99: round(
+      median(
+        slices.map((slice) =>
+          percentile(
+            [...slice.latencies].sort((a, b) => a - b),
+            99
+          )
+        )
+      ),
+      2
+    ),
+    max: round(all.at(-1) ?? NaN, 2),
+    loopP99Ms: round(median(slices.map((slice) => slice.loopP99Ms))),
+    cpuPercent: round(
+      (100 * slices.reduce((sum, slice) => sum + slice.cpuMs, 0)) / (seconds * 1000)
+    ),
+  }
+}
+
+/**
+ * Baseline and storm in alternating slices of `sliceS` (baseline, storm, baseline, …), so that
+ * load from elsewhere on the machine falls on both alike.
+ */
+async function benchRefusedUpgrades(slices: number, sliceS: number, ratePerSecond: number) {
+  const child = await Child.start('pool', 'inspect')
+  const storm = fork(
+    fileURLToPath(import.meta.url),
+    ['--storm', child.url, String(ratePerSecond)],
+    {
+      execArgv: ['--import', 'tsx'],
+      stdio: 'inherit',
+    }
+  )
+  const fromStorm = () =>
+    new Promise<unknown>((resolve) => storm.once('message', (message) => resolve(message)))
+  try {
+    await fromStorm() // ready
+    await probeHealthz(child.url, 1) // warm-up
+    const measureSlice = async (): Promise<SliceFigures> => {
+      await child.ask({ type: 'measure-start' }, 'ok')
+      const started = performance.now()
+      const probe = await probeHealthz(child.url, sliceS)
+      const seconds = (performance.now() - started) / 1000
+      const measured = await child.ask({ type: 'measure-stop' }, 'measured')
+      return { ...probe, loopP99Ms: measured.loopP99Ms, cpuMs: measured.cpuMs, seconds }
+    }
+    const baseline: SliceFigures[] = []
+    const underStorm: SliceFigures[] = []
+    let opened = 0
+    let stormSeconds = 0
+    for (let i = 0; i < slices; i++) {
+      baseline.push(await measureSlice())
+      storm.send('start')
+      await sleep(300)
+      underStorm.push(await measureSlice())
+      const stopped = fromStorm()
+      storm.send('stop')
+      const counts = (await stopped) as { opened: number; seconds: number }
+      opened += counts.opened
+      stormSeconds += counts.seconds
+    }
+    return {
+      baseline: summarizeSlices(baseline),
+      underStorm: summarizeSlices(underStorm),
+      ratePerSecond: opened / stormSeconds,
+      opened,
+      alive: child.process.exitCode === null,
+    }
+  } finally {
+    storm.kill('SIGKILL')
+    await child.stop()
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       child: { type: 'string' },
+      storm: { type: 'string' },
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       renderer: { type: 'string' },
@@ -405,6 +595,11 @@ async function main(): Promise<void> {
   if (typeof values.child === 'string') {
     const [renderer, engine] = process.argv.slice(process.argv.indexOf('--child') + 1)
     await runChild(renderer as Renderer, engine as EngineKind)
+    return
+  }
+  if (typeof values.storm === 'string') {
+    const [url, rate] = process.argv.slice(process.argv.indexOf('--storm') + 1)
+    runStorm(url!, Number(rate))
     return
   }
   const quick = values.quick === true
@@ -475,6 +670,26 @@ async function main(): Promise<void> {
         `| ${label(renderer)} | ${r.lastQrAfterMs} | ${round(r.loopP99Ms)} | ${round(r.loopMaxMs)} | ${round(r.gcMaxMs)} | ${round(r.cpuPerQrMs, 2)} |`
       )
     }
+  }
+  if (wanted('upgrades')) {
+    log('/healthz under refused upgrades')
+    const slices = quick ? 3 : 6
+    const sliceS = 3
+    const rate = 1000
+    const r = await benchRefusedUpgrades(slices, sliceS, rate)
+    const row = (name: string, f: ProbeFigures) =>
+      `| ${name} | ${f.requests} | ${f.failed} | ${f.p50} | **${f.p99}** | ${f.sliceP99} | ${f.max} | ${f.loopP99Ms} | ${f.cpuPercent} % |`
+    report.push(
+      '',
+      `### GET /healthz while refused upgrades are reset (${slices} × ${sliceS} s each, alternating; 100 requests/s from one keep-alive client)`,
+      '',
+      '| load | requests | failed | p50 ms | p99 ms | median of slice p99s ms | max ms | service event-loop delay p99 ms (median of slices) | service CPU (of one core) |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      row('none (baseline)', r.baseline),
+      row(`${round(r.ratePerSecond, 0)} refused upgrades/s, each reset`, r.underStorm),
+      '',
+      `Upgrades opened: ${r.opened} (target rate ${rate}/s); the service ${r.alive ? 'was still running' : 'HAD EXITED'} at the end. Target: p99 under 10 ms under the storm: ${r.underStorm.p99 < 10 && r.alive ? 'met' : 'MISSED'}.`
+    )
   }
   report.push(
     '',

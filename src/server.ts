@@ -26,13 +26,13 @@ import { createLogger, type Logger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
 import { createQrImageRenderer, type QrImageRenderer } from './qr/renderer.ts'
 import { createSessionService, type SupervisedSessionService } from './supervisor.ts'
-import { createWebSocketHub, refuseUpgrade, type WebSocketHubOptions } from './ws/hub.ts'
-import { toCaller } from './auth/identity.ts'
+import { createWebSocketHub, type WebSocketHubOptions } from './ws/hub.ts'
 import { toMermaid } from './machines/diagram.ts'
 import { createWebRoutes } from './web/index.ts'
 import { createInspectSocket } from './ws/inspect.ts'
 import { createOriginCheck } from './ws/origin.ts'
 import { forwardToStately } from './ws/stately.ts'
+import { refuseUpgrade, routeUpgrades, type UpgradeHandler } from './ws/upgrade.ts'
 
 export interface StartServerOptions {
   logger?: Logger
@@ -136,7 +136,7 @@ export async function startServer(
   const inspectSocket = config.inspect
     ? createInspectSocket({
         sessions,
-        authenticate: (token) => verifier.verify(token).then(toCaller, () => null),
+        authenticate: (token) => verifier.verify(token).catch(() => null),
         existingActors: () => [sessions.supervisor],
         toMermaid,
         logger,
@@ -150,22 +150,34 @@ export async function startServer(
       : undefined
 
   const isAllowedOrigin = createOriginCheck(config.wsAllowedOrigins)
+  /** Refuses a browser page of an origin `WS_ALLOWED_ORIGINS` does not list, before anything else. */
+  const fromAllowedOrigins =
+    (handle: UpgradeHandler): UpgradeHandler =>
+    (request, socket, head) => {
+      if (isAllowedOrigin(request)) handle(request, socket, head)
+      else
+        refuseUpgrade(
+          socket,
+          403,
+          'origin_not_allowed',
+          'WebSocket connections from this origin are not allowed (WS_ALLOWED_ORIGINS).'
+        )
+    }
   const server = createServer(getRequestListener(app.fetch))
-  server.on('upgrade', (request, socket, head) => {
-    const path = (request.url ?? '/').split('?')[0]
-    if ((path === WS_PATH || path === INSPECT_WS_PATH) && !isAllowedOrigin(request)) {
-      refuseUpgrade(
-        socket,
-        403,
-        'origin_not_allowed',
-        'WebSocket connections from this origin are not allowed (WS_ALLOWED_ORIGINS).'
-      )
-    } else if (path === WS_PATH) hub.handleUpgrade(request, socket, head)
-    else if (path === INSPECT_WS_PATH && inspectSocket) {
-      if (state === 'ready') inspectSocket.handleUpgrade(request, socket, head)
-      else refuseUpgrade(socket, 503, 'shutting_down', 'The service is shutting down.')
-    } else refuseUpgrade(socket, 404, 'not_found', `There is no WebSocket endpoint at ${path}.`)
-  })
+  // Upgrades of any other path are served as plain HTTP.
+  const upgrades = new Map<string, UpgradeHandler>([
+    [WS_PATH, fromAllowedOrigins(hub.handleUpgrade)],
+  ])
+  if (inspectSocket) {
+    upgrades.set(
+      INSPECT_WS_PATH,
+      fromAllowedOrigins((request, socket, head) => {
+        if (state === 'ready') inspectSocket.handleUpgrade(request, socket, head)
+        else refuseUpgrade(socket, 503, 'shutting_down', 'The service is shutting down.')
+      })
+    )
+  }
+  routeUpgrades(server, upgrades)
   try {
     await listen(server, config.port, config.host)
   } catch (error) {

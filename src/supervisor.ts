@@ -20,6 +20,7 @@ import { createActor, type InspectionEvent } from 'xstate'
 import { systemClock, type Clock } from './clock.ts'
 import type { Engine } from './engines/engine.ts'
 import { silentLogger, type Logger } from './logger.ts'
+import { sessionTag } from './sessionTag.ts'
 import { createCampaignMachine } from './machines/campaignMachine.ts'
 import { createEngineControl } from './machines/engineControl.ts'
 import { SessionRegistry } from './machines/sessionRegistry.ts'
@@ -114,7 +115,15 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     random,
     newSessionId,
     stopEngineOf: (sessionId) => engines.forceStop(sessionId),
-    onError: (error, context) => logger.error({ err: error, ...context }, 'supervisor error'),
+    onError: (error, { sessionId, ...context }) =>
+      logger.error(
+        {
+          err: error,
+          ...context,
+          session: typeof sessionId === 'string' ? sessionTag(sessionId) : undefined,
+        },
+        'supervisor error'
+      ),
     onRestart: (campaignId, delayMs) =>
       logger.warn(
         { campaignId, delayMs },
@@ -142,7 +151,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
       logger.info(
         {
           campaignId: event.campaignId,
-          sessionId: event.sessionId,
+          session: sessionTag(event.sessionId),
           status: event.status,
           reason: event.reason,
         },

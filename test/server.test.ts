@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
 import { afterEach, describe, expect, it } from 'vitest'
 import { signToken } from '../scripts/token.ts'
+import { sessionTag } from '../src/sessionTag.ts'
 import { FAST_ENV, SECRET, type Json } from './support/edge.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -110,8 +111,8 @@ describe('npm start (src/server.ts in a child process)', () => {
     expect({ code, signal }).toEqual({ code: 0, signal: null })
     const cleaned = service.lines
       .filter((line) => line.msg === 'session status' && line.status === 'cleaned')
-      .map((line) => line.sessionId)
-    expect(cleaned.sort()).toEqual([...sessionIds].sort())
+      .map((line) => line.session)
+    expect(cleaned.sort()).toEqual(sessionIds.map((id) => sessionTag(id)).sort())
     expect(service.lines.some((line) => line.msg === 'shut down cleanly')).toBe(true)
     // Tokens and QR texts never reach the log.
     const log = JSON.stringify(service.lines)

@@ -12,11 +12,21 @@ export interface Identity {
   admin: boolean
   /** The token's `campaigns` claim, if it has one: only these campaigns are allowed. */
   campaigns: ReadonlySet<string> | null
+  /**
+   * When the token stops being accepted (ms since the epoch): its `exp` plus the verifier's clock
+   * tolerance. A socket opened with it loses its access then.
+   */
+  validUntil: number
 }
 
 /** The session service's view of a caller. */
 export function toCaller(identity: Identity): Caller {
   return { userId: identity.userId, admin: identity.admin }
+}
+
+/** Whether the token behind `identity` is no longer accepted at `now`. */
+export function hasExpired(identity: Identity, now: number = Date.now()): boolean {
+  return now >= identity.validUntil
 }
 
 /**

@@ -66,8 +66,9 @@ export function createTokenVerifier(
       } catch (error) {
         throw new InvalidTokenError(describeJoseError(error))
       }
-      const identity = identityFrom(payload)
-      verified.set(token, { identity, expiresAtMs: (payload.exp as number) * 1000 })
+      const expiresAtMs = (payload.exp as number) * 1000
+      const identity = identityFrom(payload, expiresAtMs + CLOCK_TOLERANCE_SECONDS * 1000)
+      verified.set(token, { identity, expiresAtMs })
       if (verified.size > cacheSize) {
         const oldest = verified.keys().next().value
         if (oldest !== undefined) verified.delete(oldest)
@@ -110,7 +111,7 @@ function algorithmFor(key: KeyObject): string {
   )
 }
 
-function identityFrom(payload: JWTPayload): Identity {
+function identityFrom(payload: JWTPayload, validUntil: number): Identity {
   const { sub, roles, campaigns } = payload
   if (typeof sub !== 'string' || sub === '') {
     throw new InvalidTokenError('The token has no subject (sub).')
@@ -125,6 +126,7 @@ function identityFrom(payload: JWTPayload): Identity {
     userId: sub,
     admin: roles?.includes('admin') ?? false,
     campaigns: campaigns === undefined ? null : new Set(campaigns),
+    validUntil,
   }
 }
 

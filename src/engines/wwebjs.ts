@@ -40,6 +40,7 @@ import type {
 import { findSessionProcesses, markerArgs, markerEnv, SESSION_MARKER } from './chromium.ts'
 import { profilesRoot, removeProfileLocks } from './janitor.ts'
 import { killProcess, killProcessGroup, waitUntilGone, type ProcessInfo } from './processes.ts'
+import { sessionTag } from '../sessionTag.ts'
 
 // whatsapp-web.js is CommonJS: only the default import carries every class.
 const { Client, LocalAuth } = wweb
@@ -188,7 +189,7 @@ class WwebjsSession implements EngineSession {
     this.#campaignId = campaignId
     this.#sessionId = sessionId
     this.#onEvent = onEvent
-    this.#log = shared.logger.child({ campaignId, sessionId })
+    this.#log = shared.logger.child({ campaignId, session: sessionTag(sessionId) })
     this.#profileDir = join(shared.profilesRoot, `session-${campaignId}`)
   }
 

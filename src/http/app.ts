@@ -15,6 +15,7 @@ import type { QrImageRenderer } from '../qr/renderer.ts'
 import type { SessionService } from '../sessions.ts'
 import { createCampaignRoutes } from './campaigns.ts'
 import { ApiError, sendError } from './errors.ts'
+import { answerMethodNotAllowed } from './methodNotAllowed.ts'
 import { requireBearerToken, type AppEnv } from './middleware.ts'
 import { createSimulatorRoutes, type SimulatorControls } from './simulator.ts'
 
@@ -86,8 +87,12 @@ export function createApp({
   // which costs more than everything else a status request does.
   const limitBody = bodyLimit({
     maxSize: maxBodyBytes,
+    // The unread rest of the body would be left on the connection: close it, and say so, or a
+    // client's keep-alive pool reuses a connection the server is about to drop.
     onError: (c) =>
-      sendError(c, 413, 'invalid_body', `The request body is larger than ${maxBodyBytes} bytes.`),
+      sendError(c, 413, 'invalid_body', `The request body is larger than ${maxBodyBytes} bytes.`, {
+        Connection: 'close',
+      }),
   })
   api.on(['POST', 'PUT', 'PATCH', 'DELETE'], '*', limitBody)
   api.use(requireBearerToken({ verifier }))
@@ -98,6 +103,7 @@ export function createApp({
   app.route('/api', api)
 
   for (const routes of extraRoutes) app.route('/', routes)
+  answerMethodNotAllowed(app)
 
   app.notFound((c) => sendError(c, 404, 'not_found', `There is no ${c.req.method} ${c.req.path}.`))
   app.onError((error, c) => {

@@ -11,6 +11,7 @@ import { toCaller } from '../auth/identity.ts'
 import { SupersededQrError, type QrImageRenderer } from '../qr/renderer.ts'
 import type { CampaignView, SessionService } from '../sessions.ts'
 import type { Logger } from '../logger.ts'
+import { sessionTag } from '../sessionTag.ts'
 import { readJsonBody } from './body.ts'
 import { ApiError } from './errors.ts'
 import { authorizeCampaign, type AppEnv } from './middleware.ts'
@@ -54,7 +55,7 @@ export function createCampaignRoutes({
     } catch (error) {
       if (!(error instanceof SupersededQrError)) {
         logger.error(
-          { campaignId: view.campaignId, sessionId: view.sessionId, err: error },
+          { campaignId: view.campaignId, session: sessionTag(view.sessionId), err: error },
           'QR image render failed'
         )
       }
@@ -110,7 +111,7 @@ export function createCampaignRoutes({
     }
     const { outcome, view } = result
     logger.info(
-      { campaignId, sessionId: view.sessionId, outcome, force, userId: identity.userId },
+      { campaignId, session: sessionTag(view.sessionId), outcome, force, userId: identity.userId },
       'QR code requested'
     )
     return c.json(
@@ -135,7 +136,7 @@ export function createCampaignRoutes({
     const campaignId = c.get('campaignId')
     const result = await sessions.cleanupSession(campaignId)
     logger.info(
-      { campaignId, sessionId: result.sessionId, hadSession: result.hadSession },
+      { campaignId, session: sessionTag(result.sessionId), hadSession: result.hadSession },
       'Session cleanup requested'
     )
     return c.json({
@@ -149,9 +150,9 @@ export function createCampaignRoutes({
   return routes
 }
 
-/** `?force=true|false|1|0`; absent is false. */
+/** `?force=true|false|1|0`; absent is false, anything else (an empty value too) is 400. */
 function parseForceQuery(value: string | undefined): boolean {
   if (value === undefined || value === 'false' || value === '0') return false
-  if (value === 'true' || value === '1' || value === '') return true
-  throw new ApiError(400, 'invalid_body', 'The query parameter force must be true or false.')
+  if (value === 'true' || value === '1') return true
+  throw new ApiError(400, 'invalid_body', 'The query parameter force must be true, false, 1 or 0.')
 }

@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'invalid_body'
   | 'invalid_query'
   | 'not_found'
+  | 'method_not_allowed'
+  | 'nothing_to_do'
   | 'at_capacity'
   | 'shutting_down'
   | 'internal'

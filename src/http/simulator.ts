@@ -8,6 +8,7 @@ import { Hono } from 'hono'
 import { z } from 'zod'
 import type { Logger } from '../logger.ts'
 import type { SessionService } from '../sessions.ts'
+import { sessionTag } from '../sessionTag.ts'
 import { readJsonBody } from './body.ts'
 import { ApiError } from './errors.ts'
 import { authorizeCampaign, type AppEnv } from './middleware.ts'
@@ -64,9 +65,9 @@ export function createSimulatorRoutes({
       const campaignId = c.get('campaignId')
       const { sessionId } = sessions.getCampaign(campaignId)
       if (!simulator[action](campaignId)) {
-        throw new ApiError(409, 'not_found', nothingToDo.replace('{id}', campaignId))
+        throw new ApiError(409, 'nothing_to_do', nothingToDo.replace('{id}', campaignId))
       }
-      logger.info({ campaignId, sessionId, action }, 'Simulator action')
+      logger.info({ campaignId, session: sessionTag(sessionId), action }, 'Simulator action')
       return c.json({ campaignId, sessionId, message: done })
     })
 

@@ -9,19 +9,22 @@
  * that stop answering, and a bound on each socket's send buffer: a consumer that does not read
  * is dropped (close 1013) instead of letting the server's memory grow.
  *
+ * A socket opened with a token keeps its access only while the token is valid: once it expires,
+ * the socket is closed with 4401 at its next subscription, its next event or the next heartbeat.
+ *
  * @module
  */
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, WebSocket, type RawData } from 'ws'
 import { bearerToken } from '../auth/bearer.ts'
-import { canAccessCampaign, type Identity } from '../auth/identity.ts'
+import { canAccessCampaign, hasExpired, type Identity } from '../auth/identity.ts'
 import { InvalidTokenError, type TokenVerifier } from '../auth/verifier.ts'
-import { errorBody, type ErrorCode } from '../http/errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { SupersededQrError, type QrImageRenderer } from '../qr/renderer.ts'
 import type { SessionEvent, SessionService, Subscription, SubscriptionTarget } from '../sessions.ts'
+import { sessionTag } from '../sessionTag.ts'
 import {
   parseClientMessage,
   pong,
@@ -29,6 +32,7 @@ import {
   toServerMessage,
   type ServerMessage,
 } from './protocol.ts'
+import { guardUpgradeSocket, refuseUpgrade } from './upgrade.ts'
 
 export interface WebSocketHubOptions {
   sessions: SessionService
@@ -43,7 +47,10 @@ export interface WebSocketHubOptions {
   heartbeatMs?: number
   maxFrameBytes?: number
   maxSubscriptionsPerSocket?: number
-  /** Bad messages (and unknown or forbidden subscriptions) allowed per window before close 1008. */
+  /**
+   * Bad messages (and unknown, forbidden or over-the-limit subscriptions) allowed per window
+   * before close 1008.
+   */
   maxBadMessages?: number
   badMessageWindowMs?: number
   /** A socket whose unsent data passes this is dropped (close 1013). */
@@ -64,6 +71,8 @@ export const CLOSE_CODES = {
   policyViolation: 1008,
   messageTooBig: 1009,
   tryAgainLater: 1013,
+  /** The socket's token has expired (an application code: 4000-4999). */
+  tokenExpired: 4401,
 } as const
 
 interface ActiveSubscription {
@@ -112,6 +121,7 @@ export function createWebSocketHub({
 
   const heartbeat = setInterval(() => {
     for (const client of clients) {
+      if (revokeIfExpired(client)) continue
       if (!client.alive) {
         client.ws.terminate()
         continue
@@ -131,13 +141,25 @@ export function createWebSocketHub({
   function dropSlowConsumer(client: Client): void {
     client.dropping = true
     logger.warn(
-      { bufferedBytes: client.ws.bufferedAmount, subscriptions: [...client.subscriptions.keys()] },
+      // The number of subscriptions only: their keys hold session ids, which are never logged.
+      { bufferedBytes: client.ws.bufferedAmount, subscriptions: client.subscriptions.size },
       'WebSocket client does not read its messages; dropping it'
     )
     unsubscribeAll(client)
     client.ws.close(CLOSE_CODES.tryAgainLater, 'slow consumer')
     // The close frame queues behind the unread data; do not wait for it.
     setTimeout(() => client.ws.terminate(), 1000).unref()
+  }
+
+  /** Closes a socket whose token has expired (4401); true if it has. */
+  function revokeIfExpired(client: Client): boolean {
+    if (client.identity === null || !hasExpired(client.identity)) return false
+    if (!client.dropping) {
+      client.dropping = true
+      unsubscribeAll(client)
+      client.ws.close(CLOSE_CODES.tokenExpired, 'token expired')
+    }
+    return true
   }
 
   function badMessage(client: Client, error: ServerMessage): void {
@@ -164,7 +186,7 @@ export function createWebSocketHub({
           // A newer QR of the session follows: this one is not worth sending any more.
           if (error instanceof SupersededQrError) return undefined
           logger.error(
-            { campaignId: event.campaignId, sessionId: event.sessionId, err: error },
+            { campaignId: event.campaignId, session: sessionTag(event.sessionId), err: error },
             'QR image render failed'
           )
           return null
@@ -188,12 +210,13 @@ export function createWebSocketHub({
   }
 
   function subscribe(client: Client, target: SubscriptionTarget): void {
+    if (revokeIfExpired(client)) return
     const key = targetKey(target)
     const about = target
     client.subscriptions.get(key)?.subscription.unsubscribe()
     client.subscriptions.delete(key)
     if (client.subscriptions.size >= maxSubscriptionsPerSocket) {
-      send(
+      badMessage(
         client,
         protocolError(
           'bad_message',
@@ -229,7 +252,7 @@ export function createWebSocketHub({
         replay.push(event)
         return
       }
-      if (!stillAllowed(client, active, event)) return
+      if (revokeIfExpired(client) || !stillAllowed(client, active, event)) return
       deliver(client, active, event)
     })
     if (subscription === undefined) {
@@ -358,7 +381,7 @@ export function createWebSocketHub({
 
   return {
     handleUpgrade(request, socket, head) {
-      socket.on('error', () => socket.destroy())
+      guardUpgradeSocket(socket)
       if (!isAccepting()) {
         refuseUpgrade(socket, 503, 'shutting_down', 'The service is shutting down.')
         return
@@ -395,32 +418,4 @@ export function createWebSocketHub({
       wss.close()
     },
   }
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-}
-
-/** Answers a refused upgrade with a plain HTTP response in the API's error shape. */
-export function refuseUpgrade(
-  socket: Duplex,
-  status: 401 | 403 | 404 | 500 | 503,
-  code: ErrorCode,
-  message: string
-): void {
-  if (socket.destroyed) return
-  const body = JSON.stringify(errorBody(code, message))
-  const headers = [
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}`,
-    'Content-Type: application/json',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    'Connection: close',
-    ...(status === 401 ? ['WWW-Authenticate: Bearer'] : []),
-    ...(status === 503 ? ['Retry-After: 5'] : []),
-  ]
-  socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`)
 }

@@ -8,6 +8,10 @@
  * `batchMs`; a context summary is computed once per changed actor per batch (not per event);
  * each machine's diagram is sent once per viewer.
  *
+ * The stream shows every campaign, so a token whose `campaigns` claim restricts it is refused
+ * (403), admin or not. A viewer's token is checked at every batch and heartbeat: once it has
+ * expired the viewer is closed with 4401.
+ *
  * Protocol (server to viewer, JSON text frames; the viewer sends nothing that matters):
  *
  *   { type: 'hello', batchMs, machines: { [machineId]: mermaidText }, actors: ActorInfo[] }
@@ -25,9 +29,10 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AnyStateMachine, InspectionEvent } from 'xstate'
 import { WebSocketServer, type WebSocket } from 'ws'
+import { hasExpired, type Identity } from '../auth/identity.ts'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
-import type { Caller } from '../sessions.ts'
+import { guardUpgradeSocket, refuseUpgrade } from './upgrade.ts'
 
 /** What the inspector needs from the session service: XState inspection, attached on demand. */
 export interface InspectableSessions {
@@ -36,8 +41,8 @@ export interface InspectableSessions {
 
 export interface InspectSocketOptions {
   sessions: InspectableSessions
-  /** Verifies a bearer token; null when it is missing, invalid or expired. */
-  authenticate(token: string): Promise<Caller | null>
+  /** Verifies a bearer token; null when it is invalid or expired. */
+  authenticate(token: string): Promise<Identity | null>
   /**
    * Actors that exist before the inspector attaches (the supervisor, live campaign actors), so a
    * viewer sees them at once; XState's inspection only reports actors as they act. Without it,
@@ -112,6 +117,7 @@ interface TrackedActor {
 
 interface Viewer {
   socket: WebSocket
+  identity: Identity
   queue: InspectRecord[]
   dropped: number
   resync: boolean
@@ -308,6 +314,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     }
     const now = Date.now()
     for (const viewer of viewers) {
+      if (revokeIfExpired(viewer)) continue
       if (viewer.socket.bufferedAmount > maxBufferedBytes) {
         viewer.slowSince ??= now
         if (now - viewer.slowSince > slowViewerMs) {
@@ -367,8 +374,16 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     logger.info('inspector: detached')
   }
 
+  /** Closes a viewer whose token has expired (4401); true if it has. */
+  function revokeIfExpired(viewer: Viewer): boolean {
+    if (!hasExpired(viewer.identity)) return false
+    viewer.socket.close(4401, 'token expired')
+    return true
+  }
+
   function heartbeat(): void {
     for (const viewer of viewers) {
+      if (revokeIfExpired(viewer)) continue
       if (!viewer.alive) {
         viewer.socket.terminate()
         continue
@@ -378,9 +393,10 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     }
   }
 
-  function admit(socket: WebSocket): void {
+  function admit(socket: WebSocket, identity: Identity): void {
     const viewer: Viewer = {
       socket,
+      identity,
       queue: [],
       dropped: 0,
       resync: false,
@@ -414,15 +430,21 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
 
   return {
     handleUpgrade(request, socket, head) {
+      guardUpgradeSocket(socket)
       const token = tokenOf(request)
-      if (!token) return refuse(socket, 401, 'Unauthorized')
+      if (!token) {
+        refuse(socket, TOKEN_REQUIRED)
+        return
+      }
       authenticate(token).then(
-        (caller) => {
-          if (!caller) return refuse(socket, 401, 'Unauthorized')
-          if (!caller.admin) return refuse(socket, 403, 'Forbidden')
-          server.handleUpgrade(request, socket, head, admit)
+        (identity) => {
+          if (socket.destroyed) return
+          if (identity === null) return refuse(socket, INVALID_TOKEN)
+          const refusal = refusalFor(identity)
+          if (refusal !== null) return refuse(socket, refusal)
+          server.handleUpgrade(request, socket, head, (ws) => admit(ws, identity))
         },
-        () => refuse(socket, 401, 'Unauthorized')
+        () => refuse(socket, INVALID_TOKEN)
       )
     },
     viewers: () => viewers.size,
@@ -436,11 +458,42 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
   }
 }
 
-function refuse(socket: Duplex, status: 401 | 403, text: string): void {
-  const headers = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : ''
-  socket.end(
-    `HTTP/1.1 ${status} ${text}\r\n${headers}Connection: close\r\nContent-Length: 0\r\n\r\n`
-  )
+interface Refusal {
+  status: 401 | 403
+  code: 'unauthorized' | 'forbidden'
+  message: string
+}
+
+const TOKEN_REQUIRED: Refusal = {
+  status: 401,
+  code: 'unauthorized',
+  message: 'A token is required (?token=<JWT> or Authorization: Bearer).',
+}
+
+const INVALID_TOKEN: Refusal = {
+  status: 401,
+  code: 'unauthorized',
+  message: 'The token is invalid or has expired.',
+}
+
+function refuse(socket: Duplex, { status, code, message }: Refusal): void {
+  refuseUpgrade(socket, status, code, message)
+}
+
+/** Why a verified token may not open the inspector, if it may not. */
+function refusalFor(identity: Identity): Refusal | null {
+  if (!identity.admin) {
+    return { status: 403, code: 'forbidden', message: 'The inspector is for admins only.' }
+  }
+  if (identity.campaigns !== null) {
+    return {
+      status: 403,
+      code: 'forbidden',
+      message:
+        'The inspector shows every campaign; a token restricted by a "campaigns" claim may not open it.',
+    }
+  }
+  return null
 }
 
 /** The bearer token of an upgrade: `?token=` (browsers cannot set headers) or `Authorization`. */

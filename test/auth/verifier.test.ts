@@ -18,7 +18,10 @@ const hsConfig: JwtConfig = {
   audience: null,
 }
 
-function hs256(claims: Record<string, unknown> = {}, { expiresIn = '1h' } = {}) {
+function hs256(
+  claims: Record<string, unknown> = {},
+  { expiresIn = '1h' }: { expiresIn?: string | number } = {}
+) {
   return new SignJWT(claims)
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject('alice')
@@ -38,12 +41,14 @@ async function refusal(config: JwtConfig, token: string): Promise<string> {
 }
 
 describe('createTokenVerifier with JWT_SECRET (HS256)', () => {
-  it('accepts a valid token and reads sub, roles and campaigns', async () => {
+  it('accepts a valid token and reads sub, roles, campaigns and exp (plus 5 s of tolerance)', async () => {
     const verifier = createTokenVerifier(hsConfig)
-    expect(await verifier.verify(await hs256().sign(secretKey))).toEqual({
+    const exp = Math.floor(Date.now() / 1000) + 600
+    expect(await verifier.verify(await hs256({}, { expiresIn: exp }).sign(secretKey))).toEqual({
       userId: 'alice',
       admin: false,
       campaigns: null,
+      validUntil: exp * 1000 + 5000,
     })
     const admin = await verifier.verify(
       await hs256({ roles: ['admin'], campaigns: ['a', 'b'] }).sign(secretKey)
@@ -204,8 +209,8 @@ describe('createTokenVerifier with JWT_JWKS_URL', () => {
 })
 
 describe('canAccessCampaign', () => {
-  const alice: Identity = { userId: 'alice', admin: false, campaigns: null }
-  const admin: Identity = { userId: 'root', admin: true, campaigns: null }
+  const alice: Identity = { userId: 'alice', admin: false, campaigns: null, validUntil: Infinity }
+  const admin: Identity = { userId: 'root', admin: true, campaigns: null, validUntil: Infinity }
 
   it('lets the owner, an admin, and anyone on an unowned campaign act; nobody else', () => {
     expect(canAccessCampaign(alice, 'c', 'alice')).toBe(true)

@@ -575,7 +575,7 @@ describe('simulator routes', () => {
     const token = await tokenFor('alice')
     const none = await api(server, 'POST', '/api/simulator/campaigns/c1/scan', { token })
     expect(none.status).toBe(409)
-    expect(none.json.error).toEqual({ code: 'not_found', message: expect.any(String) })
+    expect(none.json.error).toEqual({ code: 'nothing_to_do', message: expect.any(String) })
 
     await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })
     await waitForStatus(server, token, 'c1', 'awaitingScan')

@@ -130,7 +130,7 @@ describe('WS_ALLOWED_ORIGINS: WebSocket upgrades by Origin', () => {
   }
 
   it('accepts a listed origin, refuses another with 403, and accepts clients that send none', async () => {
-    const server = await startTestServer({ WS_ALLOWED_ORIGINS: APP })
+    const server = await startTestServer({ WS_ALLOWED_ORIGINS: APP, INSPECT: 'true' })
     const token = await tokenFor('alice')
     const allowed = await openSocket(server, { token, options: { origin: APP } })
     allowed.send({ type: 'subscribe', campaignId: 'spring-sale' })

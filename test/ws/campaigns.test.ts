@@ -4,6 +4,7 @@
  * campaign, access rules, the protocol's errors and limits, and shutdown.
  */
 import type { Socket } from 'node:net'
+import { decodeJwt } from 'jose'
 import { WebSocket } from 'ws'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
@@ -216,6 +217,51 @@ describe('WebSocket /ws/campaigns: access', () => {
     expect(watcher.messages.some((m) => m.type === 'qr_code')).toBe(false)
   })
 
+  // Issue 8, item 4: a socket opened with a token that had expired 6 s earlier still received the
+  // next session's subscribed, status and qr_code.
+  describe('a socket whose token expires', () => {
+    /** Expired 2 s ago, so accepted for 2 to 3 s more (the 5 s of clock tolerance). */
+    const expiringToken = () => tokenFor('alice', { ttlSeconds: -2 })
+    /** Waits until the token is refused: its `exp` plus the tolerance. */
+    const afterExpiry = (token: string) => {
+      const refusedAt = (decodeJwt(token).exp! + 5) * 1000
+      return new Promise((resolve) => setTimeout(resolve, refusedAt - Date.now() + 50))
+    }
+
+    it('is closed with 4401 at its next event, before any of it is sent', async () => {
+      const server = await startTestServer()
+      const token = await expiringToken()
+      const socket = await openSocket(server, { token })
+      socket.send({ type: 'subscribe', campaignId: 'c1' })
+      await socket.next((m) => m.type === 'subscribed')
+      await afterExpiry(token)
+      const started = await api(server, 'POST', '/api/campaigns/c1/qr-code', {
+        token: await tokenFor('alice'),
+      })
+      expect(await socket.closed).toEqual({ code: 4401, reason: 'token expired' })
+      expect(socket.messages.map((m) => m.sessionId)).not.toContain(started.json.sessionId)
+    })
+
+    it('is closed with 4401 when it subscribes, without an answer', async () => {
+      const server = await startTestServer()
+      const { json } = await api(server, 'POST', '/api/campaigns/c1/qr-code', {
+        token: await tokenFor('alice'),
+      })
+      const token = await expiringToken()
+      const socket = await openSocket(server, { token })
+      await afterExpiry(token)
+      socket.send({ type: 'subscribe', sessionId: json.sessionId })
+      expect(await socket.closed).toEqual({ code: 4401, reason: 'token expired' })
+      expect(socket.messages).toEqual([])
+    })
+
+    it('is closed with 4401 at the next heartbeat when idle', async () => {
+      const server = await startTestServer({}, { websocket: { heartbeatMs: 200 } })
+      const socket = await openSocket(server, { token: await expiringToken() })
+      expect(await socket.closed).toEqual({ code: 4401, reason: 'token expired' })
+    })
+  })
+
   it('refuses the upgrade with 401 for an invalid token, and without one when WS_REQUIRE_TOKEN=true', async () => {
     const server = await startTestServer()
     const refused = await openSocket(server, { token: 'garbage' }).catch((error: unknown) => error)
@@ -231,7 +277,7 @@ describe('WebSocket /ws/campaigns: access', () => {
     await withToken.next((m) => m.type === 'pong')
   })
 
-  it('refuses upgrades on other paths with 404', async () => {
+  it('answers upgrades on other paths as plain HTTP: 404 for an unknown path', async () => {
     const server = await startTestServer()
     const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws/other`)
     const status = await new Promise<number>((resolve) => {
@@ -302,6 +348,19 @@ describe('WebSocket /ws/campaigns: bad input and limits', () => {
     const error = await socket.next((m) => m.type === 'error')
     expect(error).toMatchObject({ code: 'bad_message', campaignId: 'd' })
     expect(socket.messages.filter((m) => m.type === 'subscribed')).toHaveLength(3)
+  })
+
+  // Issue 8, item 6: refusals past the limit were not counted, so a client could send them forever.
+  it('counts subscriptions refused past the limit toward the bad-message budget (close 1008)', async () => {
+    const server = await startTestServer({}, { websocket: { maxSubscriptionsPerSocket: 3 } })
+    const socket = await openSocket(server, { token: await tokenFor('alice') })
+    for (let i = 0; i < 3 + 11; i++) socket.send({ type: 'subscribe', campaignId: `c${i}` })
+    const { code } = await socket.closed
+    expect(code).toBe(1008)
+    expect(socket.messages.filter((m) => m.type === 'subscribed')).toHaveLength(3)
+    expect(
+      socket.messages.filter((m) => m.type === 'error' && m.code === 'bad_message')
+    ).toHaveLength(11)
   })
 
   it('drops a consumer that stops reading instead of buffering without bound', async () => {

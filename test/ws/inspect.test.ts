@@ -4,12 +4,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
 import { createSessionService, type SupervisedSessionService } from '../../src/supervisor.ts'
-import type { Caller } from '../../src/sessions.ts'
+import type { Identity } from '../../src/auth/identity.ts'
 import { createInspectSocket, summarizeContext, type InspectSocket } from '../../src/ws/inspect.ts'
 
-const TOKENS: Record<string, Caller> = {
-  admin: { userId: 'root', admin: true },
-  alice: { userId: 'alice', admin: false },
+const TOKENS: Record<string, Identity> = {
+  admin: { userId: 'root', admin: true, campaigns: null, validUntil: Infinity },
+  alice: { userId: 'alice', admin: false, campaigns: null, validUntil: Infinity },
+  // An admin of campaign zz only: the inspector would show it every other campaign.
+  restricted: { userId: 'ops', admin: true, campaigns: new Set(['zz']), validUntil: Infinity },
 }
 
 interface Received {
@@ -65,9 +67,11 @@ describe('/ws/inspect', () => {
       const received: Received = { messages: [], socket }
       socket.on('message', (data) => received.messages.push(JSON.parse(String(data))))
       socket.once('open', () => resolve(received))
-      socket.once('unexpected-response', (_, response) =>
-        reject(new Error(`refused with ${response.statusCode}`))
-      )
+      socket.once('unexpected-response', (_, response) => {
+        let body = ''
+        response.on('data', (chunk: Buffer) => (body += chunk.toString()))
+        response.on('end', () => reject(new Error(`refused with ${response.statusCode} ${body}`)))
+      })
       socket.once('error', reject)
     })
   }
@@ -93,6 +97,25 @@ describe('/ws/inspect', () => {
     expect(inspectCalls).toBe(0)
   })
 
+  // Issue 8, item 4: a restricted admin token received every campaign's actors and session ids.
+  it('refuses an admin token restricted by a campaigns claim (403 forbidden, in the error shape)', async () => {
+    await expect(connect('?token=restricted')).rejects.toThrow(
+      /^refused with 403 \{"error":\{"code":"forbidden","message":"The inspector shows every campaign/
+    )
+    expect(inspectCalls).toBe(0)
+  })
+
+  // Issue 8, item 4: a socket kept its access after its token expired.
+  it('closes a viewer with 4401 once its token has expired', async () => {
+    TOKENS.expiring = { ...TOKENS.admin!, validUntil: Date.now() + 300 }
+    const viewer = await connect('?token=expiring')
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      viewer.socket.once('close', (code, reason) => resolve({ code, reason: String(reason) }))
+    )
+    expect(await closed).toEqual({ code: 4401, reason: 'token expired' })
+    await until(() => inspectSocket.viewers() === 0 && !inspectSocket.attached())
+  })
+
   it('attaches the inspection only while a viewer is connected', async () => {
     expect(inspectSocket.attached()).toBe(false)
     const first = await connect('?token=admin')
@@ -103,8 +126,7 @@ describe('/ws/inspect', () => {
     await until(() => inspectSocket.viewers() === 1)
     expect(inspectSocket.attached()).toBe(true)
     second.socket.close()
-    await until(() => inspectSocket.viewers() === 0)
-    expect(inspectSocket.attached()).toBe(false)
+    await until(() => inspectSocket.viewers() === 0 && !inspectSocket.attached())
   })
 
   it('streams a campaign actor going initializing → awaitingScan → ready, in batches', async () => {
