@@ -70,6 +70,9 @@ export interface WwebjsEngineOptions {
 
 const DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS = 120_000
 
+/** How long a crash report waits for the browser's exit status (it follows the disconnect). */
+const BROWSER_EXIT_WAIT_MS = 250
+
 /**
  * Memory one live session is planned to take: Chromium's whole process tree. Measured idle on a
  * stand-in page (docs/benchmarks/wwebjs.md): about 205 MiB PSS per session when several run
@@ -235,8 +238,12 @@ class WwebjsSession implements EngineSession {
       this.#initializeSettled = true
       if (this.#stopping) return
       // A browser that was up and is gone means it died; anything else is a failed start.
-      const kind = this.#browser && !this.#browser.connected ? 'crashed' : 'start_failed'
-      this.#terminate(kind, `initialize() failed: ${describe(error)}`)
+      const died = this.#browser !== undefined && !this.#browser.connected
+      const how = died ? await this.#howBrowserEnded() : ''
+      this.#terminate(
+        died ? 'crashed' : 'start_failed',
+        `initialize() failed: ${describe(error)}${how}`
+      )
     }
   }
 
@@ -369,11 +376,35 @@ class WwebjsSession implements EngineSession {
     if (this.#browserPid !== undefined) this.#browserPids.add(this.#browserPid)
     this.#log.debug({ pid: this.#browserPid }, 'Chromium launched')
     browser.once('disconnected', () => {
-      this.#terminate('crashed', 'Chromium exited unexpectedly')
+      void this.#howBrowserEnded().then((how) =>
+        this.#terminate('crashed', `Chromium exited unexpectedly${how}`)
+      )
     })
     page.once('error', (error: Error) => {
       this.#terminate('crashed', `the WhatsApp page crashed: ${error.message}`)
     })
+  }
+
+  /**
+   * ` (killed by SIGKILL)` or ` (exit code 1)`: how the browser process ended, for the detail
+   * (a browser killed by SIGKILL was most often the kernel's out-of-memory killer). Its connection
+   * closes before its exit is reported, so this waits for the exit, briefly.
+   */
+  async #howBrowserEnded(): Promise<string> {
+    const child = this.#browser?.process()
+    if (!child) return ''
+    if (child.exitCode === null && child.signalCode === null) {
+      const { clock } = this.#shared
+      await new Promise<void>((resolve) => {
+        const timer = clock.setTimeout(resolve, BROWSER_EXIT_WAIT_MS)
+        child.once('exit', () => {
+          clock.clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
+    if (child.signalCode !== null) return ` (killed by ${child.signalCode})`
+    return child.exitCode !== null ? ` (exit code ${child.exitCode})` : ''
   }
 
   #emit(event: EngineEvent): void {

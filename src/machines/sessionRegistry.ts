@@ -36,8 +36,8 @@ import { statusOf } from './campaignMachine.ts'
 import {
   ACTIVE_STATUSES,
   SESSION_STATUSES,
-  type FailureReason,
   type HistoryEntry,
+  type SessionFailure,
   type SessionReason,
   type SessionStatus,
 } from './status.ts'
@@ -69,7 +69,7 @@ export interface LiveSession {
   actor: CampaignActor
   shard: Shard
   /** The last `error` the session emitted, kept for its tombstone. */
-  failure: { code: FailureReason; message: string } | null
+  failure: SessionFailure | null
   /** The last status it reported, kept for the per-status counts. */
   status: SessionStatus
 }
@@ -80,7 +80,7 @@ export interface Tombstone {
   /** `timedOut` or `failed` when the session ended that way, else `cleaned`. */
   status: SessionStatus
   reason: SessionReason | null
-  failure: { code: FailureReason; message: string } | null
+  failure: SessionFailure | null
   history: HistoryEntry[]
   endedAt: number
 }
@@ -327,7 +327,11 @@ export class SessionRegistry {
       status: bug ? 'failed' : outcomeOf(history),
       reason: bug ? 'engine_failed' : context.reason,
       failure: bug
-        ? { code: 'engine_failed', message: 'The session stopped because of an internal error.' }
+        ? {
+            code: 'engine_failed',
+            message: 'The session stopped because of an internal error.',
+            detail: null,
+          }
         : session.failure,
       history: bug
         ? [
@@ -543,8 +547,8 @@ export class SessionRegistry {
         event = { ...base, type: 'ready' }
         break
       case 'error':
-        session.failure = { code: emitted.code, message: emitted.message }
-        event = { ...base, type: 'error', code: emitted.code, message: emitted.message }
+        session.failure = { code: emitted.code, message: emitted.message, detail: emitted.detail }
+        event = { ...base, type: 'error', ...session.failure }
         break
     }
     for (const listener of this.observers) this.deliver(listener, event)
