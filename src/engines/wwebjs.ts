@@ -1,8 +1,8 @@
 /**
  * The real engine: one whatsapp-web.js client, driving one system Chromium, per session.
  *
- * whatsapp-web.js 1.34 is not built to be supervised (see docs/engines.md and the field notes),
- * so this adapter supplies what it lacks:
+ * whatsapp-web.js 1.34 is not built to be supervised (see docs/engines.md and
+ * docs/whatsapp-web.md), so this adapter supplies what it lacks:
  *
  * - It hears Chromium die. whatsapp-web.js ignores puppeteer's `disconnected`; we hook it from a
  *   `LocalAuth` subclass whose `afterBrowserInitialized` runs right after the browser is set.

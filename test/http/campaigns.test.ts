@@ -497,6 +497,32 @@ describe('health, readiness and metrics', () => {
       expect(text).toContain(name)
     }
   })
+
+  it('counts ended sessions by outcome: two failed sessions are 2, not 0 (issue 9)', async () => {
+    const server = await startTestServer()
+    const token = await tokenFor('alice')
+    await api(server, 'PUT', '/api/simulator/campaigns/c1/behaviour', {
+      token,
+      body: { startup: 'error' },
+    })
+    for (let attempt = 0; attempt < 2; attempt++) {
+      await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })
+      await waitForEnd(server, token, 'c1')
+    }
+    await api(server, 'POST', '/api/campaigns/c2/qr-code', { token })
+    await waitForStatus(server, token, 'c2', 'awaitingScan')
+    await api(server, 'POST', '/api/campaigns/c2/cleanup-session', { token })
+    const text = await (await fetch(`${server.url}/metrics`)).text()
+    expect(text).toContain(
+      'qrvisor_sessions_ended_total{outcome="failed",reason="engine_failed"} 2'
+    )
+    expect(text).toContain(
+      'qrvisor_sessions_ended_total{outcome="cleaned",reason="cleanup_requested"} 1'
+    )
+    // The gauge counts live sessions: none is left.
+    expect(text).toContain('qrvisor_sessions{status="failed"} 0')
+    expect(text).toContain('qrvisor_sessions_live 0')
+  })
 })
 
 describe('simulator routes', () => {
