@@ -136,6 +136,7 @@ export async function startServer(
         sessions,
         authenticate: (token) => verifier.verify(token).then(toCaller, () => null),
         existingActors: () => [sessions.supervisor],
+        recordFromStart: () => [sessions.supervisor],
         toMermaid,
         logger,
       })

@@ -281,6 +281,8 @@ export class SessionRegistry {
 
   private readonly inspectionHub: Observer<InspectionEvent> = {
     next: (event) => {
+      // A shard only lends its actor system (it hears its children end): not an actor to show.
+      if ((event.actorRef as { logic?: unknown }).logic === shardMachine) return
       for (const inspector of this.inspectors) {
         try {
           inspector.next?.(event)
