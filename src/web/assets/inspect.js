@@ -24,7 +24,7 @@ import {
 
 /** The smallest zoom a diagram opens at: its 16 px labels stay at least 11 px. */
 const READABLE_ZOOM = 0.7
-const MIN_ZOOM = 0.15
+const MIN_ZOOM = 0.05
 const MAX_ZOOM = 3
 
 const $ = (id) => document.getElementById(id)
