@@ -216,16 +216,17 @@ describe.each(VIEWPORTS)('the inspector at $width×$height ($name)', (viewport) 
     expect(await labelPx()).toBeCloseTo(before, 1)
 
     // Drag to move the drawing.
-    const scroll = () => diagram.evaluate((element) => [element.scrollLeft, element.scrollTop])
-    const [left, top] = await scroll()
+    const scroll = () =>
+      diagram.evaluate((element) => ({ left: element.scrollLeft, top: element.scrollTop }))
+    const start = await scroll()
     const x = pane!.x + pane!.width / 2
     const y = pane!.y + pane!.height / 2
     await page.mouse.move(x, y)
     await page.mouse.down()
     await page.mouse.move(x - 80, y - 60, { steps: 5 })
     await page.mouse.up()
-    const [movedLeft, movedTop] = await scroll()
-    expect(movedLeft - left + (movedTop - top)).toBeGreaterThan(40)
+    const moved = await scroll()
+    expect(moved.left - start.left + (moved.top - start.top)).toBeGreaterThan(40)
 
     // "Fit" shows the whole machine in the pane.
     await page.getByRole('button', { name: 'Fit' }).click()
