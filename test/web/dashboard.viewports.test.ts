@@ -90,7 +90,7 @@ describe.each(VIEWPORTS)('the dashboard at $width×$height ($name)', (viewport) 
     // Every campaign's cells stay inside the screen too (on a phone the table becomes cards).
     const rightmost = await page.evaluate(() =>
       Math.max(
-        ...[...document.querySelectorAll('#campaign-rows td, #campaign-rows th')].map(
+        ...Array.from(document.querySelectorAll('#campaign-rows td, #campaign-rows th')).map(
           (cell) => cell.getBoundingClientRect().right
         )
       )
