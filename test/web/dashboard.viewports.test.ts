@@ -155,6 +155,47 @@ describe.each(VIEWPORTS)('the dashboard at $width×$height ($name)', (viewport) 
     expect(await cell.textContent()).toBe(expected)
   }, 60_000)
 
+  it('catches up with a step it missed before its live updates began', async () => {
+    const token = await service.token(`catch-up-${viewport.name}`)
+    const campaignId = `catch-up-${viewport.name}`
+    await service.api(token, 'POST', `/api/campaigns/${campaignId}/qr-code`)
+    await expect
+      .poll(
+        async () =>
+          (await service.api(token, 'GET', `/api/campaigns/${campaignId}/connection`)).status
+      )
+      .toBe('awaitingScan')
+    // The page's WebSocket reaches the service only once the phone has scanned.
+    let release: () => void = () => {}
+    const held: Array<string | Buffer> = []
+    page = await browser.newPage({ viewport: { width: viewport.width, height: viewport.height } })
+    page.on('pageerror', (error) => pageErrors.push(error.message))
+    await page.routeWebSocket(/\/ws\/campaigns/, (socket) => {
+      let server: ReturnType<typeof socket.connectToServer> | null = null
+      socket.onMessage((message) => (server ? server.send(message) : held.push(message)))
+      release = () => {
+        server = socket.connectToServer()
+        server.onMessage((message) => socket.send(message))
+        for (const message of held.splice(0)) server.send(message)
+      }
+    })
+    await page.goto(`${service.server.url}/#token=${token}`)
+    const row = page.locator(`tr[data-campaign="${campaignId}"]`)
+    await expect.poll(() => row.locator('.badge').textContent()).toBe('Waiting for the scan')
+    await service.api(token, 'POST', `/api/simulator/campaigns/${campaignId}/scan`)
+    await expect
+      .poll(
+        async () =>
+          (await service.api(token, 'GET', `/api/campaigns/${campaignId}/connection`)).status
+      )
+      .toBe('ready')
+    release()
+    // Well before the list's next refresh (15 s).
+    await expect.poll(() => row.locator('.badge').textContent(), { timeout: 5_000 }).toBe('Linked')
+    await row.locator('summary').click()
+    expect(await row.locator('details li').allTextContents()).toHaveLength(4)
+  }, 60_000)
+
   it('lists every step of a session started from the panel, the first one too', async () => {
     const token = await service.token(`history-${viewport.name}`)
     const campaignId = `history-${viewport.name}`

@@ -529,6 +529,17 @@ function handleMessage(message) {
   handleLinkMessage(message)
   const known = campaigns.get(message.campaignId)
   if (!known) return
+  if (message.type === 'subscribed') {
+    // The service's current state: if the row missed a step, it takes the service's account.
+    const sameSession = message.sessionId === known.sessionId
+    if (
+      !sameSession ||
+      (message.status !== known.status && !keepsOutcome(known.status, message.status))
+    ) {
+      syncCampaign(message.campaignId)
+    }
+    return
+  }
   if (message.sessionId && known.sessionId && message.sessionId !== known.sessionId) {
     // Another session than the row knows: an older one's last words are dropped; for a new one
     // the row takes the service's account (its history is the new session's).
