@@ -332,7 +332,7 @@ export class SessionRegistry {
         ? {
             code: 'engine_failed',
             message: 'The session stopped because of an internal error.',
-            detail: null,
+            detail: 'internal error',
           }
         : session.failure,
       history: bug
