@@ -33,6 +33,8 @@ interface SessionTiming {
   startedAt?: number
   firstQrAt?: number
   cleaningAt?: number
+  /** Set when the session timed out or failed: its outcome, counted once it is cleaned. */
+  outcome?: 'timedOut' | 'failed'
 }
 
 /** Sessions tracked at once for timings; beyond it the oldest are forgotten. */
@@ -51,7 +53,7 @@ export function createMetrics({ sessions, processMetrics = true }: MetricsOption
 
   new Gauge({
     name: 'qrvisor_sessions',
-    help: 'Sessions by status (live and remembered).',
+    help: 'Live sessions by status (ended ones are counted in qrvisor_sessions_ended_total).',
     labelNames: ['status'],
     registers: [registry],
     collect() {
@@ -79,6 +81,12 @@ export function createMetrics({ sessions, processMetrics = true }: MetricsOption
     name: 'qrvisor_session_transitions_total',
     help: 'Session status changes, by the status entered.',
     labelNames: ['to'],
+    registers: [registry],
+  })
+  const ended = new Counter({
+    name: 'qrvisor_sessions_ended_total',
+    help: 'Sessions ended (engine gone), by outcome (timedOut, failed, cleaned) and reason.',
+    labelNames: ['outcome', 'reason'],
     registers: [registry],
   })
   const timeouts = new Counter({
@@ -177,15 +185,19 @@ export function createMetrics({ sessions, processMetrics = true }: MetricsOption
             timeToScan.observe((event.at - timing.firstQrAt) / 1000)
           break
         case 'timedOut':
+          timing.outcome = 'timedOut'
           timeouts.inc({ reason: event.reason ?? 'unknown' })
           break
         case 'failed':
+          timing.outcome = 'failed'
           failures.inc({ reason: event.reason ?? 'unknown' })
           break
         case 'cleaning':
           timing.cleaningAt ??= event.at
           break
         case 'cleaned':
+          // The outcome a session is remembered by, as GET …/connection answers it.
+          ended.inc({ outcome: timing.outcome ?? 'cleaned', reason: event.reason ?? 'none' })
           if (timing.cleaningAt !== undefined)
             teardown.observe((event.at - timing.cleaningAt) / 1000)
           if (event.teardown) {

@@ -138,6 +138,7 @@ export async function startServer(
         sessions,
         authenticate: (token) => verifier.verify(token).catch(() => null),
         existingActors: () => [sessions.supervisor],
+        recordFromStart: () => [sessions.supervisor],
         toMermaid,
         logger,
       })

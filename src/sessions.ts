@@ -93,7 +93,13 @@ export type SessionEvent = {
     }
   | { type: 'qr'; qr: string; attempt: number; expiresAt: number }
   | { type: 'ready' }
-  | { type: 'error'; code: SessionReason; message: string }
+  | {
+      type: 'error'
+      code: SessionReason
+      message: string
+      /** What the engine said, with a hint when the cause is known; null when it said nothing. */
+      detail: string | null
+    }
 )
 
 export type SubscriptionTarget = { campaignId: string } | { sessionId: string }

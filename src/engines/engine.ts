@@ -1,7 +1,7 @@
 /**
  * The engine contract: what a campaign session needs from any WhatsApp engine.
  *
- * It is shaped by what whatsapp-web.js really does (see docs/engines.md and the field notes):
+ * It is shaped by what whatsapp-web.js really does (see docs/engines.md and docs/whatsapp-web.md):
  * `initialize()` may reject, hang forever, or resolve long before anything useful happens;
  * Chromium may die without a word; `destroy()` may block on a frozen browser. So:
  *

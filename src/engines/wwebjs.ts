@@ -1,8 +1,8 @@
 /**
  * The real engine: one whatsapp-web.js client, driving one system Chromium, per session.
  *
- * whatsapp-web.js 1.34 is not built to be supervised (see docs/engines.md and the field notes),
- * so this adapter supplies what it lacks:
+ * whatsapp-web.js 1.34 is not built to be supervised (see docs/engines.md and
+ * docs/whatsapp-web.md), so this adapter supplies what it lacks:
  *
  * - It hears Chromium die. whatsapp-web.js ignores puppeteer's `disconnected`; we hook it from a
  *   `LocalAuth` subclass whose `afterBrowserInitialized` runs right after the browser is set.
@@ -70,6 +70,9 @@ export interface WwebjsEngineOptions {
 }
 
 const DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS = 120_000
+
+/** How long a crash report waits for the browser's exit status (it follows the disconnect). */
+const BROWSER_EXIT_WAIT_MS = 250
 
 /**
  * Memory one live session is planned to take: Chromium's whole process tree. Measured idle on a
@@ -236,8 +239,12 @@ class WwebjsSession implements EngineSession {
       this.#initializeSettled = true
       if (this.#stopping) return
       // A browser that was up and is gone means it died; anything else is a failed start.
-      const kind = this.#browser && !this.#browser.connected ? 'crashed' : 'start_failed'
-      this.#terminate(kind, `initialize() failed: ${describe(error)}`)
+      const died = this.#browser !== undefined && !this.#browser.connected
+      const how = died ? await this.#howBrowserEnded() : ''
+      this.#terminate(
+        died ? 'crashed' : 'start_failed',
+        `initialize() failed: ${describe(error)}${how}`
+      )
     }
   }
 
@@ -370,11 +377,35 @@ class WwebjsSession implements EngineSession {
     if (this.#browserPid !== undefined) this.#browserPids.add(this.#browserPid)
     this.#log.debug({ pid: this.#browserPid }, 'Chromium launched')
     browser.once('disconnected', () => {
-      this.#terminate('crashed', 'Chromium exited unexpectedly')
+      void this.#howBrowserEnded().then((how) =>
+        this.#terminate('crashed', `Chromium exited unexpectedly${how}`)
+      )
     })
     page.once('error', (error: Error) => {
       this.#terminate('crashed', `the WhatsApp page crashed: ${error.message}`)
     })
+  }
+
+  /**
+   * ` (killed by SIGKILL)` or ` (exit code 1)`: how the browser process ended, for the detail
+   * (a browser killed by SIGKILL was most often the kernel's out-of-memory killer). Its connection
+   * closes before its exit is reported, so this waits for the exit, briefly.
+   */
+  async #howBrowserEnded(): Promise<string> {
+    const child = this.#browser?.process()
+    if (!child) return ''
+    if (child.exitCode === null && child.signalCode === null) {
+      const { clock } = this.#shared
+      await new Promise<void>((resolve) => {
+        const timer = clock.setTimeout(resolve, BROWSER_EXIT_WAIT_MS)
+        child.once('exit', () => {
+          clock.clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
+    if (child.signalCode !== null) return ` (killed by ${child.signalCode})`
+    return child.exitCode !== null ? ` (exit code ${child.exitCode})` : ''
   }
 
   #emit(event: EngineEvent): void {

@@ -21,6 +21,11 @@ export interface ConnectionJson {
   sessionId: string | null
   status: SessionStatus
   reason: SessionReason | null
+  /**
+   * Why a session that is no longer active ended, in the engine's words with a hint when the cause
+   * is known (e.g. "This machine cannot reach web.whatsapp.com (DNS) — …"); null otherwise.
+   */
+  detail: string | null
   expiresAt: string | null
   history: HistoryEntryJson[]
 }
@@ -57,9 +62,19 @@ export function connectionJson(view: CampaignView): ConnectionJson {
     sessionId: view.sessionId,
     status: view.status,
     reason: view.reason,
+    detail: view.hasActiveSession ? null : endDetail(view.history),
     expiresAt: isoTime(view.expiresAt),
     history: view.history.map(historyEntryJson),
   }
+}
+
+/** The detail recorded when the session ended (on its `timedOut`/`failed` step and after). */
+function endDetail(history: HistoryEntry[]): string | null {
+  for (let i = history.length - 1; i >= 0; i--) {
+    const detail = history[i]!.detail
+    if (detail !== undefined) return detail
+  }
+  return null
 }
 
 function historyEntryJson(entry: HistoryEntry): HistoryEntryJson {

@@ -58,7 +58,10 @@ export interface CampaignContext {
   /** QRs shown so far in this session (the next QR's attempt is this + 1). */
   qrAttempts: number
   reason: SessionReason | null
-  /** The engine's own word on a failure; for logs and history, never shown as a code. */
+  /**
+   * What the engine said about a failure, as people may read it (`explainEngineFailure`: no
+   * secrets, a hint when the cause is known); in the history and the subscribers' `error`.
+   */
   detail: string | null
   failureKind: EngineTerminationKind | null
   /** The status the session was in when it failed or timed out. */
@@ -84,7 +87,7 @@ export type CampaignEmitted = { sessionId: string; at: number } & (
   | { type: 'status'; status: SessionStatus; reason: SessionReason | null }
   | { type: 'qr'; qr: string; attempt: number; expiresAt: number }
   | { type: 'ready' }
-  | { type: 'error'; code: FailureReason; message: string }
+  | { type: 'error'; code: FailureReason; message: string; detail: string | null }
 )
 
 export interface CampaignOutput {
@@ -206,6 +209,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
           sessionId: context.sessionId,
           code,
           message: describeFailure(code, context.timeouts, context.failureKind),
+          detail: context.detail,
           at: now(),
         }
       }),

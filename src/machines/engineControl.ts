@@ -9,6 +9,7 @@
  * @module
  */
 import type { Engine, EngineEvent, EngineSession } from '../engines/engine.ts'
+import { explainEngineFailure } from '../engines/failureHint.ts'
 import type { CampaignEvent } from './campaignMachine.ts'
 
 /** The session's actor (only its `send` is used). */
@@ -50,7 +51,7 @@ export function createEngineControl(engine: Engine): EngineControl {
         session.start()
       } catch (error) {
         // An engine that throws on start broke its contract; for the session it is a failed start.
-        const detail = error instanceof Error ? error.message : String(error)
+        const detail = explainEngineFailure(error instanceof Error ? error.message : String(error))
         queueMicrotask(() =>
           actor.send({ type: 'ENGINE.TERMINATED', sessionId, kind: 'start_failed', detail })
         )
@@ -91,6 +92,12 @@ function toMachineEvent(sessionId: string, event: EngineEvent): CampaignEvent {
     case 'ready':
       return { type: 'ENGINE.READY', sessionId }
     case 'terminated':
-      return { type: 'ENGINE.TERMINATED', sessionId, kind: event.kind, detail: event.detail }
+      // From here on the detail is public (history, API, subscribers): secrets out, hint in.
+      return {
+        type: 'ENGINE.TERMINATED',
+        sessionId,
+        kind: event.kind,
+        detail: explainEngineFailure(event.detail),
+      }
   }
 }

@@ -45,8 +45,8 @@ import { CreationOrder, pageAfter, type Page, type Positioned } from './creation
 import {
   ACTIVE_STATUSES,
   SESSION_STATUSES,
-  type FailureReason,
   type HistoryEntry,
+  type SessionFailure,
   type SessionReason,
   type SessionStatus,
 } from './status.ts'
@@ -78,7 +78,7 @@ export interface LiveSession {
   actor: CampaignActor
   shard: Shard
   /** The last `error` the session emitted, kept for its tombstone. */
-  failure: { code: FailureReason; message: string } | null
+  failure: SessionFailure | null
   /** The last status it reported, kept for the per-status counts. */
   status: SessionStatus
   /** Resolved when the session ends (cleanups waiting for it); created when needed. */
@@ -91,7 +91,7 @@ export interface Tombstone {
   /** `timedOut` or `failed` when the session ended that way, else `cleaned`. */
   status: SessionStatus
   reason: SessionReason | null
-  failure: { code: FailureReason; message: string } | null
+  failure: SessionFailure | null
   history: HistoryEntry[]
   endedAt: number
 }
@@ -309,6 +309,8 @@ export class SessionRegistry {
 
   private readonly inspectionHub: Observer<InspectionEvent> = {
     next: (event) => {
+      // A shard only lends its actor system (it hears its children end): not an actor to show.
+      if ((event.actorRef as { logic?: unknown }).logic === shardMachine) return
       for (const inspector of this.inspectors) {
         try {
           inspector.next?.(event)
@@ -356,7 +358,11 @@ export class SessionRegistry {
       status: bug ? 'failed' : outcomeOf(history),
       reason: bug ? 'engine_failed' : context.reason,
       failure: bug
-        ? { code: 'engine_failed', message: 'The session stopped because of an internal error.' }
+        ? {
+            code: 'engine_failed',
+            message: 'The session stopped because of an internal error.',
+            detail: 'internal error',
+          }
         : session.failure,
       history: bug
         ? [
@@ -591,8 +597,8 @@ export class SessionRegistry {
         event = { ...base, type: 'ready' }
         break
       case 'error':
-        session.failure = { code: emitted.code, message: emitted.message }
-        event = { ...base, type: 'error', code: emitted.code, message: emitted.message }
+        session.failure = { code: emitted.code, message: emitted.message, detail: emitted.detail }
+        event = { ...base, type: 'error', ...session.failure }
         break
     }
     for (const listener of this.observers) this.deliver(listener, event)

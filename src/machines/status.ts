@@ -46,6 +46,14 @@ export type FailureReason = Extract<
   'init_timeout' | 'scan_timeout' | 'auth_timeout' | 'engine_failed' | 'logged_out'
 >
 
+/** How a session ended badly, as its subscribers are told (the WebSocket `error`). */
+export interface SessionFailure {
+  code: FailureReason
+  message: string
+  /** What the engine said, with a hint when the cause is known; null when it said nothing. */
+  detail: string | null
+}
+
 export interface HistoryEntry {
   status: SessionStatus
   /** Epoch milliseconds. */

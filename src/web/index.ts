@@ -3,4 +3,5 @@
  *
  * @module
  */
+export { pageUrls, type PageUrls } from './pageUrls.ts'
 export { createWebRoutes, type WebRoutesOptions } from './routes.ts'

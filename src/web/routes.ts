@@ -59,6 +59,10 @@ export function createWebRoutes({ inspect, simulator = false }: WebRoutesOptions
   if (inspect) {
     const inspector = renderPage('inspect.html', flags)
     app.get('/inspect', (c) => c.body(inspector, 200, PAGE_HEADERS))
+  } else {
+    // Someone followed a link to it: say how to turn it on (still a 404: there is no inspector).
+    const off = renderPage('inspect-off.html', flags)
+    app.get('/inspect', (c) => c.body(off, 404, PAGE_HEADERS))
   }
 
   app.get('/assets/vendor/mermaid/*', (c) => {

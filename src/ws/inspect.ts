@@ -15,6 +15,7 @@
  * Protocol (server to viewer, JSON text frames; the viewer sends nothing that matters):
  *
  *   { type: 'hello', batchMs, machines: { [machineId]: mermaidText }, actors: ActorInfo[] }
+ *     (each actor with `log`: its last steps, so a viewer that opens sees what just happened)
  *   { type: 'machine', machineId, mermaid }
  *   { type: 'batch', records: InspectRecord[], dropped }
  *
@@ -49,6 +50,12 @@ export interface InspectSocketOptions {
    * such actors appear at their next step.
    */
   existingActors?: () => Iterable<unknown>
+  /**
+   * Actors whose last steps are recorded from the start, not only while someone views (the
+   * supervisor: one actor, a few events per session), so that its log is not empty when the
+   * inspector opens. Each keeps its last `RECENT_STEPS` steps.
+   */
+  recordFromStart?: () => Iterable<unknown>
   /** The Mermaid `stateDiagram-v2` text of a machine (`toMermaid` from src/machines/diagram.ts). */
   toMermaid(machine: AnyStateMachine): string
   /** How often batches are sent. */
@@ -94,9 +101,19 @@ export interface ActorInfo {
   updatedAt: number
 }
 
+/** One step of an actor: the event it took, what it was about, and the state it left and entered. */
+export interface Step {
+  event: string
+  /** The campaign an event concerns, when it names one (the supervisor's events do). */
+  about?: string
+  from: string | null
+  to: string
+  at: number
+}
+
 export type InspectRecord =
   | { k: 'actor'; actor: ActorInfo }
-  | { k: 'step'; id: string; event: string; from: string | null; to: string; at: number }
+  | ({ k: 'step'; id: string } & Step)
   | { k: 'context'; id: string; context: ContextSummary; label: string; campaignId: string | null }
   | { k: 'end'; id: string; status: string; at: number }
 
@@ -105,6 +122,9 @@ interface ObservedActor {
   id: string
   systemId?: string
   logic: unknown
+  system?: {
+    inspect(observer: (event: InspectionEvent) => void): { unsubscribe(): void }
+  }
   /** Internal to XState, stable through v5: the parent of a spawned or invoked actor. */
   _parent?: ObservedActor
   getSnapshot(): unknown
@@ -113,6 +133,8 @@ interface ObservedActor {
 interface TrackedActor {
   ref: ObservedActor
   info: ActorInfo | null
+  /** Its last steps (at most `RECENT_STEPS`), for the `hello` of a viewer that comes later. */
+  recent: Step[]
 }
 
 interface Viewer {
@@ -127,6 +149,8 @@ interface Viewer {
 }
 
 const HIDDEN_KEYS = new Set(['qr', 'token', 'secret', 'password', 'authorization'])
+/** Steps kept per actor for a viewer that opens later. */
+export const RECENT_STEPS = 50
 const MAX_CONTEXT_KEYS = 24
 const MAX_VALUE_LENGTH = 160
 
@@ -146,6 +170,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     sessions,
     authenticate,
     existingActors = () => [],
+    recordFromStart = () => [],
     toMermaid,
     batchMs = 100,
     maxQueue = 20_000,
@@ -167,6 +192,24 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
   let nextId = 1
   let contextChanged = new Set<TrackedActor>()
   const diagrams = new Map<string, string>()
+
+  // Recorded from the start (whether anyone views or not): the last steps of a few actors.
+  const recordedFromStart = new Map<ObservedActor, { state: string; steps: Step[] }>()
+  const recordings: Array<{ unsubscribe(): void }> = []
+  for (const candidate of recordFromStart()) {
+    const ref = candidate as ObservedActor
+    if (!isMachine(ref.logic) || !ref.system) continue
+    const recording = { state: stateOf(ref.getSnapshot()), steps: [] as Step[] }
+    recordedFromStart.set(ref, recording)
+    recordings.push(
+      ref.system.inspect((event) => {
+        if (event.type !== '@xstate.snapshot' || (event.actorRef as unknown) !== ref) return
+        const to = stateOf(event.snapshot)
+        keepRecent(recording.steps, stepOf(event.event, recording.state, to, Date.now()))
+        recording.state = to
+      })
+    )
+  }
 
   function idOf(ref: ObservedActor): string {
     let id = ids.get(ref)
@@ -210,7 +253,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     try {
       const ref = event.actorRef as unknown as ObservedActor
       if (event.type === '@xstate.actor') {
-        if (isMachine(ref.logic)) tracked.set(ref, { ref, info: null })
+        if (isMachine(ref.logic)) tracked.set(ref, { ref, info: null, recent: [] })
       } else if (event.type === '@xstate.snapshot') {
         onSnapshot(ref, event.event, event.snapshot)
       }
@@ -225,25 +268,27 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     if (!actor) {
       // An actor created before the inspector attached: it appears at its next step.
       if (!isMachine(ref.logic)) return
-      actor = { ref, info: null }
+      actor = { ref, info: null, recent: [] }
       tracked.set(ref, actor)
     }
     const at = Date.now()
     const state = stateOf(snapshot)
     const status = statusOf(snapshot)
+    let step: Step
     if (!actor.info) {
       actor.info = describeActor(ref, snapshot, at)
       const machineId = actor.info.machineId
       for (const viewer of viewers) sendMachine(viewer, machineId, ref.logic as AnyStateMachine)
       broadcast({ k: 'actor', actor: { ...actor.info } })
-      broadcast({ k: 'step', id: actor.info.id, event: event.type, from: null, to: state, at })
+      step = stepOf(event, null, state, at)
     } else {
-      const from = actor.info.state
+      step = stepOf(event, actor.info.state, state, at)
       actor.info.state = state
       actor.info.updatedAt = at
-      broadcast({ k: 'step', id: actor.info.id, event: event.type, from, to: state, at })
       contextChanged.add(actor)
     }
+    keepRecent(actor.recent, step)
+    broadcast({ k: 'step', id: actor.info.id, ...step })
     actor.info.status = status
     if (status !== 'active') {
       // Its last context (why it ended) still goes out with the next batch.
@@ -279,12 +324,16 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
 
   function hello(viewer: Viewer): void {
     const machines: Record<string, string> = {}
-    const actors: ActorInfo[] = []
+    const actors: Array<ActorInfo & { log: Step[] }> = []
     for (const actor of tracked.values()) {
       if (!actor.info) continue
       const machine = actor.ref.logic as AnyStateMachine
       machines[machine.id] = diagramOf(machine)
-      actors.push({ ...actor.info, context: summarizeContext(contextOf(actor.ref.getSnapshot())) })
+      actors.push({
+        ...actor.info,
+        context: summarizeContext(contextOf(actor.ref.getSnapshot())),
+        log: recordedFromStart.get(actor.ref)?.steps ?? actor.recent,
+      })
     }
     viewer.machinesSent = new Set(Object.keys(machines))
     viewer.queue = []
@@ -353,7 +402,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     for (const existing of existingActors()) {
       const ref = existing as ObservedActor
       if (tracked.has(ref) || !isMachine(ref.logic)) continue
-      tracked.set(ref, { ref, info: describeActor(ref, ref.getSnapshot(), Date.now()) })
+      tracked.set(ref, { ref, info: describeActor(ref, ref.getSnapshot(), Date.now()), recent: [] })
     }
     flushTimer = setInterval(flush, batchMs)
     flushTimer.unref?.()
@@ -453,6 +502,8 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
       for (const viewer of viewers) viewer.socket.close(1001, 'shutting down')
       viewers.clear()
       detach()
+      for (const recording of recordings) recording.unsubscribe()
+      recordings.length = 0
       server.close()
     },
   }
@@ -503,6 +554,24 @@ function tokenOf(request: IncomingMessage): string | null {
   const header = request.headers.authorization
   const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null
   return match?.[1] ?? null
+}
+
+/** A step, with the campaign its event names (a campaign id, or a session's output's). */
+function stepOf(event: unknown, from: string | null, to: string, at: number): Step {
+  const { type, campaignId, output } = (event ?? {}) as {
+    type?: unknown
+    campaignId?: unknown
+    output?: { campaignId?: unknown }
+  }
+  const about = typeof campaignId === 'string' ? campaignId : output?.campaignId
+  const step: Step = { event: typeof type === 'string' ? type : 'unknown', from, to, at }
+  if (typeof about === 'string') step.about = about
+  return step
+}
+
+function keepRecent(steps: Step[], step: Step): void {
+  steps.push(step)
+  if (steps.length > RECENT_STEPS) steps.splice(0, steps.length - RECENT_STEPS)
 }
 
 function isMachine(logic: unknown): logic is AnyStateMachine {

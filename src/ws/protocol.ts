@@ -36,7 +36,13 @@ export type ServerMessage = Envelope &
     | { type: 'status'; status: SessionStatus; reason: SessionReason | null; isConnected: boolean }
     | { type: 'qr_code'; qrCode: string | null; qr: string; expiresAt: string; attempt: number }
     | { type: 'ready' }
-    | { type: 'error'; code: WsErrorCode; message: string }
+    | {
+        type: 'error'
+        code: WsErrorCode
+        message: string
+        /** A session's outcome only: what the engine said, with a hint (null if it said nothing). */
+        detail?: string | null
+      }
     | { type: 'pong' }
   )
 
@@ -128,7 +134,13 @@ export function toServerMessage(event: SessionEvent, qrImage: string | null = nu
     case 'ready':
       return { type: 'ready', ...envelope }
     case 'error':
-      return { type: 'error', ...envelope, code: event.code, message: event.message }
+      return {
+        type: 'error',
+        ...envelope,
+        code: event.code,
+        message: event.message,
+        detail: event.detail,
+      }
   }
 }
 

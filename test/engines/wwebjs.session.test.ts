@@ -114,8 +114,8 @@ describe('a session on the wwebjs engine', () => {
     const view = service.getCampaign(session.campaignId)
     expect(view.status).toBe('failed')
     expect(view.reason).toBe('engine_failed')
-    expect(view.history.find((entry) => entry.status === 'failed')?.detail).toContain(
-      'ERR_NAME_NOT_RESOLVED'
+    expect(view.history.find((entry) => entry.status === 'failed')?.detail).toBe(
+      'This machine cannot reach web.whatsapp.com (DNS) — initialize() failed: net::ERR_NAME_NOT_RESOLVED at https://web.whatsapp.com/'
     )
     expect(session.events).toContainEqual(
       expect.objectContaining({ type: 'error', code: 'engine_failed' })
@@ -175,8 +175,8 @@ describe('a session on the wwebjs engine', () => {
     expect(session.statuses()).toEqual(['awaitingScan', 'failed', 'cleaning', 'cleaned'])
     const view = service.getCampaign(session.campaignId)
     expect(view.reason).toBe('engine_failed')
-    expect(view.history.find((entry) => entry.status === 'failed')?.detail).toContain(
-      'Chromium exited'
+    expect(view.history.find((entry) => entry.status === 'failed')?.detail).toBe(
+      'Chromium was killed (out of memory?) — Chromium exited unexpectedly (killed by SIGKILL)'
     )
     expectNothingLeft(service, session.sessionId, [group])
   })

@@ -219,6 +219,8 @@ describe('wwebjs engine with a real Chromium', () => {
     process.kill(-group, 'SIGKILL')
     const terminated = await within(log.next('terminated'), 2_000, 'the crashed event')
     expect(terminated.kind).toBe('crashed')
+    // Issue 9: the detail says how it died, so a person can tell the OOM killer's work.
+    expect(terminated.detail).toContain('(killed by SIGKILL)')
     expect(Date.now() - killedAt).toBeLessThan(1_000)
     expect(log.types()).toEqual(['terminated'])
 

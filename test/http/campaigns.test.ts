@@ -13,6 +13,7 @@ import {
   tokenFor,
   type TestServer,
 } from '../support/edge.ts'
+import { createScriptedEngine } from '../support/scriptedEngine.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
@@ -178,6 +179,7 @@ describe('GET /api/campaigns/:campaignId/connection', () => {
       sessionId: null,
       status: 'idle',
       reason: null,
+      detail: null,
       expiresAt: null,
       history: [],
     })
@@ -196,6 +198,7 @@ describe('GET /api/campaigns/:campaignId/connection', () => {
       sessionId: started.json.sessionId,
       status: 'awaitingScan',
       reason: null,
+      detail: null,
       lastActivity: expect.stringMatching(ISO),
       expiresAt: expect.stringMatching(ISO),
     })
@@ -218,6 +221,7 @@ describe('GET /api/campaigns/:campaignId/connection', () => {
       hasActiveSession: false,
       isConnected: false,
       reason: 'scan_timeout',
+      detail: null,
     })
     expect(json.history.map((entry: { status: string }) => entry.status)).toContain('timedOut')
     expect(server.simulator.liveCount()).toBe(0)
@@ -225,6 +229,58 @@ describe('GET /api/campaigns/:campaignId/connection', () => {
     const next = await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })
     expect(next.status).toBe(202)
     expect(next.json.sessionId).not.toBe(started.json.sessionId)
+  })
+})
+
+describe('GET /api/campaigns/:campaignId/connection: why a session failed (issue 9)', () => {
+  const PROXY_DOWN =
+    'initialize() failed: net::ERR_PROXY_CONNECTION_FAILED via http://bob:hunter2@10.0.0.1:3128 at https://web.whatsapp.com/'
+
+  it('answers the engine’s detail at the top level, with a hint a person can act on', async () => {
+    const scripted = createScriptedEngine()
+    const server = await startTestServer({}, { engine: scripted.engine })
+    const token = await tokenFor('alice')
+    await api(server, 'POST', '/api/campaigns/offline/qr-code', { token })
+    scripted.last().emit({
+      type: 'terminated',
+      kind: 'start_failed',
+      detail: 'initialize() failed: net::ERR_NAME_NOT_RESOLVED at https://web.whatsapp.com/',
+    })
+    await waitForEnd(server, token, 'offline')
+    const { json } = await api(server, 'GET', '/api/campaigns/offline/connection', { token })
+    expect(json).toMatchObject({
+      status: 'failed',
+      reason: 'engine_failed',
+      hasActiveSession: false,
+      detail:
+        'This machine cannot reach web.whatsapp.com (DNS) — initialize() failed: net::ERR_NAME_NOT_RESOLVED at https://web.whatsapp.com/',
+    })
+    expect(json.history.find((entry: { status: string }) => entry.status === 'failed').detail).toBe(
+      json.detail
+    )
+  })
+
+  it('never shows a password or a token the engine put in its detail', async () => {
+    const scripted = createScriptedEngine()
+    const server = await startTestServer({}, { engine: scripted.engine })
+    const token = await tokenFor('alice')
+    await api(server, 'POST', '/api/campaigns/behind-proxy/qr-code', { token })
+    scripted.last().emit({
+      type: 'terminated',
+      kind: 'start_failed',
+      detail: `${PROXY_DOWN} (Authorization: Bearer ${token})`,
+    })
+    await waitForEnd(server, token, 'behind-proxy')
+    const response = await api(server, 'GET', '/api/campaigns/behind-proxy/connection', { token })
+    const body = JSON.stringify(response.json)
+    expect(body).not.toContain('hunter2')
+    expect(body).not.toContain(token)
+    expect(response.json.detail).toMatch(
+      /^The proxy cannot be reached \(check the proxy settings\)/
+    )
+    expect(response.json.detail).toContain('http://[redacted]@10.0.0.1:3128')
+    const listed = await api(server, 'GET', '/api/campaigns', { token })
+    expect(JSON.stringify(listed.json)).not.toContain('hunter2')
   })
 })
 
@@ -566,6 +622,32 @@ describe('health, readiness and metrics', () => {
     ]) {
       expect(text).toContain(name)
     }
+  })
+
+  it('counts ended sessions by outcome: two failed sessions are 2, not 0 (issue 9)', async () => {
+    const server = await startTestServer()
+    const token = await tokenFor('alice')
+    await api(server, 'PUT', '/api/simulator/campaigns/c1/behaviour', {
+      token,
+      body: { startup: 'error' },
+    })
+    for (let attempt = 0; attempt < 2; attempt++) {
+      await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })
+      await waitForEnd(server, token, 'c1')
+    }
+    await api(server, 'POST', '/api/campaigns/c2/qr-code', { token })
+    await waitForStatus(server, token, 'c2', 'awaitingScan')
+    await api(server, 'POST', '/api/campaigns/c2/cleanup-session', { token })
+    const text = await (await fetch(`${server.url}/metrics`)).text()
+    expect(text).toContain(
+      'qrvisor_sessions_ended_total{outcome="failed",reason="engine_failed"} 2'
+    )
+    expect(text).toContain(
+      'qrvisor_sessions_ended_total{outcome="cleaned",reason="cleanup_requested"} 1'
+    )
+    // The gauge counts live sessions: none is left.
+    expect(text).toContain('qrvisor_sessions{status="failed"} 0')
+    expect(text).toContain('qrvisor_sessions_live 0')
   })
 })
 

@@ -164,6 +164,7 @@ describe('campaign machine: deadlines', () => {
       sessionId,
       code: 'scan_timeout',
       message: 'The QR code was not scanned within 30 s; the session was cleaned up.',
+      detail: null,
       at: Date.now(),
     })
   })

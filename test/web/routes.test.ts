@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createWebRoutes } from '../../src/web/index.ts'
+import { createWebRoutes, pageUrls } from '../../src/web/index.ts'
 
 describe('createWebRoutes', () => {
   const app = createWebRoutes({ inspect: true, simulator: true })
@@ -20,6 +20,10 @@ describe('createWebRoutes', () => {
     expect((await app.request('/inspect')).status).toBe(200)
     const off = createWebRoutes({ inspect: false })
     expect((await off.request('/inspect')).status).toBe(404)
+    // Issue 9: a page that says how to turn it on, not a JSON 404.
+    const answer = await off.request('/inspect')
+    expect(answer.headers.get('content-type')).toMatch(/^text\/html/)
+    expect(await answer.text()).toContain('INSPECT=true')
     const html = await (await off.request('/')).text()
     expect(html).toContain('data-simulator="false"')
     expect(html).toContain('data-inspect="false"')
@@ -55,5 +59,17 @@ describe('createWebRoutes', () => {
     ]) {
       expect((await app.request(path)).status, path).toBe(404)
     }
+  })
+
+  it('says where the pages are, as a browser should open them', () => {
+    expect(pageUrls('http://127.0.0.1:3000', { inspect: false })).toEqual({
+      dashboard: 'http://127.0.0.1:3000/',
+      inspector: null,
+    })
+    expect(pageUrls('http://0.0.0.0:8080', { inspect: true })).toEqual({
+      dashboard: 'http://localhost:8080/',
+      inspector: 'http://localhost:8080/inspect',
+    })
+    expect(pageUrls('http://[::]:3000', { inspect: true }).dashboard).toBe('http://localhost:3000/')
   })
 })

@@ -17,6 +17,7 @@ import {
   UpgradeRefused,
   type Message,
 } from '../support/edge.ts'
+import { createScriptedEngine } from '../support/scriptedEngine.ts'
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 
@@ -112,6 +113,44 @@ describe('WebSocket /ws/campaigns: subscribing', () => {
     await socket.next((m) => m.type === 'subscribed')
     const error = await socket.next((m) => m.type === 'error', { timeoutMs: 1000 })
     expect(error.code).toBe('scan_timeout')
+  })
+
+  it('tells a failure’s detail in the error, live and to a late subscriber (issue 9)', async () => {
+    const scripted = createScriptedEngine()
+    const server = await startTestServer({}, { engine: scripted.engine })
+    const token = await tokenFor('alice')
+    const { json } = await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })
+    const live = await openSocket(server)
+    live.send({ type: 'subscribe', sessionId: json.sessionId })
+    await live.next((m) => m.type === 'subscribed')
+    scripted.last().emit({
+      type: 'terminated',
+      kind: 'crashed',
+      detail: 'Chromium exited unexpectedly (killed by SIGKILL)',
+    })
+    const error = await live.next((m) => m.type === 'error')
+    expect(error).toMatchObject({
+      code: 'engine_failed',
+      message: 'The WhatsApp client stopped unexpectedly; the session was cleaned up.',
+      detail:
+        'Chromium was killed (out of memory?) — Chromium exited unexpectedly (killed by SIGKILL)',
+    })
+
+    await live.next((m) => m.type === 'status' && m.status === 'cleaned')
+    const late = await openSocket(server)
+    late.send({ type: 'subscribe', sessionId: json.sessionId })
+    const replayed = await late.next((m) => m.type === 'error')
+    expect(replayed.detail).toBe(error.detail)
+  })
+
+  it('sends detail null with an outcome the engine said nothing about', async () => {
+    const server = await startTestServer({ SCAN_TIMEOUT_MS: '200' })
+    const token = await tokenFor('alice')
+    const { json } = await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })
+    const socket = await openSocket(server)
+    socket.send({ type: 'subscribe', sessionId: json.sessionId })
+    const error = await socket.next((m) => m.type === 'error')
+    expect(error).toMatchObject({ code: 'scan_timeout', detail: null })
   })
 
   it('follows a campaign across its sessions when subscribed by campaignId with a token', async () => {

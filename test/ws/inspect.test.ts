@@ -5,7 +5,12 @@ import WebSocket from 'ws'
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
 import { createSessionService, type SupervisedSessionService } from '../../src/supervisor.ts'
 import type { Identity } from '../../src/auth/identity.ts'
-import { createInspectSocket, summarizeContext, type InspectSocket } from '../../src/ws/inspect.ts'
+import {
+  createInspectSocket,
+  RECENT_STEPS,
+  summarizeContext,
+  type InspectSocket,
+} from '../../src/ws/inspect.ts'
 
 const TOKENS: Record<string, Identity> = {
   admin: { userId: 'root', admin: true, campaigns: null, validUntil: Infinity },
@@ -44,6 +49,7 @@ describe('/ws/inspect', () => {
       sessions: counted,
       authenticate: async (token) => TOKENS[token] ?? null,
       existingActors: () => [sessions.supervisor],
+      recordFromStart: () => [sessions.supervisor],
       toMermaid: (machine) => `stateDiagram-v2\n  [*] --> ${String(machine.config.initial)}`,
       batchMs: 20,
     })
@@ -200,6 +206,64 @@ describe('/ws/inspect', () => {
       ['early-b', 'awaitingScan'],
       ['supervisor', 'running'],
     ])
+    viewer.socket.close()
+  })
+
+  it('never shows the internal shard actors, also when a session ends (issue 9)', async () => {
+    const viewer = await connect('?token=admin')
+    sessions.requestSession({ campaignId: 'ends', caller: TOKENS.alice! })
+    await until(() => records(viewer).some((r) => r.k === 'step' && r.to === 'awaitingScan'))
+    await sessions.cleanupSession('ends')
+    await until(() => records(viewer).some((r) => r.k === 'end'))
+    // The next batch would carry anything recorded with the end.
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    const actors = records(viewer)
+      .filter((r) => r.k === 'actor')
+      .map((r) => r.actor as { machineId: string; label: string })
+    expect(actors.map((actor) => actor.machineId)).toEqual(['campaign'])
+    expect(JSON.stringify(viewer.messages)).not.toContain('"machineId":"shard"')
+    viewer.socket.close()
+  })
+
+  it('gives a viewer that opens the supervisor’s last steps, with the campaign of each (issue 9)', async () => {
+    sessions.requestSession({ campaignId: 'before-you-looked', caller: TOKENS.alice! })
+    await until(() => sessions.getCampaign('before-you-looked').status === 'awaitingScan')
+    await sessions.cleanupSession('before-you-looked')
+    const viewer = await connect('?token=admin')
+    const hello = viewer.messages[0] as {
+      actors: Array<{ machineId: string; log: Array<Record<string, unknown>> }>
+    }
+    const supervisor = hello.actors.find((actor) => actor.machineId === 'supervisor')!
+    expect(supervisor.log.map((step) => [step.event, step.about])).toEqual([
+      ['SESSION.REQUESTED', 'before-you-looked'],
+      ['CLEANUP.REQUESTED', 'before-you-looked'],
+      ['SESSION.ENDED', 'before-you-looked'],
+    ])
+    expect(supervisor.log[0]).toMatchObject({ from: 'running', to: 'running' })
+
+    // While someone views, a campaign actor's steps are kept too, for the next viewer.
+    sessions.requestSession({ campaignId: 'watched', caller: TOKENS.alice! })
+    await until(() => records(viewer).some((r) => r.k === 'step' && r.to === 'awaitingScan'))
+    const next = await connect('?token=admin')
+    const campaign = (next.messages[0] as typeof hello).actors.find(
+      (actor) => actor.machineId === 'campaign'
+    )!
+    expect(campaign.log.map((step) => String(step.to).split('.')[0])).toContain('awaitingScan')
+    viewer.socket.close()
+    next.socket.close()
+  })
+
+  it('keeps at most RECENT_STEPS steps of an actor', async () => {
+    for (let i = 0; i < RECENT_STEPS + 10; i++) {
+      sessions.requestSession({ campaignId: `many-${i}`, caller: TOKENS.alice! })
+    }
+    const viewer = await connect('?token=admin')
+    const hello = viewer.messages[0] as {
+      actors: Array<{ machineId: string; log: Array<Record<string, unknown>> }>
+    }
+    const log = hello.actors.find((actor) => actor.machineId === 'supervisor')!.log
+    expect(log).toHaveLength(RECENT_STEPS)
+    expect(log.at(-1)).toMatchObject({ about: `many-${RECENT_STEPS + 9}` })
     viewer.socket.close()
   })
 

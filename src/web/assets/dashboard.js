@@ -27,6 +27,7 @@ const inspectorOn = document.body.dataset.inspect === 'true'
 /** How many campaigns of the list are followed live; the rest are refreshed by polling. */
 const MAX_LIVE_CAMPAIGNS = 50
 const FINAL_STATUSES = new Set(['timedOut', 'failed', 'cleaning', 'cleaned', 'idle'])
+const LIVE_STATUSES = new Set(['initializing', 'awaitingScan', 'authenticating', 'ready'])
 
 let api
 let live
@@ -48,10 +49,21 @@ const link = {
   held: null,
 }
 
-function start() {
+async function start() {
   const token = takeToken()
   if (!token) return showSignIn()
   api = createApi(token)
+  // One call tells whether the service takes the token, before the page opens its WebSocket
+  // (a refused token must not open, retry and reopen a socket) or says who is signed in.
+  let list
+  try {
+    list = await api.get('/api/campaigns')
+  } catch (error) {
+    if (error.status === 401) return handleApiError(error)
+    list = null
+    $('campaigns-error').textContent = error.message
+    $('campaigns-error').hidden = false
+  }
   const claims = readClaims(token)
   $('who').textContent = `${claims.sub}${claims.admin ? ' (admin)' : ''}`
   $('sign-out').hidden = false
@@ -84,7 +96,8 @@ function start() {
       }
     },
   })
-  refreshCampaigns()
+  if (list) showCampaigns(list)
+  else refreshCampaigns()
   setInterval(refreshCampaigns, 15_000)
   setInterval(renderCountdown, 250)
   const fromQuery = new URLSearchParams(location.search).get('campaign')
@@ -95,10 +108,17 @@ function showSignIn(message) {
   $('sign-in').hidden = false
   $('link').hidden = true
   $('campaigns').hidden = true
+  $('who').textContent = ''
+  $('sign-out').hidden = true
+  $('inspector-link').hidden = true
+  live?.close()
+  live = null
   if (message) {
     $('sign-in-error').textContent = message
     $('sign-in-error').hidden = false
   }
+  if (signInWired) return $('token-input').focus()
+  signInWired = true
   $('sign-in-form').addEventListener('submit', (event) => {
     event.preventDefault()
     saveToken($('token-input').value.trim())
@@ -107,12 +127,15 @@ function showSignIn(message) {
   $('token-input').focus()
 }
 
+let signInWired = false
+
 function handleApiError(error, where) {
   if (error.status === 401) {
     forgetToken()
     showSignIn('The service refused the token (expired or not valid here). Paste a new one.')
     return
   }
+  if (!where) return
   where.textContent = error.message
   where.hidden = false
 }
@@ -184,7 +207,10 @@ async function linkCampaign(campaignId, { force }) {
           ? 'Joined the session already in progress.'
           : 'Session started; waiting for the QR code…'
     )
-    upsertCampaign({ ...answer, hasActiveSession: true })
+    // The row shows the session at once, and its whole history (its first step happened before
+    // the page subscribed) once the service has told it.
+    upsertCampaign({ ...answer, hasActiveSession: true, history: [] })
+    syncCampaign(campaignId)
     const held = link.held ?? []
     link.held = null
     for (const message of held) handleLinkMessage(message)
@@ -210,7 +236,12 @@ function handleLinkMessage(message) {
     link.held.push(message)
     return
   }
-  if (link.sessionId && message.sessionId && message.sessionId !== link.sessionId) return
+  if (link.sessionId && message.sessionId && message.sessionId !== link.sessionId) {
+    // An older session's last words are not news; a new live session is: the service restarted
+    // the campaign after a crash, or someone started it over. The panel follows the campaign.
+    if (!startsNewSession(message)) return
+    followNewSession(message.sessionId)
+  }
   if (!link.sessionId) link.sessionId = message.sessionId
   switch (message.type) {
     case 'subscribed':
@@ -234,6 +265,7 @@ function handleLinkMessage(message) {
     case 'error': {
       link.outcome = message.code && message.code.endsWith('_timeout') ? 'timedOut' : 'failed'
       const outcome = outcomeFor(link.outcome, message.code, message.message)
+      outcome.detail = message.detail ?? null
       if (message.code === 'logged_out') outcome.title = 'Logged out from the phone'
       else if (link.wasLinked) outcome.title = 'Connection lost'
       renderOutcome(outcome)
@@ -241,6 +273,31 @@ function handleLinkMessage(message) {
       return
     }
   }
+}
+
+function startsNewSession(message) {
+  if (message.type === 'qr_code' || message.type === 'ready') return true
+  return (
+    (message.type === 'status' || message.type === 'subscribed') &&
+    LIVE_STATUSES.has(message.status)
+  )
+}
+
+function followNewSession(sessionId) {
+  Object.assign(link, {
+    sessionId,
+    status: 'idle',
+    expiresAt: null,
+    phaseStartedAt: null,
+    outcome: null,
+  })
+  $('outcome').hidden = true
+  $('outcome-detail').hidden = true
+  renderLink(
+    link.wasLinked
+      ? 'The service restarted the session; WhatsApp reconnects with the saved login.'
+      : 'A new session of this campaign started; following it.'
+  )
 }
 
 /** After a timeout or a failure the session is torn down; the status people need is the outcome. */
@@ -257,7 +314,9 @@ function applyStatus(status, reason) {
   const badge = $('link-status')
   badge.dataset.status = status
   badge.textContent = statusLabel(status)
-  $('restart-button').hidden = !['initializing', 'awaitingScan', 'authenticating'].includes(status)
+  // Also once linked: starting over restarts the session (WhatsApp reconnects with its saved
+  // login; to link another phone, log the device out from the phone first).
+  $('restart-button').hidden = !LIVE_STATUSES.has(status)
   if (status === 'ready') {
     link.outcome = 'linked'
     link.wasLinked = true
@@ -327,16 +386,27 @@ function outcomeFor(kind, reason, message) {
   }
 }
 
-function renderOutcome({ title, text, retry }) {
+function renderOutcome({ title, text, retry, detail = null }) {
   const box = $('outcome')
   box.hidden = false
   box.dataset.kind = link.outcome
   $('outcome-title').textContent = title
   $('outcome-text').textContent = text
+  $('outcome-detail').textContent = detail ?? ''
+  $('outcome-detail').hidden = !detail
   $('retry-button').hidden = !retry
   $('scan-steps').hidden = true
   link.expiresAt = link.outcome === 'linked' ? null : link.expiresAt
+  // The box says how it ended; an expired QR stays, dimmed, where it was.
+  if (!$('qr-image')) showQr(null, QR_BOX_OUTCOMES[link.outcome] ?? title)
   renderCountdown()
+}
+
+const QR_BOX_OUTCOMES = {
+  linked: 'Linked ✓',
+  timedOut: 'Timed out: no QR code to scan.',
+  failed: 'Linking failed: no QR code to scan.',
+  ended: 'The session ended.',
 }
 
 function renderLink(message) {
@@ -431,38 +501,80 @@ function follow(campaignId) {
   live.send({ type: 'subscribe', campaignId })
 }
 
+/** The last `subscribed` of each campaign: what follows it at once is its replay. */
+const lastSubscribed = new Map()
+
+/**
+ * A subscription replays the current state (`subscribed`, then the current QR or the outcome),
+ * stamped with the time it was sent, not when it happened: it is not activity.
+ */
+function isReplay(message) {
+  if (message.type === 'subscribed') {
+    lastSubscribed.set(message.campaignId, { seq: message.seq, at: message.at })
+    return true
+  }
+  const subscribedBy = lastSubscribed.get(message.campaignId)
+  return Boolean(
+    subscribedBy && message.seq === subscribedBy.seq + 1 && message.at === subscribedBy.at
+  )
+}
+
 function handleMessage(message) {
   if (typeof message.at === 'string' || typeof message.at === 'number') {
     const at = typeof message.at === 'number' ? message.at : Date.parse(message.at)
     if (!Number.isNaN(at)) serverSkewMs = serverSkewMs * 0.8 + (at - Date.now()) * 0.2
   }
   if (!message.campaignId) return
+  const replayed = isReplay(message)
   handleLinkMessage(message)
   const known = campaigns.get(message.campaignId)
   if (!known) return
+  if (message.type === 'subscribed') {
+    // The service's current state: if the row missed a step, it takes the service's account.
+    const sameSession = message.sessionId === known.sessionId
+    if (
+      !sameSession ||
+      (message.status !== known.status && !keepsOutcome(known.status, message.status))
+    ) {
+      syncCampaign(message.campaignId)
+    }
+    return
+  }
+  if (message.sessionId && known.sessionId && message.sessionId !== known.sessionId) {
+    // Another session than the row knows: an older one's last words are dropped; for a new one
+    // the row takes the service's account (its history is the new session's).
+    if (startsNewSession(message)) syncCampaign(message.campaignId)
+    return
+  }
+  if (replayed) return
   const update = { ...known }
   if (message.sessionId) update.sessionId = message.sessionId
-  let status
-  if (message.type === 'subscribed' || message.type === 'status') status = message.status
-  else if (message.type === 'ready') status = 'ready'
-  else if (message.type === 'qr_code') status = 'awaitingScan'
-  if (message.type === 'error') update.reason = message.code
-  const sameSession = !message.sessionId || message.sessionId === known.sessionId
-  if (status && sameSession && keepsOutcome(known.status, status)) {
-    update.history = [...(known.history ?? []), { status, at: message.at ?? new Date() }]
-    update.hasActiveSession = false
-    update.isConnected = false
-  } else if (status && status !== known.status) {
-    update.status = status
-    update.reason = message.reason ?? update.reason ?? null
-    update.isConnected = status === 'ready'
-    update.hasActiveSession = ['initializing', 'awaitingScan', 'authenticating', 'ready'].includes(
-      status
-    )
-    update.history = [...(known.history ?? []), { status, at: message.at ?? new Date() }]
+  if (message.type === 'error') {
+    update.reason = message.code
+    update.detail = message.detail ?? null
   }
-  update.lastActivity = message.at ?? update.lastActivity
+  if (message.type === 'status') {
+    const entry = { status: message.status, at: message.at }
+    if (message.reason) entry.reason = message.reason
+    update.history = [...(known.history ?? []), entry]
+    if (!keepsOutcome(known.status, message.status)) {
+      update.status = message.status
+      update.reason = message.reason ?? null
+      update.isConnected = message.status === 'ready'
+    }
+    update.hasActiveSession = LIVE_STATUSES.has(message.status)
+  }
+  update.lastActivity = message.at
   upsertCampaign(update)
+}
+
+/** Takes the service's account of a campaign (GET …/connection) for its row. */
+async function syncCampaign(campaignId) {
+  try {
+    upsertCampaign(await api.get(`/api/campaigns/${encodeURIComponent(campaignId)}/connection`))
+  } catch (error) {
+    handleApiError(error, $('campaigns-error'))
+  }
 }
 
 async function refreshCampaigns() {
@@ -472,23 +584,36 @@ async function refreshCampaigns() {
     do {
       const query = cursor ? `?limit=1000&cursor=${encodeURIComponent(cursor)}` : '?limit=1000'
       const list = await api.get(`/api/campaigns${query}`)
-      const items = Array.isArray(list) ? list : (list.campaigns ?? [])
-      for (const campaign of items) {
-        upsertCampaign(campaign)
-        follow(campaign.campaignId)
-      }
+      showCampaigns(list)
       cursor = list.nextCursor ?? null
     } while (cursor)
-    $('campaigns-error').hidden = true
   } catch (error) {
     handleApiError(error, $('campaigns-error'))
   }
+}
+
+function showCampaigns(list) {
+  const items = Array.isArray(list) ? list : (list.campaigns ?? [])
+  for (const campaign of items) {
+    upsertCampaign(campaign)
+    follow(campaign.campaignId)
+  }
+  $('campaigns-error').hidden = true
 }
 
 function upsertCampaign(view) {
   const previous = campaigns.get(view.campaignId) ?? {}
   const merged = { ...previous, ...view }
   if (!view.history) merged.history = previous.history ?? []
+  // An answer that left the service before the live messages the row already has says less:
+  // the row keeps what it knows of the same session.
+  const sameSession = previous.sessionId && previous.sessionId === view.sessionId
+  if (sameSession && view.history && view.history.length < (previous.history ?? []).length) {
+    for (const field of ['history', 'status', 'reason', 'detail', 'isConnected', 'lastActivity']) {
+      merged[field] = previous[field]
+    }
+    merged.hasActiveSession = LIVE_STATUSES.has(previous.status)
+  }
   campaigns.set(view.campaignId, merged)
   renderRow(merged)
 }
@@ -508,6 +633,9 @@ function renderRow(campaign) {
   row.badge.dataset.status = campaign.status
   row.badge.textContent = statusLabel(campaign.status)
   row.reason.textContent = campaign.reason ? reasonText(campaign.reason) : ''
+  const detail = campaign.hasActiveSession ? null : campaign.detail
+  row.detail.textContent = detail ?? ''
+  row.detail.hidden = !detail
   row.activity.textContent = clockTime(campaign.lastActivity)
   row.session.textContent = campaign.sessionId ? campaign.sessionId.slice(0, 8) : '–'
   row.session.title = campaign.sessionId ?? ''
@@ -537,8 +665,9 @@ function renderRow(campaign) {
 function createRow(campaignId) {
   const badge = h('span', { class: 'badge' })
   const reason = h('div', { class: 'hint' })
-  const activity = h('td', { class: 'nowrap' })
-  const session = h('td', { class: 'mono' })
+  const detail = h('div', { class: 'failure-detail', hidden: true })
+  const activity = h('td', { class: 'nowrap', 'data-label': 'Last activity' })
+  const session = h('td', { class: 'mono', 'data-label': 'Session' })
   const historyCount = h('summary')
   const historyList = h('ol')
   const cleanup = h(
@@ -591,13 +720,24 @@ function createRow(campaignId) {
     'tr',
     { 'data-campaign': campaignId },
     h('th', { scope: 'row', class: 'mono' }, campaignId),
-    h('td', {}, badge, reason),
+    h('td', { 'data-label': 'Status' }, h('div', {}, badge, reason, detail)),
     activity,
     session,
-    h('td', {}, h('details', {}, historyCount, historyList)),
-    h('td', {}, actions)
+    h('td', { 'data-label': 'History' }, h('details', {}, historyCount, historyList)),
+    h('td', { 'data-label': 'Actions' }, actions)
   )
-  return { element, badge, reason, activity, session, historyCount, historyList, cleanup, phone }
+  return {
+    element,
+    badge,
+    reason,
+    detail,
+    activity,
+    session,
+    historyCount,
+    historyList,
+    cleanup,
+    phone,
+  }
 }
 
 async function cleanUp(campaignId, button) {

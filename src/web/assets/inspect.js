@@ -6,6 +6,9 @@
  * Built to keep up with thousands of actors: messages only update a model; the screen is
  * redrawn at most once per animation frame; the actor list is virtual (only the rows in view
  * exist in the DOM); the diagram is drawn once per machine and only its highlight changes.
+ *
+ * The diagram is shown at a size whose labels can be read (the campaign machine is larger than
+ * the pane) and moved by dragging, the arrow keys or the scroll bars; + and − zoom.
  */
 import {
   clockTime,
@@ -18,6 +21,11 @@ import {
   statusLabel,
   takeToken,
 } from './client.js'
+
+/** The smallest zoom a diagram opens at: its 16 px labels stay at least 11 px. */
+const READABLE_ZOOM = 0.7
+const MIN_ZOOM = 0.05
+const MAX_ZOOM = 3
 
 const $ = (id) => document.getElementById(id)
 const ROW_HEIGHT = 34
@@ -102,9 +110,15 @@ function start() {
   })
   list.addEventListener('click', (event) => {
     const row = event.target.closest('.actor-row')
-    if (row) select(row.dataset.id)
+    if (!row) return
+    select(row.dataset.id)
+    // On a phone the selected actor is shown below the list: go there.
+    if (window.matchMedia('(max-width: 700px)').matches) {
+      $('detail').scrollIntoView({ block: 'start' })
+    }
   })
   list.addEventListener('keydown', onListKey)
+  wireDiagramView()
   setInterval(sweepEnded, 5_000)
 }
 
@@ -148,12 +162,13 @@ function handleMessage(message) {
 function upsertActor(info) {
   const known = actors.get(info.id)
   const actor = known ?? { log: [], ended: false, endedAt: null }
+  // A hello's actors carry their last steps (`log`), so the log starts with what just happened.
   Object.assign(actor, info)
   actors.set(info.id, actor)
   // The supervisor (a root without a campaign) is selected until someone picks another actor.
   if (!selectedId && info.parentId === null && !info.campaignId) selectedId = info.id
   if (info.id === selectedId) detailDirty = true
-  addStatusOption(topState(actor.state))
+  addStatusOption(actor)
 }
 
 function applyRecord(record) {
@@ -169,7 +184,7 @@ function applyRecord(record) {
       actor.updatedAt = record.at
       actor.log.push(record)
       if (actor.log.length > LOG_LIMIT * 1.5) actor.log.splice(0, actor.log.length - LOG_LIMIT)
-      addStatusOption(topState(record.to))
+      addStatusOption(actor)
       break
     case 'context':
       actor.context = record.context
@@ -185,16 +200,40 @@ function applyRecord(record) {
   if (record.id === selectedId) detailDirty = true
 }
 
-const statusOptions = new Set()
-// The session statuses first, in the contract's order; other machines' states as they appear.
-for (const status of Object.keys(STATUS_LABELS)) addStatusOption(status)
+/**
+ * The status filter: the sessions' live statuses and how sessions ended are in the page; the
+ * states of other actors (the supervisor's) are added as they appear. A session passes through
+ * `timedOut` and `failed` in an instant on its way to cleaning, so people find those sessions by
+ * the reason they ended, not by a state they are almost never in.
+ */
+const statusOptions = new Set(Object.keys(STATUS_LABELS))
+const TIMEOUT_REASONS = new Set(['init_timeout', 'scan_timeout', 'auth_timeout'])
+const FAILURE_REASONS = new Set(['engine_failed', 'logged_out'])
 
-function addStatusOption(state) {
-  if (!state || statusOptions.has(state)) return
+function addStatusOption(actor) {
+  const state = topState(actor.state)
+  if (actor.campaignId || !state || statusOptions.has(state)) return
   statusOptions.add(state)
-  const select = $('filter-status')
-  select.append(h('option', { value: state }, state))
+  $('status-other').append(h('option', { value: state }, state))
   // (Options are only ever added: a filter someone chose never disappears under them.)
+}
+
+function matchesStatus(actor, filter) {
+  if (!filter) return true
+  if (!filter.startsWith('ended')) return topState(actor.state) === filter
+  if (!actor.campaignId) return false
+  const reason = actor.context?.reason ?? null
+  const ended = actor.ended || topState(actor.state) === 'cleaned'
+  switch (filter) {
+    case 'ended:timeout':
+      return TIMEOUT_REASONS.has(reason)
+    case 'ended:failure':
+      return FAILURE_REASONS.has(reason)
+    case 'ended:cleanup':
+      return ended && !TIMEOUT_REASONS.has(reason) && !FAILURE_REASONS.has(reason)
+    default:
+      return ended
+  }
 }
 
 function topState(state) {
@@ -242,7 +281,7 @@ function visibleOrder() {
   const status = $('filter-status').value
   const result = []
   for (const actor of actors.values()) {
-    if (status && topState(actor.state) !== status) continue
+    if (!matchesStatus(actor, status)) continue
     if (text && !`${actor.label} ${actor.campaignId ?? ''}`.toLowerCase().includes(text)) continue
     result.push(actor)
   }
@@ -381,12 +420,26 @@ function renderDetail() {
         'tr',
         {},
         h('td', { class: 'mono' }, clockTime(step.at)),
-        h('td', { class: 'mono' }, step.event),
+        h(
+          'td',
+          { class: 'mono' },
+          step.event,
+          step.about ? h('span', { class: 'about' }, ` ${step.about}`) : null
+        ),
         h(
           'td',
           { class: 'mono' },
           step.from === step.to ? step.to : `${step.from ?? '∅'} → ${step.to}`
         )
+      )
+    )
+  }
+  if (rows.length === 0) {
+    rows.push(
+      h(
+        'tr',
+        {},
+        h('td', { colspan: 3, class: 'empty' }, 'No events yet; they appear as they happen.')
       )
     )
   }
@@ -402,6 +455,9 @@ async function loadMermaid() {
       const mermaid = module.default
       mermaid.initialize({
         startOnLoad: false,
+        // A diagram that cannot be drawn says so in the pane; Mermaid must not add its own
+        // "Syntax error" drawing to the page.
+        suppressErrorRendering: true,
         securityLevel: 'strict',
         theme: 'neutral',
         fontFamily: 'system-ui, sans-serif',
@@ -424,12 +480,17 @@ async function renderDiagram(actor) {
     lastRenderedMachine = actor.machineId
     if (!machine.svg) {
       container.replaceChildren(h('p', { class: 'empty' }, 'Drawing the statechart…'))
+      diagramCounter += 1
+      const renderId = `statechart-${diagramCounter}`
       try {
         const mermaid = await loadMermaid()
-        diagramCounter += 1
-        const { svg } = await mermaid.render(`statechart-${diagramCounter}`, machine.mermaid)
+        const { svg } = await mermaid.render(renderId, machine.mermaid)
         machine.svg = svg
       } catch (error) {
+        // Whatever Mermaid left behind while it tried (its scratch element) goes too.
+        for (const id of [renderId, `d${renderId}`, `i${renderId}`]) {
+          document.getElementById(id)?.remove()
+        }
         container.replaceChildren(
           h('p', { class: 'banner bad' }, `The statechart could not be drawn: ${error.message}`)
         )
@@ -441,8 +502,132 @@ async function renderDiagram(actor) {
     }
     container.innerHTML = machine.svg
     container.dataset.machine = actor.machineId
+    highlight(container, actors.get(selectedId)?.state ?? actor.state)
+    openDiagramView()
+    return
   }
   highlight(container, actors.get(selectedId)?.state ?? actor.state)
+}
+
+// ---- Zoom and pan ------------------------------------------------------------------------------
+
+/** The drawn diagram's own size (its viewBox), and the zoom it is shown at. */
+const view = { width: 0, height: 0, zoom: 1 }
+
+function diagramSvg() {
+  return $('diagram').querySelector('svg')
+}
+
+/** Sizes a freshly drawn diagram to be readable, and brings the current state into view. */
+function openDiagramView() {
+  const svg = diagramSvg()
+  if (!svg) return
+  const box = svg.viewBox.baseVal
+  view.width = box && box.width ? box.width : svg.getBoundingClientRect().width
+  view.height = box && box.height ? box.height : svg.getBoundingClientRect().height
+  // Mermaid sizes the drawing to the pane (width 100%, max-width): we size it ourselves.
+  svg.removeAttribute('style')
+  view.zoom = 1
+  $('diagram').scrollTo(0, 0)
+  setZoom(Math.min(1, Math.max(READABLE_ZOOM, fitZoom())))
+  showCurrentState()
+}
+
+function fitZoom() {
+  const container = $('diagram')
+  if (!view.width || !view.height) return 1
+  return Math.min(
+    (container.clientWidth - 16) / view.width,
+    (container.clientHeight - 16) / view.height
+  )
+}
+
+/** Zooms, keeping the diagram point under `anchor` (pane coordinates) where it is. */
+function setZoom(zoom, anchor) {
+  const svg = diagramSvg()
+  if (!svg || !view.width) return
+  const container = $('diagram')
+  const next = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, zoom))
+  const at = anchor ?? { x: container.clientWidth / 2, y: container.clientHeight / 2 }
+  const pointX = (container.scrollLeft + at.x) / view.zoom
+  const pointY = (container.scrollTop + at.y) / view.zoom
+  view.zoom = next
+  svg.setAttribute('width', String(Math.round(view.width * next)))
+  svg.setAttribute('height', String(Math.round(view.height * next)))
+  container.scrollLeft = pointX * next - at.x
+  container.scrollTop = pointY * next - at.y
+  $('zoom-level').textContent = `${Math.round(next * 100)}%`
+  container.dataset.zoom = next.toFixed(3)
+}
+
+/** Scrolls the pane so that the highlighted state is in its middle. */
+function showCurrentState() {
+  const container = $('diagram')
+  const current = [...container.querySelectorAll('.is-current')].pop()
+  if (!current) return
+  const node = current.getBoundingClientRect()
+  const pane = container.getBoundingClientRect()
+  container.scrollLeft += node.left + node.width / 2 - (pane.left + pane.width / 2)
+  container.scrollTop += node.top + node.height / 2 - (pane.top + pane.height / 2)
+}
+
+function wireDiagramView() {
+  const container = $('diagram')
+  $('zoom-in').addEventListener('click', () => setZoom(view.zoom * 1.25))
+  $('zoom-out').addEventListener('click', () => setZoom(view.zoom / 1.25))
+  $('zoom-fit').addEventListener('click', () => setZoom(fitZoom()))
+  $('zoom-current').addEventListener('click', () => {
+    if (view.zoom < READABLE_ZOOM) setZoom(READABLE_ZOOM)
+    showCurrentState()
+  })
+  container.addEventListener('keydown', (event) => {
+    const zooms = { '+': 1.25, '=': 1.25, '-': 0.8, _: 0.8 }
+    if (event.key in zooms) {
+      event.preventDefault()
+      setZoom(view.zoom * zooms[event.key])
+    } else if (event.key === '0') {
+      event.preventDefault()
+      setZoom(fitZoom())
+    }
+  })
+  // Ctrl (or ⌘) and the wheel, or a pinch on a touchpad, zoom around the pointer.
+  container.addEventListener(
+    'wheel',
+    (event) => {
+      if (!event.ctrlKey && !event.metaKey) return
+      event.preventDefault()
+      const pane = container.getBoundingClientRect()
+      const anchor = { x: event.clientX - pane.left, y: event.clientY - pane.top }
+      setZoom(view.zoom * Math.exp(-event.deltaY * 0.002), anchor)
+    },
+    { passive: false }
+  )
+  // Dragging moves the diagram (mouse, pen or a finger).
+  let drag = null
+  container.addEventListener('pointerdown', (event) => {
+    if (event.button !== 0 || !diagramSvg()) return
+    drag = {
+      id: event.pointerId,
+      x: event.clientX,
+      y: event.clientY,
+      left: container.scrollLeft,
+      top: container.scrollTop,
+    }
+    container.setPointerCapture(event.pointerId)
+    container.classList.add('panning')
+  })
+  container.addEventListener('pointermove', (event) => {
+    if (!drag || event.pointerId !== drag.id) return
+    container.scrollLeft = drag.left - (event.clientX - drag.x)
+    container.scrollTop = drag.top - (event.clientY - drag.y)
+  })
+  const endDrag = (event) => {
+    if (!drag || event.pointerId !== drag.id) return
+    drag = null
+    container.classList.remove('panning')
+  }
+  container.addEventListener('pointerup', endDrag)
+  container.addEventListener('pointercancel', endDrag)
 }
 
 /**
