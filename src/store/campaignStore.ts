@@ -116,7 +116,7 @@ export interface WriteBehindOptions {
 export const DEFAULT_WRITE_BEHIND: WriteBehindOptions = {
   lagMs: 50,
   maxQueued: 10_000,
-  batchRows: 500,
+  batchRows: 200,
   retryMaxMs: 5_000,
 }
 

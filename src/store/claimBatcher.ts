@@ -1,8 +1,9 @@
 /**
- * Claims, committed in groups: the claims made while one group's transaction is in flight are
- * committed together by the next one. Each claim still resolves only once its own transaction
- * has committed; under a burst of start requests this turns thousands of commits (round trips,
- * for PostgreSQL) into a few.
+ * Claims, committed in groups: claims made in the same tick share one statement, and the claims
+ * made while `maxInFlight` groups are being committed wait and go together in the next one. Each
+ * claim still resolves only once its own group has committed. Under a burst of start requests
+ * this turns thousands of commits (round trips, for PostgreSQL) into a few; alone, a claim is
+ * committed at once.
  *
  * @module
  */
@@ -18,17 +19,24 @@ interface Waiting extends Claim {
   reject(error: unknown): void
 }
 
-/** Commits the claims in one transaction; the results are in the claims' order. */
+/** Commits the claims; the results are in the claims' order. */
 export type ClaimMany = (claims: Claim[]) => Promise<ClaimResult[]>
+
+export interface ClaimBatcherOptions {
+  /** Claims per group. */
+  maxBatch: number
+  /** Groups being committed at once (1 for SQLite: its one connection runs one at a time). */
+  maxInFlight: number
+}
 
 export class ClaimBatcher {
   private waiting: Waiting[] = []
-  private running: Promise<void> | undefined
+  private readonly inFlight = new Set<Promise<void>>()
   private scheduled = false
 
   constructor(
     private readonly claimMany: ClaimMany,
-    private readonly maxBatch: number
+    private readonly options: ClaimBatcherOptions
   ) {}
 
   claim(campaignId: string, owner: string): Promise<ClaimResult> {
@@ -40,29 +48,34 @@ export class ClaimBatcher {
 
   /** Resolves once every claim made so far has settled. */
   async idle(): Promise<void> {
-    while (this.running || this.scheduled) await (this.running ?? Promise.resolve())
+    while (this.scheduled || this.inFlight.size > 0) {
+      await (this.inFlight.values().next().value ?? Promise.resolve())
+    }
   }
 
   private kick(): void {
-    if (this.running || this.scheduled || this.waiting.length === 0) return
-    // Claims made in the same tick share the transaction.
+    if (this.scheduled || this.waiting.length === 0) return
+    if (this.inFlight.size >= this.options.maxInFlight) return
+    // The claims made in the rest of this tick join the group.
     this.scheduled = true
     queueMicrotask(() => {
       this.scheduled = false
-      this.running = this.commitNext().finally(() => {
-        this.running = undefined
-        this.kick()
-      })
+      while (this.waiting.length > 0 && this.inFlight.size < this.options.maxInFlight) {
+        const group = this.commit(this.waiting.splice(0, this.options.maxBatch)).finally(() => {
+          this.inFlight.delete(group)
+          this.kick()
+        })
+        this.inFlight.add(group)
+      }
     })
   }
 
-  private async commitNext(): Promise<void> {
-    const batch = this.waiting.splice(0, this.maxBatch)
+  private async commit(group: Waiting[]): Promise<void> {
     try {
-      const results = await this.claimMany(batch)
-      batch.forEach((claim, index) => claim.resolve(results[index]!))
+      const results = await this.claimMany(group)
+      group.forEach((claim, index) => claim.resolve(results[index]!))
     } catch (error) {
-      for (const claim of batch) claim.reject(error)
+      for (const claim of group) claim.reject(error)
     }
   }
 }

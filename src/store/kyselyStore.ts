@@ -46,6 +46,8 @@ export interface KyselyStoreDeps extends StoreOptions {
   location: string
   /** True for a driver error retrying cannot fix (a constraint violation). */
   isPermanent(error: unknown): boolean
+  /** Claim groups committed at once (see `ClaimBatcher`). */
+  claimConcurrency: number
 }
 
 /** A write-behind change: a whole session record, or some fields of a campaign. */
@@ -55,8 +57,8 @@ type Change =
 
 type CampaignChange = Extract<Change, { kind: 'campaign' }>
 
-/** Campaigns per claim transaction, rows per statement: well under both databases' limits. */
-const MAX_CLAIMS_PER_BATCH = 500
+/** Claims per statement: well under both databases' parameter limits. */
+const MAX_CLAIMS_PER_BATCH = 200
 const MAX_PAGE = 1_000
 const PRUNE_CHUNK = 500
 
@@ -76,7 +78,10 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
   let pruning: Promise<number> | undefined
   let pruneTimer: TimerHandle | undefined
 
-  const claims = new ClaimBatcher(claimMany, MAX_CLAIMS_PER_BATCH)
+  const claims = new ClaimBatcher(claimMany, {
+    maxBatch: MAX_CLAIMS_PER_BATCH,
+    maxInFlight: deps.claimConcurrency,
+  })
   const writes = new WriteBehind<Change>({
     options: { ...DEFAULT_WRITE_BEHIND, ...deps.writeBehind },
     clock,
@@ -109,34 +114,36 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
     const first = new Map<string, Claim>()
     for (const claim of batch) if (!first.has(claim.campaignId)) first.set(claim.campaignId, claim)
     const ids = [...first.keys()]
-    const { created, owners } = await db.transaction().execute(async (trx) => {
-      // A conditional insert, not a read then a write: concurrent claims (other connections, other
-      // processes) of one campaign have exactly one winner, decided by the primary key.
-      const inserted = await trx
-        .insertInto('campaigns')
-        .values(
-          [...first.values()].map((claim) => ({
-            campaign_id: claim.campaignId,
-            owner: claim.owner,
-            wanted: 'running',
-            linked: 0,
-            created_at: now,
-            updated_at: now,
-          }))
-        )
-        .onConflict((conflict) => conflict.column('campaign_id').doNothing())
-        .returning('campaign_id')
-        .execute()
-      const rows = await trx
+    // A conditional insert, not a read then a write: concurrent claims (other connections, other
+    // processes) of one campaign have exactly one winner, decided by the primary key.
+    const inserted = await db
+      .insertInto('campaigns')
+      .values(
+        [...first.values()].map((claim) => ({
+          campaign_id: claim.campaignId,
+          owner: claim.owner,
+          wanted: 'running',
+          linked: 0,
+          created_at: now,
+          updated_at: now,
+        }))
+      )
+      .onConflict((conflict) => conflict.column('campaign_id').doNothing())
+      .returning(['campaign_id', 'owner'])
+      .execute()
+    const created = new Set(inserted.map((row) => row.campaign_id))
+    const owners = new Map(inserted.map((row) => [row.campaign_id, row.owner]))
+    // The others were claimed before. No transaction is needed around the two statements: an
+    // owner, once committed, never changes and is never deleted.
+    const taken = ids.filter((id) => !created.has(id))
+    if (taken.length > 0) {
+      const rows = await db
         .selectFrom('campaigns')
         .select(['campaign_id', 'owner'])
-        .where('campaign_id', 'in', ids)
+        .where('campaign_id', 'in', taken)
         .execute()
-      return {
-        created: new Set(inserted.map((row) => row.campaign_id)),
-        owners: new Map(rows.map((row) => [row.campaign_id, row.owner])),
-      }
-    })
+      for (const row of rows) owners.set(row.campaign_id, row.owner)
+    }
     return batch.map((claim) => ({
       owner: owners.get(claim.campaignId)!,
       created: created.has(claim.campaignId) && first.get(claim.campaignId) === claim,

@@ -34,9 +34,10 @@ const types = {
 
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<CampaignStore> {
   const location = describeUrl(options.url)
+  const maxConnections = options.maxConnections ?? 10
   const pool = new pg.Pool({
     connectionString: options.url,
-    max: options.maxConnections ?? 10,
+    max: maxConnections,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
     application_name: 'qrvisor',
     types,
@@ -62,7 +63,15 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     await db.destroy()
     throw error instanceof StoreOpenError ? error : openError(location, error)
   }
-  return createKyselyStore({ ...options, db, kind: 'postgres', location, isPermanent })
+  return createKyselyStore({
+    ...options,
+    db,
+    kind: 'postgres',
+    location,
+    isPermanent,
+    // Leaves connections for the write-behind queue and for reads.
+    claimConcurrency: Math.max(1, Math.min(4, maxConnections - 2)),
+  })
 }
 
 /** SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation). */

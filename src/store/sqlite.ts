@@ -20,6 +20,7 @@ import type { CampaignStore } from './campaignStore.ts'
 import { StoreOpenError, codeOf, messageOf } from './errors.ts'
 import { createKyselyStore, type StoreOptions } from './kyselyStore.ts'
 import { migrate } from './migrations.ts'
+import { withStatementCache } from './statementCache.ts'
 import type { Database } from './schema.ts'
 
 export interface SqliteStoreOptions extends StoreOptions {
@@ -44,14 +45,23 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Camp
     database?.close()
     throw openError(path, error)
   }
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) })
+  const db = new Kysely<Database>({
+    dialect: new SqliteDialect({ database: withStatementCache(database) }),
+  })
   try {
     await migrate(db, path)
   } catch (error) {
     await db.destroy()
     throw error instanceof StoreOpenError ? error : openError(path, error)
   }
-  return createKyselyStore({ ...options, db, kind: 'sqlite', location: path, isPermanent })
+  return createKyselyStore({
+    ...options,
+    db,
+    kind: 'sqlite',
+    location: path,
+    isPermanent,
+    claimConcurrency: 1,
+  })
 }
 
 /** Constraint violations and values SQLite will not take: writing them again fails again. */
