@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { userInfo } from 'node:os'
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import type { CampaignStore } from './campaignStore.ts'
@@ -101,7 +102,8 @@ export function describeUrl(url: string): string {
       'DATABASE_URL'
     )
   }
-  const user = decodeURIComponent(parsed.username) || process.env.PGUSER || 'postgres'
+  // Without a user in the URL, pg logs in as PGUSER or as the user running the process.
+  const user = decodeURIComponent(parsed.username) || process.env.PGUSER || userInfo().username
   const host = parsed.hostname || parsed.searchParams.get('host') || 'localhost'
   const port = parsed.port || '5432'
   const database = decodeURIComponent(parsed.pathname.slice(1)) || user
