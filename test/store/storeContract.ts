@@ -41,6 +41,27 @@ function manualClock(start: number): Clock & { set(now: number): void } {
   }
 }
 
+/** The system clock, counting the timers it has pending. */
+function trackingClock(): Clock & { pending(): number } {
+  const pending = new Set<ReturnType<typeof setTimeout>>()
+  return {
+    now: () => Date.now(),
+    pending: () => pending.size,
+    setTimeout(fn, ms) {
+      const handle = setTimeout(() => {
+        pending.delete(handle)
+        fn()
+      }, ms)
+      pending.add(handle)
+      return handle
+    },
+    clearTimeout(handle) {
+      pending.delete(handle as ReturnType<typeof setTimeout>)
+      clearTimeout(handle as ReturnType<typeof setTimeout>)
+    },
+  }
+}
+
 function capturingLogger() {
   const lines: Array<{ level: number; msg: string } & Record<string, unknown>> = []
   const logger = pino(
@@ -326,6 +347,19 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
       })
     })
 
+    describe('close', () => {
+      it('leaves no timer behind, and a second close does nothing', async () => {
+        const clock = trackingClock()
+        const store = await open({ clock, pruneIntervalMs: 60_000, writeBehind: { lagMs: 60_000 } })
+        await store.claim('spring-sale', 'alice')
+        store.saveSession(session({ sessionId: 's1' }))
+        expect(clock.pending()).toBe(2) // the next pruning, the queued write
+        await store.close()
+        await store.close()
+        expect(clock.pending()).toBe(0)
+      })
+    })
+
     describe('campaigns and sessions', () => {
       it('gives the most recently started session as the last one', async () => {
         const store = await open()
@@ -380,6 +414,19 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           's4',
         ])
         expect((await store.listSessions('other')).map((s) => s.sessionId)).toEqual(['other-1'])
+      })
+
+      it('prunes by itself every pruneIntervalMs', async () => {
+        const { logger, lines } = capturingLogger()
+        const store = await open({ logger, pruneIntervalMs: 20, bounds: { endedSessionsTtlMs: 1 } })
+        await store.claim('spring-sale', 'alice')
+        store.saveSession(session({ sessionId: 'old', startedAt: 1, endedAt: 2 }))
+        store.saveSession(session({ sessionId: 'last', startedAt: 3, endedAt: 4 }))
+        await vi.waitFor(
+          () => expect(lines).toContainEqual(expect.objectContaining({ deleted: 1 })),
+          { timeout: 5_000 }
+        )
+        expect((await store.listSessions('spring-sale')).map((s) => s.sessionId)).toEqual(['last'])
       })
 
       it('prunes ended sessions past their age, but keeps the last one and the owner', async () => {
