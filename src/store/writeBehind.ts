@@ -76,7 +76,7 @@ export class WriteBehind<Change> {
         this.dropLogged = true
         this.deps.logger.error(
           { ...this.deps.describe(change), queued: this.queued.size + this.inFlight },
-          `store write queue is full (${this.deps.options.maxQueued} records) while writes to ${this.deps.location} fail: changes to records not yet queued are not kept until a write succeeds`
+          `store: the write queue is full (${this.deps.options.maxQueued} records) while writes to ${this.deps.location} fail: changes to records not yet queued are not kept until a write succeeds`
         )
       }
       return
