@@ -1,0 +1,131 @@
+/**
+ * Versioned migrations, run at open by Kysely's `Migrator` (each in its own transaction, under a
+ * lock, recorded in `qrvisor_migration`). Names sort in the order they run; a released migration
+ * is never edited, only followed by a new one.
+ *
+ * A database that has run a migration this version does not know was written by a newer
+ * qrvisor: opening it is refused before anything is written, since this version cannot know what
+ * the newer schema means.
+ *
+ * @module
+ */
+import { Migrator, sql, type Kysely, type Migration } from 'kysely'
+import { StoreOpenError, codeOf, messageOf } from './errors.ts'
+
+export const MIGRATION_TABLE = 'qrvisor_migration'
+const MIGRATION_LOCK_TABLE = 'qrvisor_migration_lock'
+
+// The migrations build on the schema as it was when they were written, not on today's types.
+type AnyDb = Kysely<any> // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export const MIGRATIONS: Record<string, Migration> = {
+  '0001_campaigns_and_sessions': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('campaigns')
+        .addColumn('campaign_id', 'text', (column) => column.primaryKey())
+        .addColumn('owner', 'text', (column) => column.notNull())
+        .addColumn('wanted', 'text', (column) =>
+          column.notNull().check(sql`wanted in ('running', 'stopped')`)
+        )
+        .addColumn('linked', 'integer', (column) =>
+          column
+            .notNull()
+            .defaultTo(0)
+            .check(sql`linked in (0, 1)`)
+        )
+        .addColumn('created_at', 'bigint', (column) => column.notNull())
+        .addColumn('updated_at', 'bigint', (column) => column.notNull())
+        .execute()
+      await db.schema
+        .createIndex('campaigns_by_owner')
+        .on('campaigns')
+        .columns(['owner', 'campaign_id'])
+        .execute()
+      // What a restore at start reads: linked campaigns that should run.
+      await db.schema
+        .createIndex('campaigns_to_restore')
+        .on('campaigns')
+        .column('campaign_id')
+        .where(sql.ref('wanted'), '=', 'running')
+        .where(sql.ref('linked'), '=', 1)
+        .execute()
+
+      await db.schema
+        .createTable('sessions')
+        .addColumn('session_id', 'text', (column) => column.primaryKey())
+        .addColumn('campaign_id', 'text', (column) =>
+          column.notNull().references('campaigns.campaign_id')
+        )
+        .addColumn('status', 'text', (column) => column.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('detail', 'text')
+        .addColumn('history', 'text', (column) => column.notNull())
+        .addColumn('started_at', 'bigint', (column) => column.notNull())
+        .addColumn('updated_at', 'bigint', (column) => column.notNull())
+        .addColumn('ended_at', 'bigint')
+        .execute()
+      await db.schema
+        .createIndex('sessions_by_campaign')
+        .on('sessions')
+        .columns(['campaign_id', 'started_at'])
+        .execute()
+      await db.schema
+        .createIndex('sessions_by_end')
+        .on('sessions')
+        .column('ended_at')
+        .where(sql.ref('ended_at'), 'is not', null)
+        .execute()
+    },
+  },
+}
+
+/**
+ * Brings the schema up to date. Throws a `StoreOpenError` naming `location` when the database was
+ * migrated by a newer version or a migration fails (a failed migration is rolled back whole).
+ */
+export async function migrate(db: AnyDb, location: string): Promise<void> {
+  const unknown = (await executedMigrations(db)).filter((name) => !(name in MIGRATIONS))
+  if (unknown.length > 0) throw newerVersion(location, unknown)
+
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: async () => MIGRATIONS },
+    migrationTableName: MIGRATION_TABLE,
+    migrationLockTableName: MIGRATION_LOCK_TABLE,
+  })
+  const { error, results = [] } = await migrator.migrateToLatest()
+  if (error === undefined) return
+  // Another process may have run a newer migration since the check above.
+  const afterwards = (await executedMigrations(db)).filter((name) => !(name in MIGRATIONS))
+  if (afterwards.length > 0) throw newerVersion(location, afterwards)
+  const failed = results.find((result) => result.status === 'Error')?.migrationName
+  throw new StoreOpenError(
+    `the store at ${location} could not be migrated${failed ? ` (migration ${failed} failed)` : ''}: ${messageOf(error)}; it was rolled back and nothing was changed`,
+    location,
+    { cause: error }
+  )
+}
+
+/** The names of the migrations the database has run (none if it is new). */
+async function executedMigrations(db: AnyDb): Promise<string[]> {
+  try {
+    const rows = await db.selectFrom(MIGRATION_TABLE).select('name').execute()
+    return rows.map((row: { name: string }) => row.name)
+  } catch (error) {
+    if (isMissingTable(error)) return []
+    throw error
+  }
+}
+
+function isMissingTable(error: unknown): boolean {
+  // PostgreSQL: undefined_table. SQLite has no code of its own for it.
+  return codeOf(error) === '42P01' || /no such table/.test(messageOf(error))
+}
+
+function newerVersion(location: string, unknown: string[]): StoreOpenError {
+  return new StoreOpenError(
+    `the store at ${location} was migrated by a newer version of qrvisor (it has run ${unknown.join(', ')}, which this version does not know); nothing was changed: run that version or a newer one, or restore a backup made before it`,
+    location
+  )
+}

@@ -1,0 +1,360 @@
+/**
+ * Every query of the campaign store, written once for SQLite and PostgreSQL (Kysely compiles each
+ * for its dialect). Plain functions of a `Kysely<Database>`; batching, the write-behind queue and
+ * the store's lifecycle are in `kyselyStore.ts`.
+ *
+ * @module
+ */
+import { sql, type Kysely, type Selectable } from 'kysely'
+import type {
+  CampaignQuery,
+  CampaignRecord,
+  ClaimResult,
+  HistoryRecord,
+  SessionRecord,
+  StoreBounds,
+  WantedState,
+} from './campaignStore.ts'
+import type { Claim } from './claimBatcher.ts'
+import type { Database, SessionsTable } from './schema.ts'
+
+/** A write-behind change: a whole session record, or some fields of a campaign. */
+export type StoreChange =
+  | { kind: 'session'; record: SessionRecord }
+  | { kind: 'campaign'; campaignId: string; wanted?: WantedState; linked?: boolean; at: number }
+
+type CampaignChange = Extract<StoreChange, { kind: 'campaign' }>
+
+/** Campaigns per page of `listCampaigns`, at most. */
+export const MAX_PAGE = 1_000
+
+/**
+ * Claims campaigns; the results are in the claims' order. A campaign's first claim in `claims` is
+ * the one that may create it.
+ */
+export async function claimCampaigns(
+  db: Kysely<Database>,
+  claims: Claim[],
+  now: number
+): Promise<ClaimResult[]> {
+  const first = new Map<string, Claim>()
+  for (const claim of claims) if (!first.has(claim.campaignId)) first.set(claim.campaignId, claim)
+  // A conditional insert, not a read then a write: concurrent claims (other connections, other
+  // processes) of one campaign have exactly one winner, decided by the primary key.
+  const inserted = await db
+    .insertInto('campaigns')
+    .values(
+      [...first.values()].map((claim) => ({
+        campaign_id: claim.campaignId,
+        owner: claim.owner,
+        wanted: 'running',
+        linked: 0,
+        created_at: now,
+        updated_at: now,
+      }))
+    )
+    .onConflict((conflict) => conflict.column('campaign_id').doNothing())
+    .returning(['campaign_id', 'owner'])
+    .execute()
+  const created = new Set(inserted.map((row) => row.campaign_id))
+  const owners = new Map(inserted.map((row) => [row.campaign_id, row.owner]))
+  // The others were claimed before. No transaction is needed around the two statements: an
+  // owner, once committed, never changes and is never deleted.
+  const taken = [...first.keys()].filter((id) => !created.has(id))
+  if (taken.length > 0) {
+    const rows = await db
+      .selectFrom('campaigns')
+      .select(['campaign_id', 'owner'])
+      .where('campaign_id', 'in', taken)
+      .execute()
+    for (const row of rows) owners.set(row.campaign_id, row.owner)
+  }
+  return claims.map((claim) => ({
+    owner: owners.get(claim.campaignId)!,
+    created: created.has(claim.campaignId) && first.get(claim.campaignId) === claim,
+  }))
+}
+
+/**
+ * Writes a batch of changes in one transaction, keeping the bounds of the campaigns it touches.
+ * Resolves with the campaigns that were changed but never claimed (nothing was written for them).
+ */
+export async function writeChanges(
+  db: Kysely<Database>,
+  changes: StoreChange[],
+  bounds: StoreBounds
+): Promise<string[]> {
+  const sessions: SessionRecord[] = []
+  const campaigns: CampaignChange[] = []
+  for (const change of changes) {
+    if (change.kind === 'session') sessions.push(change.record)
+    else campaigns.push(change)
+  }
+  return db.transaction().execute(async (trx) => {
+    if (sessions.length > 0) await upsertSessions(trx, sessions, bounds)
+    const missing = await updateCampaigns(trx, campaigns)
+    const ended = new Set(
+      sessions.filter((record) => record.endedAt !== null).map((record) => record.campaignId)
+    )
+    if (ended.size > 0) await trimEndedSessions(trx, [...ended], bounds)
+    return missing
+  })
+}
+
+async function upsertSessions(db: Kysely<Database>, records: SessionRecord[], bounds: StoreBounds) {
+  await db
+    .insertInto('sessions')
+    .values(
+      records.map((record) => ({
+        session_id: record.sessionId,
+        campaign_id: record.campaignId,
+        status: record.status,
+        reason: record.reason,
+        detail: record.detail,
+        history: JSON.stringify(record.history.slice(-bounds.historyMaxEntries)),
+        started_at: record.startedAt,
+        updated_at: record.updatedAt,
+        ended_at: record.endedAt,
+      }))
+    )
+    .onConflict((conflict) =>
+      conflict.column('session_id').doUpdateSet((eb) => ({
+        status: eb.ref('excluded.status'),
+        reason: eb.ref('excluded.reason'),
+        detail: eb.ref('excluded.detail'),
+        history: eb.ref('excluded.history'),
+        updated_at: eb.ref('excluded.updated_at'),
+        ended_at: eb.ref('excluded.ended_at'),
+      }))
+    )
+    .execute()
+}
+
+/**
+ * Sets the changed fields, one statement per distinct change (there are few: `wanted` and
+ * `linked` take two values each); returns the campaigns not found.
+ */
+async function updateCampaigns(db: Kysely<Database>, changes: CampaignChange[]) {
+  const groups = new Map<string, CampaignChange[]>()
+  for (const change of changes) {
+    const key = `${change.wanted ?? ''}|${change.linked ?? ''}`
+    const group = groups.get(key)
+    if (group) group.push(change)
+    else groups.set(key, [change])
+  }
+  const missing: string[] = []
+  for (const group of groups.values()) {
+    const { wanted, linked } = group[0]!
+    const ids = group.map((change) => change.campaignId)
+    const updated = await db
+      .updateTable('campaigns')
+      .set({
+        ...(wanted !== undefined ? { wanted } : {}),
+        ...(linked !== undefined ? { linked: linked ? 1 : 0 } : {}),
+        updated_at: Math.max(...group.map((change) => change.at)),
+      })
+      .where('campaign_id', 'in', ids)
+      .returning('campaign_id')
+      .execute()
+    if (updated.length < ids.length) {
+      const found = new Set(updated.map((row) => row.campaign_id))
+      missing.push(...ids.filter((id) => !found.has(id)))
+    }
+  }
+  return missing
+}
+
+/** Keeps the `endedSessionsMax` most recently started ended sessions of each of these campaigns. */
+async function trimEndedSessions(db: Kysely<Database>, campaignIds: string[], bounds: StoreBounds) {
+  await db
+    .deleteFrom('sessions')
+    .where('session_id', 'in', (eb) =>
+      eb
+        .selectFrom(
+          eb
+            .selectFrom('sessions')
+            .select([
+              'session_id',
+              sql<number>`row_number() over (partition by campaign_id order by started_at desc, session_id desc)`.as(
+                'newness'
+              ),
+            ])
+            .where('campaign_id', 'in', campaignIds)
+            .where('ended_at', 'is not', null)
+            .as('ranked')
+        )
+        .select('ranked.session_id')
+        .where('ranked.newness', '>', bounds.endedSessionsMax)
+    )
+    .execute()
+}
+
+/**
+ * Deletes up to `limit` sessions that ended before `cutoff`, except the most recent ended session
+ * of each campaign; resolves with how many.
+ */
+export async function deleteExpiredSessions(
+  db: Kysely<Database>,
+  cutoff: number,
+  limit: number
+): Promise<number> {
+  const result = await db
+    .deleteFrom('sessions')
+    .where('session_id', 'in', (eb) =>
+      eb
+        .selectFrom('sessions as old')
+        .select('old.session_id')
+        .where('old.ended_at', '<', cutoff)
+        .where(({ exists, selectFrom }) =>
+          exists(
+            selectFrom('sessions as newer')
+              .select('newer.session_id')
+              .whereRef('newer.campaign_id', '=', 'old.campaign_id')
+              .where('newer.ended_at', 'is not', null)
+              .where((eb) =>
+                eb.or([
+                  eb('newer.started_at', '>', eb.ref('old.started_at')),
+                  eb.and([
+                    eb('newer.started_at', '=', eb.ref('old.started_at')),
+                    eb('newer.session_id', '>', eb.ref('old.session_id')),
+                  ]),
+                ])
+              )
+          )
+        )
+        .limit(limit)
+    )
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}
+
+export async function findCampaign(
+  db: Kysely<Database>,
+  campaignId: string
+): Promise<CampaignRecord | undefined> {
+  const row = await selectCampaigns(db).where('c.campaign_id', '=', campaignId).executeTakeFirst()
+  return row && toCampaignRecord(row)
+}
+
+export async function listCampaigns(
+  db: Kysely<Database>,
+  { owner, wanted, linked, after, limit = MAX_PAGE }: CampaignQuery
+): Promise<CampaignRecord[]> {
+  let query = selectCampaigns(db)
+  if (owner !== undefined) query = query.where('c.owner', '=', owner)
+  if (wanted !== undefined) query = query.where('c.wanted', '=', wanted)
+  if (linked !== undefined) query = query.where('c.linked', '=', linked ? 1 : 0)
+  if (after !== undefined) query = query.where('c.campaign_id', '>', after)
+  const rows = await query
+    .orderBy('c.campaign_id')
+    .limit(Math.max(1, Math.min(limit, MAX_PAGE)))
+    .execute()
+  return rows.map(toCampaignRecord)
+}
+
+export async function findSession(
+  db: Kysely<Database>,
+  sessionId: string
+): Promise<SessionRecord | undefined> {
+  const row = await db
+    .selectFrom('sessions')
+    .selectAll()
+    .where('session_id', '=', sessionId)
+    .executeTakeFirst()
+  return row && toSessionRecord(row)
+}
+
+/** A campaign's sessions, the most recently started first. */
+export async function listSessions(
+  db: Kysely<Database>,
+  campaignId: string
+): Promise<SessionRecord[]> {
+  const rows = await db
+    .selectFrom('sessions')
+    .selectAll()
+    .where('campaign_id', '=', campaignId)
+    .orderBy('started_at', 'desc')
+    .orderBy('session_id', 'desc')
+    .execute()
+  return rows.map(toSessionRecord)
+}
+
+/** Campaigns with their most recently started session (if any). */
+function selectCampaigns(db: Kysely<Database>) {
+  return db
+    .selectFrom('campaigns as c')
+    .leftJoin('sessions as s', (join) =>
+      join.on((eb) =>
+        eb(
+          's.session_id',
+          '=',
+          eb
+            .selectFrom('sessions as latest')
+            .select('latest.session_id')
+            .whereRef('latest.campaign_id', '=', 'c.campaign_id')
+            .orderBy('latest.started_at', 'desc')
+            .orderBy('latest.session_id', 'desc')
+            .limit(1)
+        )
+      )
+    )
+    .select([
+      'c.campaign_id',
+      'c.owner',
+      'c.wanted',
+      'c.linked',
+      'c.created_at',
+      'c.updated_at',
+      's.session_id',
+      's.status',
+      's.reason',
+      's.detail',
+      's.history',
+      's.started_at',
+      's.updated_at as session_updated_at',
+      's.ended_at',
+    ])
+}
+
+type CampaignRow = Awaited<
+  ReturnType<ReturnType<typeof selectCampaigns>['executeTakeFirstOrThrow']>
+>
+
+function toCampaignRecord(row: CampaignRow): CampaignRecord {
+  return {
+    campaignId: row.campaign_id,
+    owner: row.owner,
+    wanted: row.wanted as WantedState,
+    linked: row.linked === 1,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    lastSession:
+      row.session_id === null
+        ? null
+        : toSessionRecord({
+            session_id: row.session_id,
+            campaign_id: row.campaign_id,
+            status: row.status!,
+            reason: row.reason,
+            detail: row.detail,
+            history: row.history!,
+            started_at: row.started_at!,
+            updated_at: row.session_updated_at!,
+            ended_at: row.ended_at,
+          }),
+  }
+}
+
+function toSessionRecord(row: Selectable<SessionsTable>): SessionRecord {
+  return {
+    sessionId: row.session_id,
+    campaignId: row.campaign_id,
+    status: row.status,
+    reason: row.reason,
+    detail: row.detail,
+    history: JSON.parse(row.history) as HistoryRecord[],
+    startedAt: row.started_at,
+    updatedAt: row.updated_at,
+    endedAt: row.ended_at,
+  }
+}
