@@ -213,10 +213,18 @@ async function createEngine(config: Config, logger: Logger): Promise<EngineChoic
   // Imported only for the real engine: it pulls in whatsapp-web.js and puppeteer.
   const { createWwebjsEngine, recommendedMaxSessions } = await import('./engines/wwebjs.ts')
   const { findChromium, chromiumNotFoundMessage } = await import('./engines/chromium.ts')
-  const { runJanitor } = await import('./engines/janitor.ts')
+  const { profilesRoot, runJanitor } = await import('./engines/janitor.ts')
   const env: NodeJS.ProcessEnv = config.chromePath ? { CHROME_PATH: config.chromePath } : {}
   const chromePath = findChromium(env)
   if (chromePath === undefined) throw new ConfigError(chromiumNotFoundMessage(env))
+  const { whyNotWritable } = await import('./engines/dataDir.ts')
+  const unwritable = await whyNotWritable(profilesRoot(config.dataDir))
+  if (unwritable !== undefined) {
+    throw new ConfigError(
+      `DATA_DIR: ${unwritable}. Each campaign's WhatsApp login is saved there: free some space, ` +
+        'or set DATA_DIR to a writable directory.'
+    )
+  }
   // Chromium left behind by an earlier run of this data directory dies before the first session.
   const { killed, locksRemoved } = await runJanitor({ dataDir: config.dataDir, logger })
   if (killed > 0 || locksRemoved > 0) {

@@ -45,6 +45,7 @@ import {
   markerEnv,
   SESSION_MARKER,
 } from './chromium.ts'
+import { whyNotWritable } from './dataDir.ts'
 import { profilesRoot, removeProfileLocks } from './janitor.ts'
 import { killProcess, killProcessGroup, waitUntilGone, type ProcessInfo } from './processes.ts'
 
@@ -223,6 +224,13 @@ class WwebjsSession implements EngineSession {
       await previousTeardown
     }
     if (this.#stopping) return
+    // On a full disk Chromium runs on without saving the login, saying nothing: refuse instead.
+    const unwritable = await whyNotWritable(this.#shared.profilesRoot)
+    if (this.#stopping) return
+    if (unwritable !== undefined) {
+      this.#terminate('start_failed', `DATA_DIR: ${unwritable}`)
+      return
+    }
 
     let client: WwebjsClient
     try {

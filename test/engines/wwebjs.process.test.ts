@@ -3,10 +3,11 @@
  * local stand-in for web.whatsapp.com shows their QRs), then a Ctrl-C to the whole process group
  * of `npm start`, a log reader that went away, or an exception nothing catches. Each time every
  * browser is gone when the process has exited (issues 9, 16 and 8), and no browser ever saw the
- * service's secret in its environment.
+ * service's secret in its environment. And a full disk under DATA_DIR (a small tmpfs mounted in a
+ * mount namespace of the service's own) is a clear error at start and at each session start.
  */
-import { spawn } from 'node:child_process'
-import { chmodSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { signToken } from '../../scripts/token.ts'
@@ -17,6 +18,7 @@ import {
   isRunning,
   killServices,
   listening,
+  NODE_COMMAND,
   spawnService,
   startSessions,
   subscribedSocket,
@@ -152,6 +154,82 @@ describe('the built service on the wwebjs engine, as a process', () => {
       signal: null,
     })
     expect(cleanedSessions(service.lines)).toEqual(sessionIds)
+    expectNoBrowserLeft(sessionIds)
+  }, 90_000)
+})
+
+/** Whether this machine lets a test mount a tmpfs in a mount namespace of its own (root). */
+function canMountTmpfs(): boolean {
+  const probe = spawnSync('unshare', ['-m', 'sh', '-c', 'mount -t tmpfs -o size=64k tmpfs /mnt'], {
+    stdio: 'ignore',
+  })
+  return probe.status === 0
+}
+
+/**
+ * The service (`node dist/main.js`) in a mount namespace of its own, with DATA_DIR on a tmpfs of
+ * `size`, filled to the last byte first when `full`.
+ */
+function serviceOnSmallDisk(size: string, full: boolean) {
+  const smallDataDir = mkdtempSync(join(dataDir, 'small-'))
+  const fill = full ? 'dd if=/dev/zero of="$DATA_DIR/fill" bs=4k 2>/dev/null; ' : ''
+  const script = `mount -t tmpfs -o size=${size} tmpfs "$DATA_DIR" && ${fill}exec "$@"`
+  const service = spawnService(['unshare', '-m', 'sh', '-c', script, 'sh', ...NODE_COMMAND], {
+    ...env,
+    DATA_DIR: smallDataDir,
+  })
+  return { service, smallDataDir }
+}
+
+describe.skipIf(!canMountTmpfs())('a full disk under DATA_DIR (issue 16)', () => {
+  it('at start: the service refuses to start, naming DATA_DIR and ENOSPC', async () => {
+    const { service, smallDataDir } = serviceOnSmallDisk('256k', true)
+    expect(await within(service.exited, 20_000, 'the service exited')).toEqual<Exit>({
+      code: 1,
+      signal: null,
+    })
+    expect(service.stderr.join('\n')).toContain(
+      `DATA_DIR: ${smallDataDir}/wwebjs cannot be written (ENOSPC: no space left on device`
+    )
+  }, 30_000)
+
+  it('while running: a session start fails at once, saying why; with space again, sessions work', async () => {
+    const { service, smallDataDir } = serviceOnSmallDisk('1m', false)
+    const { url, pid } = await listening(service)
+    // Fill the service's disk, seen through its own mount namespace.
+    const filler = `/proc/${pid}/root${smallDataDir}/fill`
+    expect(() => writeFileSync(filler, Buffer.alloc(2 * 1024 * 1024))).toThrow(/ENOSPC/)
+
+    const [failed] = await startSessions(url, token, ['w5'])
+    const connection = async () => {
+      const answer = await fetch(`${url}/api/campaigns/w5/connection`, {
+        headers: { Authorization: `Bearer ${token}` },
+      })
+      return (await answer.json()) as {
+        sessionId: string
+        status: string
+        history: Array<{ detail?: string }>
+      }
+    }
+    let ended = await connection()
+    const deadline = Date.now() + 10_000
+    while (ended.status !== 'cleaned' && ended.status !== 'failed' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      ended = await connection()
+    }
+    expect(ended.sessionId).toBe(failed)
+    const details = ended.history.map((entry) => entry.detail).filter(Boolean)
+    expect(details[0]).toContain(`DATA_DIR: ${smallDataDir}/wwebjs cannot be written (ENOSPC`)
+    expect(processesOf(failed!, dataDir)).toEqual([])
+
+    rmSync(filler)
+    const { sessionIds, closed } = await sessionsShowingQr(url, ['w5'])
+    service.child.kill('SIGTERM')
+    expect(await within(closed, STOP_WITHIN_MS, 'sockets closed')).toEqual([1001])
+    expect(await within(service.exited, STOP_WITHIN_MS, 'the service exited')).toEqual<Exit>({
+      code: 0,
+      signal: null,
+    })
     expectNoBrowserLeft(sessionIds)
   }, 90_000)
 })

@@ -38,20 +38,22 @@ export interface ServiceProcess {
 
 const children = new Set<ChildProcess>()
 
+/** `node dist/main.js` as `npm start` runs it. */
+export const NODE_COMMAND = [process.execPath, '--enable-source-maps', 'dist/main.js']
+
 /**
- * Starts `npm start` (`how: 'npm'`) or `node dist/main.js` (`how: 'node'`) in a process group of
- * its own, so a test can signal the whole group as a terminal's Ctrl-C does.
+ * Starts `npm start` (`how: 'npm'`), `node dist/main.js` (`how: 'node'`) or a command line that
+ * ends up running it, in a process group of its own, so a test can signal the whole group as a
+ * terminal's Ctrl-C does.
  */
 export function spawnService(
-  how: 'npm' | 'node',
+  how: 'npm' | 'node' | string[],
   env: Record<string, string>,
   { stdout = 'pipe' }: { stdout?: 'pipe' | number | Stream } = {}
 ): ServiceProcess {
-  const [command, args] =
-    how === 'npm'
-      ? ['npm', ['start']]
-      : [process.execPath, ['--enable-source-maps', 'dist/main.js']]
-  const child = spawn(command as string, args as string[], {
+  const [command = 'npm', ...args] =
+    how === 'npm' ? ['npm', 'start'] : how === 'node' ? NODE_COMMAND : how
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
     stdio: ['ignore', stdout, 'pipe'],
