@@ -140,7 +140,7 @@ async function main(): Promise<void> {
   // terminal, npm and tsx each deliver it; a second Ctrl-C later exits at once.
   superviseProcess({
     logger,
-    shutdownBoundMs: config.timeouts.destroyMs + config.timeouts.killMs + 10_000,
+    teardownBoundMs: config.timeouts.destroyMs + config.timeouts.killMs,
   }).supervise({
     async close() {
       console.log('\nShutting down: tearing every session down…')

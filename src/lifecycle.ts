@@ -12,7 +12,7 @@
  * - Started by npm (`npm start`), the service also stops when npm itself is gone (killed, or hung
  *   up): npm forwards only SIGTERM and SIGINT, and an orphan would keep serving unnoticed.
  * - A standard output or error that nobody reads any more is noticed once and never stops it.
- * - A stop that takes longer than `shutdownBoundMs` exits 1 anyway.
+ * - A stop that takes longer than the teardown bound plus 10 s exits 1 anyway.
  *
  * @module
  */
@@ -26,8 +26,11 @@ export interface StoppableService {
 
 export interface ProcessSupervisionOptions {
   logger: Logger
-  /** The longest a graceful stop may take; then the process exits 1 without waiting further. */
-  shutdownBoundMs: number
+  /**
+   * The longest a session's teardown may take (`DESTROY_TIMEOUT_MS` + `KILL_TIMEOUT_MS`). A stop
+   * may take 10 s more; then the process exits 1 without waiting further.
+   */
+  teardownBoundMs: number
   /** A signal this soon after the first one is part of the same stop. */
   repeatWindowMs?: number
   /** How often to check, when npm started the service, that npm is still there (0: never). */
@@ -46,18 +49,22 @@ export interface ProcessSupervision {
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP']
 /** npm forwards a signal within milliseconds; a person pressing Ctrl-C again takes longer. */
 export const DEFAULT_REPEAT_WINDOW_MS = 2_000
+/** Scheduling slack on top of the teardowns, for the rest of a stop (sockets, workers, logs). */
+const SHUTDOWN_SLACK_MS = 10_000
+/** How long the last log lines may take after a deliberate second signal. */
+const FORCED_EXIT_FLUSH_MS = 200
 
 /**
  * Installs the process's handlers (signals, uncaught exceptions, unhandled rejections, broken
  * standard streams, a vanished npm) and returns the hand-over for the service to stop.
  *
  * @example
- * const supervision = superviseProcess({ logger, shutdownBoundMs: 25_000 })
+ * const supervision = superviseProcess({ logger, teardownBoundMs: 15_000 })
  * supervision.supervise(await startServer(config, { logger }))
  */
 export function superviseProcess({
   logger,
-  shutdownBoundMs,
+  teardownBoundMs,
   repeatWindowMs = DEFAULT_REPEAT_WINDOW_MS,
   parentCheckMs = 1_000,
   logFlushMs = 2_000,
@@ -68,10 +75,10 @@ export function superviseProcess({
   let exitCode = 0
   let exiting = false
 
-  async function exit(code: number): Promise<void> {
+  async function exit(code: number, flushMs = logFlushMs): Promise<void> {
     if (exiting) return
     exiting = true
-    await flushLogs(logger, logFlushMs)
+    await flushLogs(logger, flushMs)
     process.exit(code)
   }
 
@@ -79,7 +86,7 @@ export function superviseProcess({
     if (stopRequestedAt !== undefined) return
     stopRequestedAt = Date.now()
     logger.info(why, message)
-    const boundMs = Math.min(shutdownBoundMs, MAX_DURATION_MS)
+    const boundMs = Math.min(teardownBoundMs + SHUTDOWN_SLACK_MS, MAX_DURATION_MS)
     setTimeout(() => {
       logger.error({ boundMs }, 'shutdown did not finish in time; exiting')
       void exit(1)
@@ -112,8 +119,7 @@ export function superviseProcess({
       return
     }
     logger.warn({ signal }, 'second signal: exiting without waiting')
-    logFlushMs = Math.min(logFlushMs, 200)
-    void exit(1)
+    void exit(1, Math.min(logFlushMs, FORCED_EXIT_FLUSH_MS))
   }
   for (const signal of STOP_SIGNALS) process.on(signal, onSignal)
 
@@ -158,6 +164,6 @@ export function superviseProcess({
       service = running
       if (stopRequestedAt !== undefined) close(running)
     },
-    exit,
+    exit: (code) => exit(code),
   }
 }

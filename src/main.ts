@@ -14,9 +14,6 @@ import { superviseProcess } from './lifecycle.ts'
 import { createLogger } from './logger.ts'
 import { startServer } from './server.ts'
 
-/** Scheduling slack on top of a teardown's own bound, for the rest of a shutdown. */
-const SHUTDOWN_SLACK_MS = 10_000
-
 async function main(): Promise<void> {
   let config: Config
   try {
@@ -28,7 +25,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel })
   const supervision = superviseProcess({
     logger,
-    shutdownBoundMs: config.timeouts.destroyMs + config.timeouts.killMs + SHUTDOWN_SLACK_MS,
+    teardownBoundMs: config.timeouts.destroyMs + config.timeouts.killMs,
   })
 
   try {
