@@ -68,6 +68,30 @@ function messages(service: ServiceProcess): string[] {
   return service.lines.map((line) => line.msg as string)
 }
 
+describe('npm start: the built service', () => {
+  it('serves the pages, their assets and QR images from dist/', async () => {
+    const service = spawnService('npm', { ...ENV, INSPECT: 'true' })
+    const { url } = await listening(service)
+    for (const path of ['/', '/inspect', '/assets/app.css', '/assets/dashboard.js']) {
+      expect((await fetch(`${url}${path}`)).status, path).toBe(200)
+    }
+    const mermaid = await fetch(`${url}/assets/vendor/mermaid/mermaid.esm.min.mjs`)
+    expect(mermaid.status).toBe(200)
+    // The QR image comes from the render worker, a file of its own beside its module.
+    const [sessionId] = await startSessions(url, token, ['pages'])
+    await subscribedSocket(url, sessionId!)
+    const connection = await fetch(`${url}/api/campaigns/pages/connection`, { headers: headers() })
+    expect(((await connection.json()) as { status: string }).status).toBe('awaitingScan')
+    const answer = await fetch(`${url}/api/campaigns/pages/qr-code`, {
+      method: 'POST',
+      headers: headers(),
+    })
+    expect(((await answer.json()) as { qrCode: string }).qrCode).toMatch(/^data:image\/png;base64,/)
+    service.child.kill('SIGTERM')
+    expect(await service.exited).toEqual({ code: 0, signal: null })
+  }, 30_000)
+})
+
 describe('npm start: a graceful stop however it is signalled (issue 9)', () => {
   const ways: Array<[string, (npmPid: number, nodePid: number) => void]> = [
     ['SIGTERM to npm (a process manager, Docker, CI)', (npm) => process.kill(npm, 'SIGTERM')],
