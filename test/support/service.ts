@@ -78,15 +78,17 @@ export function spawnService(
   return { child, lines, stderr, exited }
 }
 
-/** Kills (SIGKILL, the whole group) every service a test left running. */
+/**
+ * Kills (SIGKILL) the process group of every service a test started, whatever is left of it: the
+ * group outlives its leader when npm died and node did not.
+ */
 export function killServices(): void {
   for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL')
-      } catch {
-        // Already gone.
-      }
+    if (child.pid === undefined) continue
+    try {
+      process.kill(-child.pid, 'SIGKILL')
+    } catch {
+      // Nothing of the group is left.
     }
   }
   children.clear()
