@@ -163,7 +163,8 @@ describe('npm start: a graceful stop however it is signalled (issue 9)', () => {
       expect(await within(closed, STOP_WITHIN_MS, 'sockets closed')).toEqual([
         1001, 1001, 1001, 1001,
       ])
-      await waitFor(() => (isRunning(pid) ? undefined : true), 'node exited', STOP_WITHIN_MS)
+      await within(service.outputEnded, STOP_WITHIN_MS, 'node exited')
+      expect(isRunning(pid)).toBe(false)
       expect(cleanedSessions(service.lines)).toEqual([...sessionIds].sort())
       expect(messages(service)).toContain('npm, which started the service, is gone: shutting down')
       expect(messages(service)).toContain('shut down cleanly')

@@ -33,7 +33,13 @@ export interface ServiceProcess {
   /** Parsed JSON log lines from the child's standard output (other lines as `{ msg }`). */
   lines: Json[]
   stderr: string[]
+  /** The child's exit, once its standard output and error are read to the end. */
   exited: Promise<Exit>
+  /**
+   * Resolves once every process holding the child's standard output has closed it and its last
+   * line is in `lines` (the exit of `npm` says nothing of a node that outlived it).
+   */
+  outputEnded: Promise<void>
 }
 
 const children = new Set<ChildProcess>()
@@ -62,20 +68,24 @@ export function spawnService(
   children.add(child)
   const lines: Json[] = []
   const stderr: string[] = []
+  let outputEnded = Promise.resolve()
   if (child.stdout) {
-    createInterface({ input: child.stdout }).on('line', (line) => {
+    const reader = createInterface({ input: child.stdout })
+    reader.on('line', (line) => {
       try {
         lines.push(JSON.parse(line))
       } catch {
         lines.push({ msg: line })
       }
     })
+    outputEnded = new Promise((resolve) => reader.once('close', resolve))
   }
   createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line))
+  // 'close', not 'exit': by then the output has been read to its last line.
   const exited = new Promise<Exit>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal }))
+    child.once('close', (code, signal) => resolve({ code, signal }))
   )
-  return { child, lines, stderr, exited }
+  return { child, lines, stderr, exited, outputEnded }
 }
 
 /**
