@@ -11,6 +11,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { loadConfig, ConfigError } from '../src/config.ts'
+import { superviseProcess } from '../src/lifecycle.ts'
 import { createLogger } from '../src/logger.ts'
 import { startServer, type RunningServer } from '../src/server.ts'
 import type { SessionStatus } from '../src/sessions.ts'
@@ -135,27 +136,18 @@ async function main(): Promise<void> {
   )
   console.log()
 
-  let stopping = false
-  const stop = () => {
-    if (stopping) {
-      console.log('\nSecond Ctrl-C: exiting without waiting.')
-      process.exit(1)
-    }
-    stopping = true
-    console.log('\nShutting down: tearing every session down…')
-    server.close().then(
-      () => {
-        console.log('Stopped cleanly. Bye.')
-        process.exit(0)
-      },
-      (error: unknown) => {
-        console.error('Shutdown failed:', error)
-        process.exit(1)
-      }
-    )
-  }
-  process.on('SIGINT', stop)
-  process.on('SIGTERM', stop)
+  // The service's own process handling (src/lifecycle.ts): one Ctrl-C stops it, even though the
+  // terminal, npm and tsx each deliver it; a second Ctrl-C later exits at once.
+  superviseProcess({
+    logger,
+    teardownBoundMs: config.timeouts.destroyMs + config.timeouts.killMs,
+  }).supervise({
+    async close() {
+      console.log('\nShutting down: tearing every session down…')
+      await server.close()
+      console.log('Stopped cleanly. Bye.')
+    },
+  })
 
   console.log(bold('Seeded campaigns'))
   await seed(server, token)

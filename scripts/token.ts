@@ -1,13 +1,15 @@
 /**
  * `npm run token -- --sub alice [--admin] [--campaigns a,b] [--ttl 3600]`: prints a bearer token
  * signed with `JWT_SECRET` (HS256), with `JWT_ISSUER` and `JWT_AUDIENCE` when they are set, for
- * curl and the demo.
+ * curl and the demo. The environment is checked by the service's own rules (`loadConfig`), so a
+ * secret the service would refuse signs nothing.
  *
  * @module
  */
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { SignJWT } from 'jose'
+import { ConfigError, loadConfig } from '../src/config.ts'
 
 const USAGE = 'usage: npm run token -- --sub <user> [--admin] [--campaigns a,b] [--ttl <seconds>]'
 
@@ -61,21 +63,27 @@ async function main(): Promise<void> {
     console.log(USAGE)
     return
   }
-  const secret = process.env.JWT_SECRET
-  if (!secret) throw new Error(`JWT_SECRET is not set; it must be the service's secret.\n${USAGE}`)
+  // The service's rules, so that the token is one it accepts (a short secret is refused here too).
+  const { key, issuer, audience } = loadConfig(process.env).jwt
+  if (key.kind !== 'secret') {
+    throw new ConfigError(
+      `This service verifies tokens with ${key.kind === 'publicKey' ? 'JWT_PUBLIC_KEY' : 'JWT_JWKS_URL'}: ` +
+        'tokens come from whoever holds the private key. npm run token signs only with JWT_SECRET.'
+    )
+  }
   if (!values.sub) throw new Error(`--sub is required.\n${USAGE}`)
   const ttlSeconds = Number(values.ttl)
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
     throw new Error(`--ttl must be a positive whole number of seconds.\n${USAGE}`)
   }
   const token = await signToken({
-    secret,
+    secret: key.secret,
     sub: values.sub,
     admin: values.admin,
     campaigns: values.campaigns?.split(',').filter((id) => id !== ''),
     ttlSeconds,
-    issuer: process.env.JWT_ISSUER || undefined,
-    audience: process.env.JWT_AUDIENCE || undefined,
+    issuer: issuer ?? undefined,
+    audience: audience ?? undefined,
   })
   console.log(token)
 }

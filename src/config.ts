@@ -57,7 +57,7 @@ const MIN_SECRET_LENGTH = 32
 /** The default `MAX_SESSIONS` of the simulated engine (it costs a few kB per session). */
 export const SIMULATED_MAX_SESSIONS = 10_000
 
-const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER, maxMeaning?: string) =>
   z
     .string()
     .regex(/^\d+$/, { error: `must be a whole number between ${min} and ${max}` })
@@ -67,8 +67,18 @@ const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
         .number()
         .int()
         .min(min, { error: `must be at least ${min}` })
-        .max(max, { error: `must be at most ${max}` })
+        .max(max, { error: `must be at most ${max}${maxMeaning ? ` (${maxMeaning})` : ''}` })
     )
+
+/**
+ * The longest delay a Node timer can wait: 2³¹−1 ms, about 24.8 days. Node runs a longer one after
+ * 1 ms (with only a `TimeoutOverflowWarning`), so every duration is bounded here.
+ */
+export const MAX_DURATION_MS = 2_147_483_647
+
+/** A duration in milliseconds, from `min` up to the longest a timer can wait. */
+const duration = (min: number) =>
+  integer(min, MAX_DURATION_MS, 'about 24.8 days, the longest a timer can wait')
 
 const boolean = z
   .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
@@ -128,11 +138,11 @@ const environmentSchema = z.object({
     .default('wwebjs'),
   CHROME_PATH: nonEmpty.optional(),
   DATA_DIR: nonEmpty.default('./data'),
-  INIT_TIMEOUT_MS: integer(1).default(30_000),
-  SCAN_TIMEOUT_MS: integer(1).default(30_000),
-  AUTH_TIMEOUT_MS: integer(1).default(120_000),
-  DESTROY_TIMEOUT_MS: integer(1).default(10_000),
-  KILL_TIMEOUT_MS: integer(1).default(5_000),
+  INIT_TIMEOUT_MS: duration(1).default(30_000),
+  SCAN_TIMEOUT_MS: duration(1).default(30_000),
+  AUTH_TIMEOUT_MS: duration(1).default(120_000),
+  DESTROY_TIMEOUT_MS: duration(1).default(10_000),
+  KILL_TIMEOUT_MS: duration(1).default(5_000),
   MAX_SESSIONS: integer(1).optional(),
   JWT_SECRET: z
     .string()
@@ -160,8 +170,8 @@ const environmentSchema = z.object({
   QR_IMAGE: z.enum(['png', 'svg'], { error: 'must be png or svg' }).default('png'),
   CORS_ORIGINS: originList.optional(),
   WS_ALLOWED_ORIGINS: originList.optional(),
-  SIM_QR_DELAY_MS: integer(0).default(300),
-  SIM_QR_ROTATE_MS: integer(1).default(20_000),
+  SIM_QR_DELAY_MS: duration(0).default(300),
+  SIM_QR_ROTATE_MS: duration(1).default(20_000),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       error: 'must be one of fatal, error, warn, info, debug, trace, silent',

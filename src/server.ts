@@ -1,23 +1,21 @@
 /**
  * The composition root: configuration → logger → engine → session service → HTTP app and
- * WebSocket hub → one HTTP server on one port. `npm start` runs it; tests call `startServer()`
- * in-process on port 0.
+ * WebSocket hub → one HTTP server on one port. `npm start` runs it through ./main.ts (the
+ * process: signals, exit codes); tests call `startServer()` in-process on port 0.
  *
- * Shutdown (SIGTERM, SIGINT or `close()`): `/readyz` answers 503, new sessions and upgrades are
- * refused, every session is torn down within its bound, sockets are closed with 1001, the server
- * stops listening, then the process exits 0.
+ * Shutdown (`close()`): `/readyz` answers 503, new sessions and upgrades are refused, every
+ * session is torn down within its bound, sockets are closed with 1001, then the server stops
+ * listening.
  *
  * @module
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { realpathSync } from 'node:fs'
 import { totalmem } from 'node:os'
-import { pathToFileURL } from 'node:url'
 import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
 import { createTokenVerifier } from './auth/verifier.ts'
-import { ConfigError, loadConfig, SIMULATED_MAX_SESSIONS, type Config } from './config.ts'
+import { ConfigError, SIMULATED_MAX_SESSIONS, type Config } from './config.ts'
 import type { Engine } from './engines/engine.ts'
 import { createSimulatedEngine } from './engines/simulated.ts'
 import { createApp } from './http/app.ts'
@@ -238,10 +236,18 @@ async function createEngine(config: Config, logger: Logger): Promise<EngineChoic
   // Imported only for the real engine: it pulls in whatsapp-web.js and puppeteer.
   const { createWwebjsEngine, recommendedMaxSessions } = await import('./engines/wwebjs.ts')
   const { findChromium, chromiumNotFoundMessage } = await import('./engines/chromium.ts')
-  const { runJanitor } = await import('./engines/janitor.ts')
+  const { profilesRoot, runJanitor } = await import('./engines/janitor.ts')
   const env: NodeJS.ProcessEnv = config.chromePath ? { CHROME_PATH: config.chromePath } : {}
   const chromePath = findChromium(env)
   if (chromePath === undefined) throw new ConfigError(chromiumNotFoundMessage(env))
+  const { whyNotWritable } = await import('./engines/dataDir.ts')
+  const unwritable = await whyNotWritable(profilesRoot(config.dataDir))
+  if (unwritable !== undefined) {
+    throw new ConfigError(
+      `DATA_DIR: ${unwritable}. Each campaign's WhatsApp login is saved there: free some space, ` +
+        'or set DATA_DIR to a writable directory.'
+    )
+  }
   // Chromium left behind by an earlier run of this data directory dies before the first session.
   const { killed, locksRemoved } = await runJanitor({ dataDir: config.dataDir, logger })
   if (killed > 0 || locksRemoved > 0) {
@@ -268,75 +274,3 @@ function listen(server: Server, port: number, host: string): Promise<void> {
     })
   })
 }
-
-/** `npm start`: run until SIGTERM or SIGINT, then shut down gracefully and exit 0. */
-async function main(): Promise<void> {
-  let config: Config
-  try {
-    config = loadConfig()
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error
-    console.error(error.message)
-    process.exit(1)
-  }
-  const logger = createLogger({ level: config.logLevel })
-  // whatsapp-web.js fires and forgets promises: one session's failure must not end the others.
-  process.on('unhandledRejection', (reason) => {
-    logger.error({ err: reason }, 'unhandled promise rejection (ignored)')
-  })
-
-  let running: RunningServer
-  try {
-    running = await startServer(config, { logger })
-  } catch (error) {
-    console.error(
-      error instanceof ConfigError
-        ? error.message
-        : `qrvisor could not start: ${error instanceof Error ? error.message : String(error)}`
-    )
-    process.exit(1)
-  }
-  logger.info(
-    { url: running.url, engine: config.engine, maxSessions: running.sessions.stats().maxSessions },
-    'qrvisor is listening'
-  )
-
-  let stopping = false
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting without waiting')
-      process.exit(1)
-    }
-    stopping = true
-    logger.info({ signal }, 'shutting down')
-    const boundMs = config.timeouts.destroyMs + config.timeouts.killMs + 10_000
-    setTimeout(() => {
-      logger.error({ boundMs }, 'shutdown did not finish in time; exiting')
-      process.exit(1)
-    }, boundMs).unref()
-    running.close().then(
-      () => {
-        logger.info('shut down cleanly')
-        process.exit(0)
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed')
-        process.exit(1)
-      }
-    )
-  }
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
-}
-
-function isMainModule(): boolean {
-  const entry = process.argv[1]
-  if (entry === undefined) return false
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(entry)).href
-  } catch {
-    return false
-  }
-}
-
-if (isMainModule()) main()

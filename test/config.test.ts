@@ -3,7 +3,7 @@
  * message naming the variable.
  */
 import { describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig } from '../src/config.ts'
+import { ConfigError, loadConfig, MAX_DURATION_MS } from '../src/config.ts'
 
 const SECRET = 'x'.repeat(32)
 
@@ -117,6 +117,28 @@ describe('loadConfig', () => {
     expect(failure({ JWT_SECRET: SECRET, LOG_LEVEL: 'loud' })).toMatch(/LOG_LEVEL/)
     expect(failure({ JWT_JWKS_URL: 'ftp://x' })).toMatch(/JWT_JWKS_URL/)
     expect(failure({ JWT_PUBLIC_KEY: 'not a key' })).toMatch(/JWT_PUBLIC_KEY/)
+  })
+
+  // Issue 9: SCAN_TIMEOUT_MS=9999999999 was accepted, then every QR timed out at once (Node runs
+  // a timer longer than 2³¹−1 ms after 1 ms).
+  it('bounds every duration at the longest a timer can wait, naming the variable', () => {
+    const durations = [
+      'INIT_TIMEOUT_MS',
+      'SCAN_TIMEOUT_MS',
+      'AUTH_TIMEOUT_MS',
+      'DESTROY_TIMEOUT_MS',
+      'KILL_TIMEOUT_MS',
+      'SIM_QR_DELAY_MS',
+      'SIM_QR_ROTATE_MS',
+    ]
+    for (const name of durations) {
+      expect(failure({ JWT_SECRET: SECRET, [name]: '9999999999' })).toMatch(
+        new RegExp(`^Invalid configuration: ${name} must be at most 2147483647 \\(about 24.8 days`)
+      )
+      expect(failure({ JWT_SECRET: SECRET, [name]: '2147483648' })).toMatch(name)
+      expect(() => loadConfig({ JWT_SECRET: SECRET, [name]: '2147483647' })).not.toThrow()
+    }
+    expect(MAX_DURATION_MS).toBe(2 ** 31 - 1)
   })
 
   it('requires exactly one way to verify tokens, and a long enough secret', () => {

@@ -121,6 +121,56 @@ export function markerArgs(campaignId: string, sessionId: string): string[] {
   return [`${CAMPAIGN_MARKER}${campaignId}`, `${SESSION_MARKER}${sessionId}`]
 }
 
+/**
+ * Variables a browser may inherit from the service, by name; see `chromiumEnvironment`.
+ * Locale and time zone; the home and XDG directories, display and fontconfig (where Chromium finds
+ * its settings, fonts and caches); TMPDIR (Chromium's shared memory lives there with
+ * `--disable-dev-shm-usage`); the proxy variables (with no desktop settings, Chromium on Linux
+ * takes its proxy from them); CHROMIUM_FLAGS (read by Debian's `chromium` launcher script).
+ */
+const CHROMIUM_VARIABLES = new Set([
+  'PATH',
+  'HOME',
+  'LANG',
+  'LANGUAGE',
+  'TZ',
+  'TMPDIR',
+  'DISPLAY',
+  'WAYLAND_DISPLAY',
+  'CHROMIUM_FLAGS',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  'all_proxy',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'ALL_PROXY',
+])
+const CHROMIUM_VARIABLE_PREFIXES = ['LC_', 'XDG_', 'FONTCONFIG_']
+
+/**
+ * The environment a browser starts with: only what Chromium needs from the service's own. The
+ * service's configuration (JWT_SECRET and the rest) and anything else it was given stay out of
+ * every browser process, which loads remote content (and, as root, runs without its sandbox).
+ *
+ * @example
+ * chromiumEnvironment({ PATH: '/usr/bin', JWT_SECRET: 's3cret' }) // { PATH: '/usr/bin' }
+ */
+export function chromiumEnvironment(
+  source: NodeJS.ProcessEnv = process.env
+): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const [name, value] of Object.entries(source)) {
+    if (value === undefined) continue
+    const allowed =
+      CHROMIUM_VARIABLES.has(name) ||
+      CHROMIUM_VARIABLE_PREFIXES.some((prefix) => name.startsWith(prefix))
+    if (allowed) env[name] = value
+  }
+  return env
+}
+
 /** The environment marks of one session's browser (inherited by the crash handler). */
 export function markerEnv(
   campaignId: string,

@@ -26,6 +26,7 @@
  */
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { inspect } from 'node:util'
 import wweb from 'whatsapp-web.js'
 import { systemClock, type Clock } from '../clock.ts'
 import { silentLogger, type Logger } from '../logger.ts'
@@ -37,7 +38,14 @@ import type {
   EngineStopResult,
   EngineTerminationKind,
 } from './engine.ts'
-import { findSessionProcesses, markerArgs, markerEnv, SESSION_MARKER } from './chromium.ts'
+import {
+  chromiumEnvironment,
+  findSessionProcesses,
+  markerArgs,
+  markerEnv,
+  SESSION_MARKER,
+} from './chromium.ts'
+import { whyNotWritable } from './dataDir.ts'
 import { profilesRoot, removeProfileLocks } from './janitor.ts'
 import { killProcess, killProcessGroup, waitUntilGone, type ProcessInfo } from './processes.ts'
 import { sessionTag } from '../sessionTag.ts'
@@ -203,7 +211,7 @@ class WwebjsSession implements EngineSession {
     this.#run().catch((error: unknown) => {
       // #run catches everything it expects; this is the net under a bug.
       this.#log.error({ err: error }, 'unexpected failure while starting')
-      this.#terminate('engine_error', `unexpected failure while starting: ${describe(error)}`)
+      this.#terminate('engine_error', `unexpected failure while starting: ${describeThrown(error)}`)
     })
   }
 
@@ -220,12 +228,19 @@ class WwebjsSession implements EngineSession {
       await previousTeardown
     }
     if (this.#stopping) return
+    // On a full disk Chromium runs on without saving the login, saying nothing: refuse instead.
+    const unwritable = await whyNotWritable(this.#shared.profilesRoot)
+    if (this.#stopping) return
+    if (unwritable !== undefined) {
+      this.#terminate('start_failed', `DATA_DIR: ${unwritable}`)
+      return
+    }
 
     let client: WwebjsClient
     try {
       client = this.#createClient()
     } catch (error) {
-      this.#terminate('start_failed', describe(error))
+      this.#terminate('start_failed', describeThrown(error))
       return
     }
     this.#client = client
@@ -243,7 +258,7 @@ class WwebjsSession implements EngineSession {
       const how = died ? await this.#howBrowserEnded() : ''
       this.#terminate(
         died ? 'crashed' : 'start_failed',
-        `initialize() failed: ${describe(error)}${how}`
+        `initialize() failed: ${describeThrown(error)}${how}`
       )
     }
   }
@@ -273,7 +288,11 @@ class WwebjsSession implements EngineSession {
         executablePath: chromePath,
         headless: true,
         args,
-        env: { ...process.env, ...markerEnv(this.#campaignId, this.#sessionId, this.#profileDir) },
+        // Only what Chromium needs: the service's secrets stay out of every browser process.
+        env: {
+          ...chromiumEnvironment(),
+          ...markerEnv(this.#campaignId, this.#sessionId, this.#profileDir),
+        },
         // Aborting kills a browser that is still launching, which destroy() cannot (wwebjs #3052).
         signal: this.#abortLaunch.signal,
         // The service owns signal handling and shuts sessions down itself. (puppeteer still
@@ -314,7 +333,7 @@ class WwebjsSession implements EngineSession {
         this.#log.warn({ err: error }, 'WhatsApp Web could not be re-injected after a navigation')
         this.#terminate(
           'engine_error',
-          `re-injection after a navigation failed: ${describe(error)}`
+          `re-injection after a navigation failed: ${describeThrown(error)}`
         )
       }
     }
@@ -565,9 +584,28 @@ async function settlesWithin(
   }
 }
 
-/** An error as one line for an event's `detail`: Errors by message, strings as they are. */
-function describe(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error)
+/**
+ * Any thrown value as one line for an event's `detail`. Errors, and error-like objects, by their
+ * message: puppeteer rethrows the WebSocket's `ErrorEvent` (not an Error) when Chromium dies while
+ * it connects, which `String()` turned into "[object Object]". Anything else as `util.inspect`
+ * shows it.
+ *
+ * @example
+ * describeThrown(new Error('Target closed')) // 'Target closed'
+ * describeThrown({ code: 'ECONNRESET' })      // "{ code: 'ECONNRESET' }"
+ */
+export function describeThrown(thrown: unknown): string {
+  const text = messageOf(thrown) ?? inspect(thrown, { depth: 1, breakLength: Infinity })
   const firstLine = text.split('\n', 1)[0] ?? ''
   return firstLine.length > 300 ? `${firstLine.slice(0, 297)}...` : firstLine
+}
+
+function messageOf(thrown: unknown): string | undefined {
+  if (thrown instanceof Error) return thrown.message || thrown.name
+  if (typeof thrown === 'string') return thrown || undefined
+  if (typeof thrown !== 'object' || thrown === null) return undefined
+  // A DOM-style ErrorEvent carries `message` and the Error itself as `error`.
+  const { message, error } = thrown as { message?: unknown; error?: unknown }
+  if (typeof message === 'string' && message !== '') return message
+  return error instanceof Error ? messageOf(error) : undefined
 }

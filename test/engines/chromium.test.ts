@@ -1,16 +1,20 @@
 /**
- * Finding Chromium, and the small pure parts of the wwebjs engine (capacity, disconnect reasons).
+ * Finding Chromium, the environment it starts with, and the small pure parts of the wwebjs engine
+ * (capacity, disconnect reasons, how a thrown value is described).
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { WebSocket, type ErrorEvent } from 'ws'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
+  chromiumEnvironment,
   chromiumNotFoundMessage,
   findChromium,
   requireChromium,
 } from '../../src/engines/chromium.ts'
 import {
+  describeThrown,
   PLANNED_BYTES_PER_SESSION,
   recommendedMaxSessions,
   terminationKindForDisconnect,
@@ -112,5 +116,85 @@ describe('terminationKindForDisconnect', () => {
     ]) {
       expect(terminationKindForDisconnect(reason)).toBe('engine_error')
     }
+  })
+})
+
+describe('chromiumEnvironment', () => {
+  it("passes what Chromium needs and nothing of the service's configuration", () => {
+    const env = chromiumEnvironment({
+      PATH: '/usr/bin',
+      HOME: '/root',
+      LANG: 'C.UTF-8',
+      LC_ALL: 'C.UTF-8',
+      TZ: 'UTC',
+      TMPDIR: '/var/tmp',
+      DISPLAY: ':0',
+      XDG_RUNTIME_DIR: '/run/user/0',
+      FONTCONFIG_FILE: '/etc/fonts/fonts.conf',
+      https_proxy: 'http://proxy.internal:3128',
+      NO_PROXY: 'localhost',
+      JWT_SECRET: 'x'.repeat(32),
+      JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----',
+      DATA_DIR: '/var/lib/qrvisor',
+      PORT: '3000',
+      NODE_OPTIONS: '--max-old-space-size=512',
+      AWS_SECRET_ACCESS_KEY: 'not for a browser',
+      npm_config_registry: 'https://registry.npmjs.org/',
+    })
+    expect(Object.keys(env).sort()).toEqual(
+      [
+        'PATH',
+        'HOME',
+        'LANG',
+        'LC_ALL',
+        'TZ',
+        'TMPDIR',
+        'DISPLAY',
+        'XDG_RUNTIME_DIR',
+        'FONTCONFIG_FILE',
+        'https_proxy',
+        'NO_PROXY',
+      ].sort()
+    )
+  })
+})
+
+// Issue 8: a process group killed during launch was recorded as `initialize() failed: [object
+// Object]`, because puppeteer rethrows the DevTools WebSocket's `ErrorEvent`, which is not an Error.
+describe('describeThrown', () => {
+  it("describes a WebSocket ErrorEvent (what puppeteer throws when Chromium dies while it connects) by its error's message", async () => {
+    // A real ErrorEvent from ws, the library puppeteer uses: a connection to a port nobody serves.
+    const event = await new Promise<ErrorEvent>((resolve) => {
+      const socket = new WebSocket('ws://127.0.0.1:1')
+      socket.onerror = resolve
+    })
+    expect(String(event)).toBe('[object Object]')
+    expect(describeThrown(event)).toBe('connect ECONNREFUSED 127.0.0.1:1')
+  })
+
+  it('describes Errors by their message (their name when it is empty), strings as they are', () => {
+    expect(describeThrown(new Error('Target closed'))).toBe('Target closed')
+    expect(describeThrown(new TypeError())).toBe('TypeError')
+    expect(describeThrown('auth timeout')).toBe('auth timeout')
+    expect(describeThrown({ message: 'socket hang up', type: 'error' })).toBe('socket hang up')
+    expect(describeThrown({ error: new Error('inner') })).toBe('inner')
+  })
+
+  it('shows any other value as util.inspect does, on one line', () => {
+    expect(describeThrown({ code: 'ECONNRESET', nested: { a: { b: 1 } } })).toBe(
+      "{ code: 'ECONNRESET', nested: { a: [Object] } }"
+    )
+    expect(describeThrown(undefined)).toBe('undefined')
+    expect(describeThrown(null)).toBe('null')
+    expect(describeThrown(42)).toBe('42')
+    expect(describeThrown(Symbol('gone'))).toBe('Symbol(gone)')
+    expect(describeThrown('')).toBe("''")
+  })
+
+  it('keeps the first line only, at most 300 characters', () => {
+    expect(describeThrown(new Error('first line\n    at frame (x.js:1:1)'))).toBe('first line')
+    const long = describeThrown('x'.repeat(1_000))
+    expect(long).toHaveLength(300)
+    expect(long.endsWith('...')).toBe(true)
   })
 })

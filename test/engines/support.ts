@@ -176,7 +176,8 @@ function readProc(pid: string): ProcessRecord | undefined {
   }
 }
 
-function environ(pid: number): string {
+/** A process's environment as `/proc` shows it (NUL-separated `NAME=value`), or '' once it is gone. */
+export function environ(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/environ`, 'utf8')
   } catch {

@@ -11,6 +11,7 @@ import { createWwebjsEngine, type WwebjsEngineOptions } from '../../src/engines/
 import {
   chromiumForTests,
   eventually,
+  environ,
   EventLog,
   killEverythingUnder,
   makeDataDir,
@@ -133,6 +134,45 @@ describe('wwebjs engine with a real Chromium', () => {
     expect(result.durationMs).toBeLessThan(DESTROY_TIMEOUT_MS + KILL_TIMEOUT_MS + SLACK_MS)
     expectNothingLeft(sessionId, [group])
     expect(log.events).toEqual([])
+  })
+
+  // Issue 8: Chromium started with the service's whole environment, so JWT_SECRET was readable in
+  // /proc/<pid>/environ of every browser process.
+  it("starts Chromium without the service's configuration in its environment", async () => {
+    const configuration = {
+      JWT_SECRET: 'a-secret-that-must-never-reach-a-browser-0123456789',
+      JWT_ISSUER: 'https://issuer.example',
+      DATA_DIR: dataDir,
+      WA_ENGINE: 'wwebjs',
+      PORT: '3000',
+      QRVISOR_UNRELATED_SETTING: 'also-private',
+    }
+    const saved = { ...process.env }
+    Object.assign(process.env, configuration, { LANG: 'C.UTF-8', TZ: 'Europe/Lisbon' })
+    try {
+      const { session, sessionId } = newSession(engineWith(blank.chromiumArgs))
+      session.start()
+      const group = await browserLoading(blank, sessionId)
+      const processes = processesOf(sessionId, dataDir, [group])
+      const environments = processes.map((record) => environ(record.pid)).filter(Boolean)
+      expect(environments.length).toBeGreaterThan(0)
+      for (const environment of environments) {
+        const names = environment.split('\0').map((entry) => entry.split('=', 1)[0])
+        for (const name of Object.keys(configuration)) expect(names).not.toContain(name)
+        expect(environment).not.toContain(configuration.JWT_SECRET)
+      }
+      // What Chromium needs still reaches the browser itself, with the session's marks.
+      const browser = environ(markedBrowser(sessionId)!.pid)
+      for (const needed of ['PATH=', 'LANG=C.UTF-8', 'TZ=Europe/Lisbon']) {
+        expect(browser.split('\0').some((entry) => entry.startsWith(needed))).toBe(true)
+      }
+      expect(browser).toContain(`QRVISOR_SESSION=${sessionId}\0`)
+      await session.stop()
+      expectNothingLeft(sessionId, [group])
+    } finally {
+      for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name]
+      Object.assign(process.env, saved)
+    }
   })
 
   it('ends a start whose page never finishes loading (initialize() never settles)', async () => {
