@@ -11,6 +11,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { signToken } from '../../scripts/token.ts'
+import { sessionTag } from '../../src/sessionTag.ts'
 import { SECRET } from '../support/edge.ts'
 import {
   buildService,
@@ -112,7 +113,7 @@ describe('the built service on the wwebjs engine, as a process', () => {
       signal: null,
     })
     expect(isRunning(pid)).toBe(false)
-    expect(cleanedSessions(service.lines)).toEqual([...sessionIds].sort())
+    expect(cleanedSessions(service.lines)).toEqual(sessionIds.map(sessionTag).sort())
     expect(service.lines.map((line) => line.msg)).not.toContain(
       'second signal: exiting without waiting'
     )
@@ -153,7 +154,7 @@ describe('the built service on the wwebjs engine, as a process', () => {
       code: 1,
       signal: null,
     })
-    expect(cleanedSessions(service.lines)).toEqual(sessionIds)
+    expect(cleanedSessions(service.lines)).toEqual(sessionIds.map(sessionTag))
     expectNoBrowserLeft(sessionIds)
   }, 90_000)
 })

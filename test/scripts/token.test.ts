@@ -50,6 +50,11 @@ describe('npm run token', () => {
     const { code, stdout } = await token(env, ['--sub', 'alice', '--campaigns', 'a,b'])
     expect(code).toBe(0)
     const identity = await createTokenVerifier(loadConfig(env).jwt).verify(stdout.trim())
-    expect(identity).toEqual({ userId: 'alice', admin: false, campaigns: new Set(['a', 'b']) })
+    expect(identity).toEqual({
+      userId: 'alice',
+      admin: false,
+      campaigns: new Set(['a', 'b']),
+      validUntil: expect.any(Number),
+    })
   })
 })
