@@ -8,7 +8,7 @@ import type { MiddlewareHandler } from 'hono'
 import { bearerToken } from '../auth/bearer.ts'
 import { canAccessCampaign, type Identity } from '../auth/identity.ts'
 import { InvalidTokenError, type TokenVerifier } from '../auth/verifier.ts'
-import type { SessionService } from '../sessions.ts'
+import type { SessionService } from '../session/api.ts'
 import { ApiError } from './errors.ts'
 
 export interface AppEnv {

@@ -8,7 +8,12 @@
  */
 import { z } from 'zod'
 import { CAMPAIGN_ID_PATTERN } from '../http/middleware.ts'
-import type { SessionEvent, SessionReason, SessionStatus, SubscriptionTarget } from '../sessions.ts'
+import type {
+  SessionEvent,
+  SessionReason,
+  SessionStatus,
+  SubscriptionTarget,
+} from '../session/api.ts'
 
 export type ClientMessage =
   | { type: 'subscribe'; target: SubscriptionTarget }

@@ -12,7 +12,7 @@
  * @module
  */
 import { assign, enqueueActions, setup } from 'xstate'
-import type { Caller, CleanupResult, StartResult } from '../sessions.ts'
+import type { Caller, CleanupResult, StartResult } from './api.ts'
 import type { CampaignOutput } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
 import { RestartBudget, type RestartPolicy } from './restartBudget.ts'

@@ -17,25 +17,25 @@
  */
 import { randomUUID } from 'node:crypto'
 import { createActor, type InspectionEvent } from 'xstate'
-import { systemClock, type Clock } from './clock.ts'
-import type { Engine } from './engines/engine.ts'
-import { silentLogger, type Logger } from './logger.ts'
-import { sessionTag } from './sessionTag.ts'
-import { createCampaignMachine } from './machines/campaignMachine.ts'
-import { createEngineControl } from './machines/engineControl.ts'
-import { SessionRegistry } from './machines/sessionRegistry.ts'
+import { systemClock, type Clock } from '../clock.ts'
+import type { Engine } from '../engines/engine.ts'
+import { silentLogger, type Logger } from '../logger.ts'
+import { sessionTag } from '../sessionTag.ts'
+import { createCampaignMachine } from './campaignMachine.ts'
+import { createEngineControl } from './engineControl.ts'
+import { SessionRegistry } from './sessionRegistry.ts'
 import {
   createSupervisorMachine,
   DEFAULT_RESTART_POLICY,
   type RestartPolicy,
-} from './machines/supervisorMachine.ts'
+} from './supervisorMachine.ts'
 import type {
   CleanupResult,
   SessionEvent,
   SessionService,
   StartResult,
   Subscription,
-} from './sessions.ts'
+} from './api.ts'
 
 export interface SessionTimeouts {
   initMs: number

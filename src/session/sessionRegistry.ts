@@ -33,7 +33,7 @@ import type {
   SessionStats,
   Subscription,
   SubscriptionTarget,
-} from '../sessions.ts'
+} from './api.ts'
 import type {
   CampaignEmitted,
   CampaignInput,

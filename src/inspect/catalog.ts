@@ -11,17 +11,17 @@ import {
   CAMPAIGN_EVENTS,
   CAMPAIGN_GUARDS,
   createCampaignMachine,
-} from './campaignMachine.ts'
+} from '../session/campaignMachine.ts'
 import type { MachineDocs } from './diagram.ts'
-import { createEngineControl } from './engineControl.ts'
-import { SessionRegistry } from './sessionRegistry.ts'
+import { createEngineControl } from '../session/engineControl.ts'
+import { SessionRegistry } from '../session/sessionRegistry.ts'
 import {
   createSupervisorMachine,
   DEFAULT_RESTART_POLICY,
   SUPERVISOR_DELAYS,
   SUPERVISOR_EVENTS,
   SUPERVISOR_GUARDS,
-} from './supervisorMachine.ts'
+} from '../session/supervisorMachine.ts'
 
 export interface DescribedMachine {
   id: string

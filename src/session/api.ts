@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { HistoryEntry, SessionReason, SessionStatus } from './machines/status.ts'
+import type { HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 
 export type { HistoryEntry, SessionReason, SessionStatus }
 
