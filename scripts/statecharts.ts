@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { toMarkdownTables, toMermaid } from '../src/inspect/diagram.ts'
-import { describedMachines } from '../src/inspect/catalog.ts'
+import { describedMachines } from '../src/session/catalog.ts'
 
 export const STATECHARTS_PATH = fileURLToPath(new URL('../statecharts.md', import.meta.url))
 

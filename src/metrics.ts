@@ -8,7 +8,7 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { SESSION_STATUSES } from './session/status.ts'
+import { SESSION_STATUSES } from './session/api.ts'
 import type { SessionEvent, SessionService } from './session/api.ts'
 
 export interface Metrics {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { renderStatecharts, STATECHARTS_PATH } from '../scripts/statecharts.ts'
 import { listTransitions } from '../src/inspect/diagram.ts'
-import { describedMachines } from '../src/inspect/catalog.ts'
+import { describedMachines } from '../src/session/catalog.ts'
 import { SESSION_STATUSES } from '../src/session/status.ts'
 
 describe('statecharts.md', () => {

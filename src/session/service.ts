@@ -28,6 +28,7 @@ import {
   createSupervisorMachine,
   DEFAULT_RESTART_POLICY,
   type RestartPolicy,
+  type SupervisorMachine,
 } from './supervisorMachine.ts'
 import type {
   CleanupResult,
@@ -72,7 +73,7 @@ export interface SupervisedSessionService extends SessionService {
   observe(listener: (event: SessionEvent) => void): Subscription
   /** Engine sessions started and not yet stopped (tests use it to prove nothing leaks). */
   liveEngineSessions(): string[]
-  readonly supervisor: ReturnType<typeof createActor<ReturnType<typeof createSupervisorMachine>>>
+  readonly supervisor: ReturnType<typeof createActor<SupervisorMachine>>
 }
 
 /** Margin the machine's own teardown deadline leaves above the engine's bounded stop. */

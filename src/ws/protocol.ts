@@ -7,12 +7,12 @@
  * @module
  */
 import { z } from 'zod'
-import { CAMPAIGN_ID_PATTERN } from '../http/middleware.ts'
-import type {
-  SessionEvent,
-  SessionReason,
-  SessionStatus,
-  SubscriptionTarget,
+import {
+  CAMPAIGN_ID_PATTERN,
+  type SessionEvent,
+  type SessionReason,
+  type SessionStatus,
+  type SubscriptionTarget,
 } from '../session/api.ts'
 
 export type ClientMessage =

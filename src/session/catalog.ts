@@ -1,6 +1,6 @@
 /**
- * The machines, built with inert dependencies, for documentation and the inspector: their
- * definitions are what matters here, not their behaviour.
+ * The session core's machines, built with inert dependencies, for statecharts.md and the
+ * inspector's diagrams: their definitions are what matters here, not their behaviour.
  *
  * @module
  */
@@ -11,17 +11,22 @@ import {
   CAMPAIGN_EVENTS,
   CAMPAIGN_GUARDS,
   createCampaignMachine,
-} from '../session/campaignMachine.ts'
-import type { MachineDocs } from './diagram.ts'
-import { createEngineControl } from '../session/engineControl.ts'
-import { SessionRegistry } from '../session/sessionRegistry.ts'
+} from './campaignMachine.ts'
+import { createEngineControl } from './engineControl.ts'
+import { SessionRegistry } from './sessionRegistry.ts'
 import {
   createSupervisorMachine,
   DEFAULT_RESTART_POLICY,
   SUPERVISOR_DELAYS,
   SUPERVISOR_EVENTS,
   SUPERVISOR_GUARDS,
-} from '../session/supervisorMachine.ts'
+} from './supervisorMachine.ts'
+
+export interface MachineDocs {
+  events: Record<string, string>
+  guards: Record<string, string>
+  delays: Record<string, string>
+}
 
 export interface DescribedMachine {
   id: string
