@@ -30,14 +30,15 @@ bound in case an engine breaks its promise to settle.
 children took 14.6 s to spawn and 22.6 s to stop on this kind of machine. Putting the campaign
 actors in the supervisor's system without \`spawnChild\` (the \`parent\` option) avoids that copy,
 but stopping an actor still scans every scheduled event of its system (\`scheduler.cancelAll\`):
-we measured 10k sessions taking 3.1 s to shut down against 72 ms for 1k. So each campaign actor is
-the root of its own small system, on the supervisor's clock, and the supervisor keeps them in its
-own \`SessionRegistry\` (Maps keyed by campaign and session): starting or ending a session costs
-the same with 10 sessions or 100,000 (see BENCHMARKS.md). The supervisor stays an XState actor:
-each campaign actor reports its end to it as \`SESSION.ENDED\` (or \`SESSION.FAILED\` for a bug),
-and the inspector attaches to the supervisor and to every campaign actor, only while a viewer is
-connected. Sharding into several supervisor machines was rejected: each shard would still pay
-O(n²) for its own n children.
+we measured 10k sessions taking 3.1 s to shut down against 72 ms for 1k, and a system per session
+costs ~2 KiB of heap each. So campaign actors share the systems of small *shards* (256 sessions
+each, on the supervisor's clock; a shard stops once its sessions have ended), and the supervisor
+keeps them in its own \`CampaignTable\` (Maps keyed by campaign and session): starting or ending a
+session costs the same with 10 sessions or 100,000 (see BENCHMARKS.md). The supervisor stays an
+XState actor: each campaign actor reports its end to it as \`SESSION.ENDED\` (or
+\`SESSION.FAILED\` for a bug), and the inspector attaches to the supervisor and to every campaign
+actor, only while a viewer is connected. Sharding into several supervisor machines was rejected:
+each would still pay O(n²) for its own n children.
 
 **The supervisor's actions are total.** An action that throws would put the supervisor in
 \`error\` and leave every campaign actor running. Each action catches, logs and answers; a campaign

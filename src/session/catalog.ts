@@ -13,7 +13,7 @@ import {
   createCampaignMachine,
 } from './campaignMachine.ts'
 import { createEngineControl } from './engineControl.ts'
-import { SessionRegistry } from './sessionRegistry.ts'
+import { CampaignTable } from './campaignTable.ts'
 import {
   createSupervisorMachine,
   DEFAULT_RESTART_POLICY,
@@ -49,7 +49,7 @@ export function describedMachines(): DescribedMachine[] {
       close: async () => {},
     }),
   })
-  const registry = new SessionRegistry({
+  const registry = new CampaignTable({
     machine: campaign,
     timeouts: { initMs: 0, scanMs: 0, authMs: 0, teardownMs: 0 },
     clock: systemClock,

@@ -23,7 +23,7 @@ import { silentLogger, type Logger } from '../logger.ts'
 import { sessionTag } from '../sessionTag.ts'
 import { createCampaignMachine } from './campaignMachine.ts'
 import { createEngineControl } from './engineControl.ts'
-import { SessionRegistry } from './sessionRegistry.ts'
+import { CampaignTable } from './campaignTable.ts'
 import {
   createSupervisorMachine,
   DEFAULT_RESTART_POLICY,
@@ -93,7 +93,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
   validateTimeouts(timeouts)
   const engines = createEngineControl(options.engine)
   const now = () => clock.now()
-  const registry = new SessionRegistry({
+  const registry = new CampaignTable({
     machine: createCampaignMachine({ engines, now }),
     timeouts: {
       initMs: timeouts.initMs,

@@ -5,7 +5,7 @@
  *
  *   running ──SHUTDOWN.REQUESTED──▶ shuttingDown ──(no live session)──▶ stopped (final)
  *
- * Its campaign actors are kept in a `SessionRegistry` rather than `snapshot.children` (see
+ * Its campaign actors are kept in a `CampaignTable` rather than `snapshot.children` (see
  * there for why). Every action is total: an error is logged and the request answered, never
  * thrown, because a throwing action would stop the supervisor and orphan every session.
  *
@@ -16,12 +16,12 @@ import type { Caller, CleanupResult, StartResult } from './api.ts'
 import type { CampaignOutput } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
 import { RestartBudget, type RestartPolicy } from './restartBudget.ts'
-import type { SessionRegistry } from './sessionRegistry.ts'
+import type { CampaignTable } from './campaignTable.ts'
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './restartBudget.ts'
 
 export interface SupervisorDeps {
-  registry: SessionRegistry
+  registry: CampaignTable
   maxSessions: number
   /** Seconds a client is told to wait when at capacity. */
   retryAfterSeconds: number
@@ -85,7 +85,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
   }
 
   function startSession(
-    self: Parameters<SessionRegistry['startSession']>[0],
+    self: Parameters<CampaignTable['startSession']>[0],
     campaignId: string,
     owner: string
   ) {
@@ -94,7 +94,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
 
   /** The decision for a start-or-join request, applied; returns the answer. */
   function decide(
-    self: Parameters<SessionRegistry['startSession']>[0],
+    self: Parameters<CampaignTable['startSession']>[0],
     event: Extract<SupervisorEvent, { type: 'SESSION.REQUESTED' }>
   ): StartResult {
     const { campaignId, caller, force } = event
