@@ -14,7 +14,7 @@ import { loadConfig, ConfigError } from '../src/config.ts'
 import { superviseProcess } from '../src/lifecycle.ts'
 import { createLogger } from '../src/logger.ts'
 import { startServer, type RunningServer } from '../src/server.ts'
-import type { SessionStatus } from '../src/sessions.ts'
+import type { SessionStatus } from '../src/session/api.ts'
 import { SignJWT } from 'jose'
 
 const DEMO_USER = 'demo-admin'

@@ -8,8 +8,8 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { SESSION_STATUSES } from './machines/status.ts'
-import type { SessionEvent, SessionService } from './sessions.ts'
+import { SESSION_STATUSES } from './session/api.ts'
+import type { SessionEvent, SessionService } from './session/api.ts'
 
 export interface Metrics {
   readonly registry: Registry

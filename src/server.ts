@@ -11,25 +11,23 @@
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { totalmem } from 'node:os'
 import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
 import { createTokenVerifier } from './auth/verifier.ts'
-import { ConfigError, SIMULATED_MAX_SESSIONS, type Config } from './config.ts'
+import { SIMULATED_MAX_SESSIONS, type Config } from './config.ts'
 import type { Engine } from './engines/engine.ts'
-import { createSimulatedEngine } from './engines/simulated.ts'
+import { createEngine } from './engines/index.ts'
 import { createApp } from './http/app.ts'
-import type { SimulatorControls } from './http/simulator.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
 import { createQrImageRenderer, type QrImageRenderer } from './qr/renderer.ts'
-import { createSessionService, type SupervisedSessionService } from './supervisor.ts'
+import { createSessionService, type SupervisedSessionService } from './session/service.ts'
 import { createWebSocketHub, type WebSocketHubOptions } from './ws/hub.ts'
-import { toMermaid } from './machines/diagram.ts'
+import { toMermaid } from './inspect/diagram.ts'
 import { createWebRoutes } from './web/index.ts'
-import { createInspectSocket } from './ws/inspect.ts'
+import { createInspectSocket } from './inspect/socket.ts'
 import { createOriginCheck } from './ws/origin.ts'
-import { forwardToStately } from './ws/stately.ts'
+import { forwardToStately } from './inspect/stately.ts'
 import { refuseUpgrade, routeUpgrades, type UpgradeHandler } from './ws/upgrade.ts'
 
 export interface StartServerOptions {
@@ -213,55 +211,6 @@ export async function startServer(
     sessions,
     engine,
     close: () => (closing ??= shutdown()),
-  }
-}
-
-interface EngineChoice {
-  engine: Engine
-  simulator?: SimulatorControls
-  maxSessions: number
-}
-
-async function createEngine(config: Config, logger: Logger): Promise<EngineChoice> {
-  if (config.engine === 'simulated') {
-    const engine = createSimulatedEngine({
-      qrDelayMs: config.simulator.qrDelayMs,
-      qrRotateMs: config.simulator.qrRotateMs,
-      destroyTimeoutMs: config.timeouts.destroyMs,
-      killTimeoutMs: config.timeouts.killMs,
-    })
-    return { engine, simulator: engine, maxSessions: config.maxSessions ?? SIMULATED_MAX_SESSIONS }
-  }
-
-  // Imported only for the real engine: it pulls in whatsapp-web.js and puppeteer.
-  const { createWwebjsEngine, recommendedMaxSessions } = await import('./engines/wwebjs.ts')
-  const { findChromium, chromiumNotFoundMessage } = await import('./engines/chromium.ts')
-  const { profilesRoot, runJanitor } = await import('./engines/janitor.ts')
-  const env: NodeJS.ProcessEnv = config.chromePath ? { CHROME_PATH: config.chromePath } : {}
-  const chromePath = findChromium(env)
-  if (chromePath === undefined) throw new ConfigError(chromiumNotFoundMessage(env))
-  const { whyNotWritable } = await import('./engines/dataDir.ts')
-  const unwritable = await whyNotWritable(profilesRoot(config.dataDir))
-  if (unwritable !== undefined) {
-    throw new ConfigError(
-      `DATA_DIR: ${unwritable}. Each campaign's WhatsApp login is saved there: free some space, ` +
-        'or set DATA_DIR to a writable directory.'
-    )
-  }
-  // Chromium left behind by an earlier run of this data directory dies before the first session.
-  const { killed, locksRemoved } = await runJanitor({ dataDir: config.dataDir, logger })
-  if (killed > 0 || locksRemoved > 0) {
-    logger.warn({ killed, locksRemoved }, 'janitor removed what an earlier run left behind')
-  }
-  return {
-    engine: createWwebjsEngine({
-      dataDir: config.dataDir,
-      chromePath,
-      destroyTimeoutMs: config.timeouts.destroyMs,
-      killTimeoutMs: config.timeouts.killMs,
-      logger,
-    }),
-    maxSessions: config.maxSessions ?? recommendedMaxSessions(totalmem()),
   }
 }
 

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { renderStatecharts, STATECHARTS_PATH } from '../scripts/statecharts.ts'
-import { listTransitions } from '../src/machines/diagram.ts'
-import { describedMachines } from '../src/machines/index.ts'
-import { SESSION_STATUSES } from '../src/machines/status.ts'
+import { listTransitions } from '../src/inspect/diagram.ts'
+import { describedMachines } from '../src/session/catalog.ts'
+import { SESSION_STATUSES } from '../src/session/status.ts'
 
 describe('statecharts.md', () => {
   it('is what `npm run statecharts` generates from the machines (run it after changing a machine)', () => {

@@ -15,7 +15,7 @@
  * @module
  */
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
-import { createSessionService } from '../../src/supervisor.ts'
+import { createSessionService } from '../../src/session/service.ts'
 
 const N = Number(process.argv[2] ?? '1000')
 const REFUSALS = 50_000

@@ -12,7 +12,7 @@
  */
 import { createSimulatedEngine, type SimulatedEngine } from '../../src/engines/simulated.ts'
 import type { EngineSession } from '../../src/engines/engine.ts'
-import { createSessionService } from '../../src/supervisor.ts'
+import { createSessionService } from '../../src/session/service.ts'
 
 const [design = 'qrvisor', nText = '1000'] = process.argv.slice(2)
 const N = Number(nText)

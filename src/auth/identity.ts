@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Caller } from '../sessions.ts'
+import type { Caller } from '../session/api.ts'
 
 export interface Identity {
   /** The token's `sub`. */

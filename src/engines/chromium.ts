@@ -111,7 +111,7 @@ function isExecutableFile(path: string): boolean {
 
 export const CAMPAIGN_MARKER = '--qrvisor-campaign='
 export const SESSION_MARKER = '--qrvisor-session='
-export const CAMPAIGN_ENV = 'QRVISOR_CAMPAIGN'
+const CAMPAIGN_ENV = 'QRVISOR_CAMPAIGN'
 export const SESSION_ENV = 'QRVISOR_SESSION'
 /** The profile directory, so the janitor can tell this data directory's crash handlers apart. */
 export const PROFILE_ENV = 'QRVISOR_PROFILE_DIR'

@@ -1,33 +1,11 @@
 /**
- * The API's error answers, exactly the contract's shape:
- * `{ "error": { "code": "<snake_case>", "message": "<sentence for a person>" } }`.
+ * The API's error answers (the shape and codes are in ../errors.ts) and the error handlers throw.
  *
  * @module
  */
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-
-export type ErrorCode =
-  | 'unauthorized'
-  | 'forbidden'
-  | 'origin_not_allowed'
-  | 'invalid_campaign_id'
-  | 'invalid_body'
-  | 'invalid_query'
-  | 'not_found'
-  | 'method_not_allowed'
-  | 'nothing_to_do'
-  | 'at_capacity'
-  | 'shutting_down'
-  | 'internal'
-
-export interface ErrorBody {
-  error: { code: ErrorCode; message: string }
-}
-
-export function errorBody(code: ErrorCode, message: string): ErrorBody {
-  return { error: { code, message } }
-}
+import { errorBody, type ErrorCode } from '../errors.ts'
 
 /**
  * Answers with an error in the contract's shape.

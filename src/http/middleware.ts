@@ -8,7 +8,7 @@ import type { MiddlewareHandler } from 'hono'
 import { bearerToken } from '../auth/bearer.ts'
 import { canAccessCampaign, type Identity } from '../auth/identity.ts'
 import { InvalidTokenError, type TokenVerifier } from '../auth/verifier.ts'
-import type { SessionService } from '../sessions.ts'
+import { CAMPAIGN_ID_PATTERN, type SessionService } from '../session/api.ts'
 import { ApiError } from './errors.ts'
 
 export interface AppEnv {
@@ -17,9 +17,6 @@ export interface AppEnv {
     campaignId: string
   }
 }
-
-/** The contract's campaign id pattern. */
-export const CAMPAIGN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
 /**
  * Requires `Authorization: Bearer <JWT>` and sets `identity`. Anything else is 401 with

@@ -7,7 +7,7 @@
 import { Hono } from 'hono'
 import { z } from 'zod'
 import type { Logger } from '../logger.ts'
-import type { SessionService } from '../sessions.ts'
+import type { SessionService } from '../session/api.ts'
 import { sessionTag } from '../sessionTag.ts'
 import { readJsonBody } from './body.ts'
 import { ApiError } from './errors.ts'

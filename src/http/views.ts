@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CampaignView, HistoryEntry, SessionReason, SessionStatus } from '../sessions.ts'
+import type { CampaignView, HistoryEntry, SessionReason, SessionStatus } from '../session/api.ts'
 
 export interface HistoryEntryJson {
   status: SessionStatus

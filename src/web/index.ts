@@ -3,5 +3,5 @@
  *
  * @module
  */
-export { pageUrls, type PageUrls } from './pageUrls.ts'
-export { createWebRoutes, type WebRoutesOptions } from './routes.ts'
+export { pageUrls } from './pageUrls.ts'
+export { createWebRoutes } from './routes.ts'

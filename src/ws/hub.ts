@@ -23,7 +23,12 @@ import { InvalidTokenError, type TokenVerifier } from '../auth/verifier.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Metrics } from '../metrics.ts'
 import { SupersededQrError, type QrImageRenderer } from '../qr/renderer.ts'
-import type { SessionEvent, SessionService, Subscription, SubscriptionTarget } from '../sessions.ts'
+import type {
+  SessionEvent,
+  SessionService,
+  Subscription,
+  SubscriptionTarget,
+} from '../session/api.ts'
 import { sessionTag } from '../sessionTag.ts'
 import {
   parseClientMessage,

@@ -7,8 +7,13 @@
  * @module
  */
 import { z } from 'zod'
-import { CAMPAIGN_ID_PATTERN } from '../http/middleware.ts'
-import type { SessionEvent, SessionReason, SessionStatus, SubscriptionTarget } from '../sessions.ts'
+import {
+  CAMPAIGN_ID_PATTERN,
+  type SessionEvent,
+  type SessionReason,
+  type SessionStatus,
+  type SubscriptionTarget,
+} from '../session/api.ts'
 
 export type ClientMessage =
   | { type: 'subscribe'; target: SubscriptionTarget }

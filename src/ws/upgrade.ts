@@ -12,7 +12,7 @@
  */
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { errorBody, type ErrorCode } from '../http/errors.ts'
+import { errorBody, type ErrorCode } from '../errors.ts'
 
 /** Handles an upgrade for one path; answers refusals itself (`refuseUpgrade`). */
 export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => void

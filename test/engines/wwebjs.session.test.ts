@@ -7,12 +7,12 @@
 import { rmSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createWwebjsEngine } from '../../src/engines/wwebjs.ts'
-import type { SessionEvent, SessionStatus } from '../../src/sessions.ts'
+import type { SessionEvent, SessionStatus } from '../../src/session/api.ts'
 import {
   createSessionService,
   type SupervisedSessionService,
   type SessionTimeouts,
-} from '../../src/supervisor.ts'
+} from '../../src/session/service.ts'
 import {
   chromiumForTests,
   eventually,

@@ -8,12 +8,12 @@ import { vi } from 'vitest'
 import { systemClock } from '../../src/clock.ts'
 import type { Engine } from '../../src/engines/engine.ts'
 import { createSimulatedEngine, type SimulatedEngineOptions } from '../../src/engines/simulated.ts'
-import type { SessionEvent } from '../../src/sessions.ts'
+import type { SessionEvent } from '../../src/session/api.ts'
 import {
   createSessionService,
   type SessionServiceOptions,
   type SessionTimeouts,
-} from '../../src/supervisor.ts'
+} from '../../src/session/service.ts'
 
 export const TIMEOUTS: SessionTimeouts = {
   initMs: 30_000,

@@ -1,6 +1,6 @@
 /**
  * The live statechart inspector. It reads `/ws/inspect`, which streams XState's inspection of
- * the supervisor and every campaign actor in batches (see src/ws/inspect.ts for the protocol),
+ * the supervisor and every campaign actor in batches (see src/inspect/socket.ts for the protocol),
  * and draws each machine once with Mermaid.
  *
  * Built to keep up with thousands of actors: messages only update a model; the screen is

@@ -8,12 +8,24 @@
  *
  * @module
  */
-import type { Engine, EngineEvent, EngineSession } from '../engines/engine.ts'
+import type {
+  Engine,
+  EngineEvent,
+  EngineSession,
+  EngineTerminationKind,
+} from '../engines/engine.ts'
 import { explainEngineFailure } from '../engines/failureHint.ts'
-import type { CampaignEvent } from './campaignMachine.ts'
+
+/** What a session's actor hears of its engine (part of the campaign machine's events). */
+export type EngineControlEvent =
+  | { type: 'ENGINE.QR_RECEIVED'; sessionId: string; qr: string }
+  | { type: 'ENGINE.AUTHENTICATED'; sessionId: string }
+  | { type: 'ENGINE.READY'; sessionId: string }
+  | { type: 'ENGINE.TERMINATED'; sessionId: string; kind: EngineTerminationKind; detail: string }
+  | { type: 'ENGINE.STOPPED'; sessionId: string; forced: boolean; durationMs: number }
 
 /** The session's actor (only its `send` is used). */
-type Session = { send(event: CampaignEvent): void }
+type Session = { send(event: EngineControlEvent): void }
 
 interface Running {
   session: EngineSession
@@ -83,7 +95,7 @@ export function createEngineControl(engine: Engine): EngineControl {
   }
 }
 
-function toMachineEvent(sessionId: string, event: EngineEvent): CampaignEvent {
+function toMachineEvent(sessionId: string, event: EngineEvent): EngineControlEvent {
   switch (event.type) {
     case 'qr':
       return { type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr }

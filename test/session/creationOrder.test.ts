@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { CreationOrder, pageAfter, type Positioned } from '../../src/machines/creationOrder.ts'
+import { CreationOrder, pageAfter, type Positioned } from '../../src/session/creationOrder.ts'
 
 interface Entry extends Positioned {
   name: string

@@ -6,6 +6,7 @@
  * @module
  */
 import type { AnyStateMachine, AnyStateNode, AnyTransitionDefinition } from 'xstate'
+import type { MachineDocs } from '../session/catalog.ts'
 
 export interface TransitionRow {
   from: string
@@ -13,12 +14,6 @@ export interface TransitionRow {
   guard: string | null
   to: string
   actions: string[]
-}
-
-export interface MachineDocs {
-  events: Record<string, string>
-  guards: Record<string, string>
-  delays: Record<string, string>
 }
 
 /** Every transition of a machine, including eventless and delayed ones. */

@@ -3,14 +3,14 @@ import type { AddressInfo } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
-import { createSessionService, type SupervisedSessionService } from '../../src/supervisor.ts'
+import { createSessionService, type SupervisedSessionService } from '../../src/session/service.ts'
 import type { Identity } from '../../src/auth/identity.ts'
 import {
   createInspectSocket,
   RECENT_STEPS,
   summarizeContext,
   type InspectSocket,
-} from '../../src/ws/inspect.ts'
+} from '../../src/inspect/socket.ts'
 
 const TOKENS: Record<string, Identity> = {
   admin: { userId: 'root', admin: true, campaigns: null, validUntil: Infinity },

@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest'
-import { alice, createHarness, TIMEOUTS } from './support/harness.ts'
+import { alice, createHarness, TIMEOUTS } from '../support/harness.ts'
 
 it('shuts down 1,000 live sessions, 100 of them with a hanging teardown, within DESTROY_TIMEOUT_MS plus the kill bound', async () => {
   const h = createHarness({ service: { maxSessions: 1_000 } })

@@ -1,7 +1,8 @@
 /**
- * The supervisor's own structure for its campaign actors: who owns which campaign, the live
- * session of each campaign (and any still being torn down), the bounded tombstones of ended
- * sessions, and the subscribers to them.
+ * The supervisor's table of campaigns: who owns which campaign, the live session of each (and
+ * any still being torn down), the tombstone of its last ended session, and the paged listing.
+ * It creates the campaign actors (in `Shards`), keeps their tombstones (`Tombstones`), shows
+ * them (`views.ts`) and relays what they emit to subscribers (`SessionEventBus`).
  *
  * A campaign is remembered (its record, with its owner) while it has a live session or a
  * tombstone, and forgotten with its last tombstone: nothing per campaign outlives the tombstones'
@@ -11,20 +12,15 @@
  * kept for the life of the process (a short string each, and only a phone's scan adds one).
  *
  * Why not `spawnChild`: XState copies a machine's `snapshot.children` on every spawn and stop,
- * so one machine with N children costs O(N²) (10k children: 14.6 s to spawn). And why not one
- * shared actor system either: stopping an actor scans every scheduled event of its system
- * (`scheduler.cancelAll`), so N sessions in one system cost O(N²) to tear down (measured: 10k
- * sessions took 3.1 s to shut down, 1k took 72 ms). A system per session fixes that but costs
- * ~2 KiB of heap each. So campaign actors share the system of a small *shard* actor, at most
- * `SHARD_SIZE` sessions per shard, on the supervisor's clock: teardown scans at most one shard's
- * timers. Each campaign actor reports its end to the supervisor as `SESSION.ENDED` (or
- * `SESSION.FAILED` for a bug), and every operation here is a Map lookup: starting or ending a
- * session costs the same with 10 sessions or 100,000.
+ * so one machine with N children costs O(N²) (10k children: 14.6 s to spawn). Each campaign
+ * actor reports its end to the supervisor as `SESSION.ENDED` (or `SESSION.FAILED` for a bug),
+ * and every operation here is a Map lookup: starting or ending a session costs the same with 10
+ * sessions or 100,000.
  *
  * @module
  */
 import type { AnyActorRef, InspectionEvent, Observer, Subscription as XSubscription } from 'xstate'
-import { createActor, createMachine } from 'xstate'
+import { createActor } from 'xstate'
 import type { Clock } from '../clock.ts'
 import type {
   CampaignQuery,
@@ -33,44 +29,21 @@ import type {
   SessionStats,
   Subscription,
   SubscriptionTarget,
-} from '../sessions.ts'
+} from './api.ts'
 import type {
   CampaignEmitted,
   CampaignInput,
   CampaignMachine,
   CampaignTimeouts,
 } from './campaignMachine.ts'
-import { statusOf } from './campaignMachine.ts'
 import { CreationOrder, pageAfter, type Page, type Positioned } from './creationOrder.ts'
-import {
-  ACTIVE_STATUSES,
-  SESSION_STATUSES,
-  type HistoryEntry,
-  type SessionFailure,
-  type SessionReason,
-  type SessionStatus,
-} from './status.ts'
+import { SessionEventBus, type SessionListener } from './events.ts'
+import { Shards, type Shard } from './shards.ts'
+import { SESSION_STATUSES, type SessionFailure, type SessionStatus } from './status.ts'
+import { Tombstones, tombstoneOf, type Tombstone } from './tombstones.ts'
+import { endedView, liveView, type CampaignFacts } from './views.ts'
 
-export type CampaignActor = ReturnType<typeof createActor<CampaignMachine>>
-
-/** Sessions per shard: bounds what stopping one actor scans, and amortises a system's heap. */
-export const SHARD_SIZE = 256
-
-/**
- * A shard is the parent of its campaign actors only so that they share its actor system. It
- * absorbs what children report to a parent (their ends are observed directly): with `'*'`
- * handled, a child's error never escalates into the shard.
- */
-const shardMachine = createMachine({ id: 'shard', on: { '*': {} } })
-
-interface Shard {
-  actor: AnyActorRef
-  /** Sessions ever placed in it, and those still live. */
-  placed: number
-  live: number
-  inspection: XSubscription | undefined
-}
-export type SessionListener = (event: SessionEvent) => void
+type CampaignActor = ReturnType<typeof createActor<CampaignMachine>>
 
 export interface LiveSession {
   campaignId: string
@@ -83,17 +56,6 @@ export interface LiveSession {
   status: SessionStatus
   /** Resolved when the session ends (cleanups waiting for it); created when needed. */
   endWaiters: Array<() => void> | undefined
-}
-
-export interface Tombstone {
-  campaignId: string
-  sessionId: string
-  /** `timedOut` or `failed` when the session ended that way, else `cleaned`. */
-  status: SessionStatus
-  reason: SessionReason | null
-  failure: SessionFailure | null
-  history: HistoryEntry[]
-  endedAt: number
 }
 
 interface CampaignRecord extends Positioned {
@@ -109,7 +71,7 @@ interface CampaignRecord extends Positioned {
   lastActivity: number | null
 }
 
-export interface RegistryOptions {
+export interface CampaignTableOptions {
   machine: CampaignMachine
   timeouts: CampaignTimeouts
   /** The clock of every campaign actor's timers. */
@@ -122,7 +84,7 @@ export interface RegistryOptions {
   onListenerError?: (error: unknown) => void
 }
 
-export class SessionRegistry {
+export class CampaignTable {
   private readonly campaigns = new Map<string, CampaignRecord>()
   /** Every campaign record, and each owner's, in the order they were created (for paging). */
   private readonly listing = new CreationOrder<CampaignRecord>()
@@ -131,26 +93,17 @@ export class SessionRegistry {
   private readonly liveSessions = new Map<string, LiveSession>()
   /** Owners of campaigns that were ever linked, kept after their records are forgotten. */
   private readonly linkedOwners = new Map<string, string>()
-  /** Ended sessions by sessionId. */
-  private readonly tombstones = new Map<string, Tombstone>()
-  /**
-   * Their sessionIds, oldest first, consumed from `tombstoneHead`. Not the Map's own order:
-   * iterating a Map from its head walks every entry deleted since V8 last compacted it, which
-   * made evicting past the bound cost O(N) each (21 s to shut down 100k sessions).
-   */
-  private tombstoneOrder: string[] = []
-  private tombstoneHead = 0
-  private readonly campaignListeners = new Map<string, Set<SessionListener>>()
-  private readonly sessionListeners = new Map<string, Set<SessionListener>>()
-  private readonly observers = new Set<SessionListener>()
-  private readonly inspectors = new Set<Observer<InspectionEvent>>()
-  private readonly shards = new Set<Shard>()
+  private readonly tombstones: Tombstones
+  private readonly shards: Shards
+  private readonly events: SessionEventBus
   /** Live sessions by status, kept as they change so stats() costs nothing at 100k sessions. */
   private readonly statusCounts = emptyStatusCounts()
-  private shard: Shard | undefined
-  private seq = 0
 
-  constructor(private readonly options: RegistryOptions) {}
+  constructor(private readonly options: CampaignTableOptions) {
+    this.tombstones = new Tombstones(options)
+    this.shards = new Shards({ clock: options.clock, onObserverError: options.onListenerError })
+    this.events = new SessionEventBus(options.onListenerError)
+  }
 
   get liveCount(): number {
     return this.liveSessions.size
@@ -216,9 +169,8 @@ export class SessionRegistry {
       timeouts: this.options.timeouts,
       awaitPredecessor: (record.draining?.size ?? 0) > 0,
     }
-    const shard = this.shardForNewSession()
+    const shard = this.shards.place()
     const actor = createActor(this.options.machine, { id: sessionId, input, parent: shard.actor })
-    shard.live++
     const session: LiveSession = {
       campaignId,
       sessionId,
@@ -252,11 +204,7 @@ export class SessionRegistry {
    * `@xstate.actor` and an `@xstate.snapshot` for each live actor.
    */
   inspect(observer: Observer<InspectionEvent>): XSubscription {
-    if (this.inspectors.size === 0) {
-      for (const shard of this.shards)
-        shard.inspection = shard.actor.system.inspect(this.inspectionHub)
-    }
-    this.inspectors.add(observer)
+    const subscription = this.shards.inspect(observer)
     for (const { actor } of this.liveSessions.values()) {
       const snapshot = actor.getSnapshot()
       observer.next?.({ type: '@xstate.actor', actorRef: actor, rootId: actor.sessionId })
@@ -268,57 +216,12 @@ export class SessionRegistry {
         event: { type: 'xstate.init' },
       })
     }
-    return {
-      unsubscribe: () => {
-        if (!this.inspectors.delete(observer) || this.inspectors.size > 0) return
-        for (const shard of this.shards) {
-          shard.inspection?.unsubscribe()
-          shard.inspection = undefined
-        }
-      },
-    }
-  }
-
-  private shardForNewSession(): Shard {
-    if (!this.shard || this.shard.placed >= SHARD_SIZE) {
-      const actor = createActor(shardMachine, { clock: this.options.clock })
-      actor.start()
-      const shard: Shard = { actor, placed: 0, live: 0, inspection: undefined }
-      if (this.inspectors.size > 0) shard.inspection = actor.system.inspect(this.inspectionHub)
-      this.shards.add(shard)
-      this.shard = shard
-    }
-    this.shard.placed++
-    return this.shard
-  }
-
-  /** A full shard whose sessions have all ended is stopped; nothing else refers to it. */
-  private releaseShard(shard: Shard): void {
-    shard.live--
-    if (shard.live > 0 || shard === this.shard) return
-    this.shards.delete(shard)
-    stopShardLater(shard)
+    return subscription
   }
 
   /** Stops the shard that takes new sessions (at shutdown, once every session has ended). */
   close(): void {
-    for (const shard of this.shards) stopShardLater(shard)
-    this.shards.clear()
-    this.shard = undefined
-  }
-
-  private readonly inspectionHub: Observer<InspectionEvent> = {
-    next: (event) => {
-      // A shard only lends its actor system (it hears its children end): not an actor to show.
-      if ((event.actorRef as { logic?: unknown }).logic === shardMachine) return
-      for (const inspector of this.inspectors) {
-        try {
-          inspector.next?.(event)
-        } catch (error) {
-          this.options.onListenerError?.(error)
-        }
-      }
-    },
+    this.shards.close()
   }
 
   /** Moves the current session aside (it is being torn down) so a new one can take its place. */
@@ -341,41 +244,28 @@ export class SessionRegistry {
     if (!session) return {}
     this.liveSessions.delete(sessionId)
     this.statusCounts[session.status]--
-    this.releaseShard(session.shard)
+    this.shards.release(session.shard)
     // A campaign with a live session is never forgotten.
     const record = this.campaigns.get(session.campaignId)!
     if (record.current === session) record.current = undefined
     record.draining?.delete(sessionId)
     if (record.draining?.size === 0) record.draining = undefined
 
-    const snapshot = session.actor.getSnapshot()
-    const context = snapshot.context
+    const { context } = session.actor.getSnapshot()
     const endedAt = this.options.now()
-    const history = context.history
-    const tombstone: Tombstone = {
-      campaignId: session.campaignId,
-      sessionId,
-      status: bug ? 'failed' : outcomeOf(history),
-      reason: bug ? 'engine_failed' : context.reason,
-      failure: bug
-        ? {
-            code: 'engine_failed',
-            message: 'The session stopped because of an internal error.',
-            detail: 'internal error',
-          }
-        : session.failure,
-      history: bug
-        ? [
-            ...history,
-            { status: 'failed', at: endedAt, reason: 'engine_failed', detail: 'internal error' },
-          ]
-        : history,
+    const tombstone = tombstoneOf(
+      {
+        campaignId: session.campaignId,
+        sessionId,
+        reason: context.reason,
+        failure: session.failure,
+        history: context.history,
+      },
       endedAt,
-    }
+      bug
+    )
     if (!record.last || record.last.endedAt <= endedAt) record.last = tombstone
-    this.tombstones.set(sessionId, tombstone)
-    this.tombstoneOrder.push(sessionId)
-    this.evictTombstones()
+    this.tombstones.add(tombstone, endedAt, this.onTombstoneEvicted)
 
     if (session.endWaiters) for (const resolve of session.endWaiters) resolve()
     const successor =
@@ -402,40 +292,11 @@ export class SessionRegistry {
 
   view(campaignId: string): CampaignView {
     const record = this.campaigns.get(campaignId)
-    const owner = this.ownerOf(campaignId) ?? null
-    const lastActivity = record?.lastActivity ?? null
+    const facts = this.factsOf(campaignId)
     const live = record?.current
-    if (live) {
-      const { context, value } = live.actor.getSnapshot()
-      const status = statusOf(value)
-      return {
-        campaignId,
-        owner,
-        sessionId: live.sessionId,
-        status,
-        reason: context.reason,
-        isConnected: status === 'ready',
-        hasActiveSession: ACTIVE_STATUSES.has(status),
-        lastActivity,
-        expiresAt: context.phaseDeadline,
-        history: context.history,
-        qr: status === 'awaitingScan' ? context.qr : null,
-      }
-    }
-    const last = record?.last
-    return {
-      campaignId,
-      owner,
-      sessionId: last?.sessionId ?? null,
-      status: last?.status ?? 'idle',
-      reason: last?.reason ?? null,
-      isConnected: false,
-      hasActiveSession: false,
-      lastActivity,
-      expiresAt: null,
-      history: last?.history ?? [],
-      qr: null,
-    }
+    return live
+      ? liveView(facts, live.sessionId, live.actor.getSnapshot())
+      : endedView(facts, record?.last)
   }
 
   /**
@@ -470,83 +331,48 @@ export class SessionRegistry {
 
   /** Subscribes with a replay of the current state; undefined for an unknown session. */
   subscribe(target: SubscriptionTarget, listener: SessionListener): Subscription | undefined {
+    const at = this.options.now()
     if ('campaignId' in target) {
       const view = this.view(target.campaignId)
-      this.replay(view, listener)
-      return addListener(this.campaignListeners, target.campaignId, listener)
+      return this.events.subscribeToCampaign(view, this.failureOf(view), listener, at)
     }
     const live = this.liveSessions.get(target.sessionId)
     const tombstone = live ? undefined : this.tombstones.get(target.sessionId)
     if (!live && !tombstone) return undefined
-    const campaignId = (live ?? tombstone)!.campaignId
-    const view =
-      live && this.campaigns.get(campaignId)?.current === live
-        ? this.view(campaignId)
-        : this.viewOfSession(live, tombstone)
-    this.replay(view, listener)
-    return addListener(this.sessionListeners, target.sessionId, listener)
+    const facts = this.factsOf((live ?? tombstone)!.campaignId)
+    const view = live
+      ? liveView(facts, live.sessionId, live.actor.getSnapshot())
+      : endedView(facts, tombstone)
+    return this.events.subscribeToSession(
+      target.sessionId,
+      view,
+      this.failureOf(view),
+      listener,
+      at
+    )
   }
 
   /** Sees every event of every campaign, without replay (for metrics). */
   observe(listener: SessionListener): Subscription {
-    this.observers.add(listener)
-    return { unsubscribe: () => this.observers.delete(listener) }
+    return this.events.observe(listener)
   }
 
-  private viewOfSession(
-    live: LiveSession | undefined,
-    tombstone: Tombstone | undefined
-  ): CampaignView {
-    if (live) {
-      const { context, value } = live.actor.getSnapshot()
-      const status = statusOf(value)
-      return {
-        ...this.view(live.campaignId),
-        sessionId: live.sessionId,
-        status,
-        reason: context.reason,
-        isConnected: status === 'ready',
-        hasActiveSession: ACTIVE_STATUSES.has(status),
-        expiresAt: context.phaseDeadline,
-        history: context.history,
-        qr: status === 'awaitingScan' ? context.qr : null,
-      }
-    }
-    const t = tombstone!
+  private factsOf(campaignId: string): CampaignFacts {
     return {
-      ...this.view(t.campaignId),
-      sessionId: t.sessionId,
-      status: t.status,
-      reason: t.reason,
-      isConnected: false,
-      hasActiveSession: false,
-      expiresAt: null,
-      history: t.history,
-      qr: null,
+      campaignId,
+      owner: this.ownerOf(campaignId) ?? null,
+      lastActivity: this.campaigns.get(campaignId)?.lastActivity ?? null,
     }
   }
 
-  private replay(view: CampaignView, listener: SessionListener): void {
-    const base = { campaignId: view.campaignId, sessionId: view.sessionId, at: this.options.now() }
-    const send = (event: SessionEvent) => this.deliver(listener, event)
-    send({
-      ...base,
-      seq: ++this.seq,
-      type: 'subscribed',
-      status: view.status,
-      reason: view.reason,
-      isConnected: view.isConnected,
-    })
-    if (view.qr) {
-      send({ ...base, seq: ++this.seq, type: 'qr', ...view.qr })
-    } else if (view.status === 'ready') {
-      send({ ...base, seq: ++this.seq, type: 'ready' })
-    } else if (!view.hasActiveSession && view.sessionId) {
-      const failure = view.sessionId ? this.tombstones.get(view.sessionId)?.failure : undefined
-      const live = view.sessionId ? this.liveSessions.get(view.sessionId)?.failure : undefined
-      const ended = failure ?? live
-      if (ended) send({ ...base, seq: ++this.seq, type: 'error', ...ended })
-    }
+  /** The failure a view's session ended with, if it did. */
+  private failureOf(view: CampaignView): SessionFailure | undefined {
+    if (!view.sessionId) return undefined
+    return (
+      this.tombstones.get(view.sessionId)?.failure ??
+      this.liveSessions.get(view.sessionId)?.failure ??
+      undefined
+    )
   }
 
   private readonly onEmitted = (emitted: CampaignEmitted): void => {
@@ -560,7 +386,7 @@ export class SessionRegistry {
     const base = {
       campaignId: session.campaignId,
       sessionId: session.sessionId,
-      seq: ++this.seq,
+      seq: this.events.nextSeq(),
       at: emitted.at,
     }
     let event: SessionEvent
@@ -601,20 +427,7 @@ export class SessionRegistry {
         event = { ...base, type: 'error', ...session.failure }
         break
     }
-    for (const listener of this.observers) this.deliver(listener, event)
-    const byCampaign = this.campaignListeners.get(session.campaignId)
-    if (byCampaign) for (const listener of byCampaign) this.deliver(listener, event)
-    const bySession = this.sessionListeners.get(session.sessionId)
-    if (bySession) for (const listener of bySession) this.deliver(listener, event)
-  }
-
-  /** A listener's bug must never break the session or the other listeners. */
-  private deliver(listener: SessionListener, event: SessionEvent): void {
-    try {
-      listener(event)
-    } catch (error) {
-      this.options.onListenerError?.(error)
-    }
+    this.events.publish(event)
   }
 
   /** Starts remembering a campaign (when its first session starts). */
@@ -640,37 +453,18 @@ export class SessionRegistry {
     return record
   }
 
-  /** Forgets a campaign with no live session, and its owner, with its last tombstone. */
-  private forget(record: CampaignRecord): void {
+  /** A campaign with no live session is forgotten, and its owner, with its last tombstone. */
+  private readonly onTombstoneEvicted = (evicted: Tombstone): void => {
+    const record = this.campaigns.get(evicted.campaignId)
+    if (record?.last !== evicted) return
+    record.last = undefined
+    if (record.current || record.draining) return
     record.forgotten = true
     this.campaigns.delete(record.campaignId)
     this.listing.noteForgotten()
     const owned = this.listingByOwner.get(record.owner)!
     owned.noteForgotten()
     if (owned.size === 0) this.listingByOwner.delete(record.owner)
-  }
-
-  /** Drops the oldest tombstones past the count bound or the age bound. */
-  private evictTombstones(): void {
-    const oldestAllowed = this.options.now() - this.options.tombstoneTtlMs
-    while (this.tombstoneOrder.length > this.tombstoneHead) {
-      const oldest = this.tombstones.get(this.tombstoneOrder[this.tombstoneHead]!)!
-      if (this.tombstones.size <= this.options.maxTombstones && oldest.endedAt >= oldestAllowed) {
-        break
-      }
-      this.tombstoneHead++
-      this.tombstones.delete(oldest.sessionId)
-      const record = this.campaigns.get(oldest.campaignId)
-      if (record?.last === oldest) {
-        record.last = undefined
-        if (!record.current && !record.draining) this.forget(record)
-      }
-    }
-    // Drop the consumed head of the queue once it is the larger part.
-    if (this.tombstoneHead > 1024 && this.tombstoneHead * 2 > this.tombstoneOrder.length) {
-      this.tombstoneOrder = this.tombstoneOrder.slice(this.tombstoneHead)
-      this.tombstoneHead = 0
-    }
   }
 }
 
@@ -681,47 +475,6 @@ function emptyStatusCounts(): Record<SessionStatus, number> {
   >
 }
 
-/**
- * A session's end reaches us from inside its actor's completion, before XState relays the done
- * event to the shard; stopping the shard a microtask later lets that relay land.
- */
-function stopShardLater(shard: Shard): void {
-  queueMicrotask(() => {
-    shard.inspection?.unsubscribe()
-    shard.actor.stop()
-  })
-}
-
-/** The status a finished session is remembered by: how it ended, not only that it did. */
-function outcomeOf(history: HistoryEntry[]): SessionStatus {
-  for (let i = history.length - 1; i >= 0; i--) {
-    const status = history[i]!.status
-    if (status === 'timedOut' || status === 'failed') return status
-  }
-  return 'cleaned'
-}
-
 function isWaiting(session: LiveSession): boolean {
   return session.actor.getSnapshot().matches({ initializing: 'waitingForPredecessor' })
-}
-
-function addListener(
-  index: Map<string, Set<SessionListener>>,
-  key: string,
-  listener: SessionListener
-): Subscription {
-  let listeners = index.get(key)
-  if (!listeners) {
-    listeners = new Set()
-    index.set(key, listeners)
-  }
-  listeners.add(listener)
-  return {
-    unsubscribe() {
-      const current = index.get(key)
-      if (!current) return
-      current.delete(listener)
-      if (current.size === 0) index.delete(key)
-    },
-  }
 }

@@ -17,25 +17,26 @@
  */
 import { randomUUID } from 'node:crypto'
 import { createActor, type InspectionEvent } from 'xstate'
-import { systemClock, type Clock } from './clock.ts'
-import type { Engine } from './engines/engine.ts'
-import { silentLogger, type Logger } from './logger.ts'
-import { sessionTag } from './sessionTag.ts'
-import { createCampaignMachine } from './machines/campaignMachine.ts'
-import { createEngineControl } from './machines/engineControl.ts'
-import { SessionRegistry } from './machines/sessionRegistry.ts'
+import { systemClock, type Clock } from '../clock.ts'
+import type { Engine } from '../engines/engine.ts'
+import { silentLogger, type Logger } from '../logger.ts'
+import { sessionTag } from '../sessionTag.ts'
+import { createCampaignMachine } from './campaignMachine.ts'
+import { createEngineControl } from './engineControl.ts'
+import { CampaignTable } from './campaignTable.ts'
 import {
   createSupervisorMachine,
   DEFAULT_RESTART_POLICY,
   type RestartPolicy,
-} from './machines/supervisorMachine.ts'
+  type SupervisorMachine,
+} from './supervisorMachine.ts'
 import type {
   CleanupResult,
   SessionEvent,
   SessionService,
   StartResult,
   Subscription,
-} from './sessions.ts'
+} from './api.ts'
 
 export interface SessionTimeouts {
   initMs: number
@@ -72,7 +73,7 @@ export interface SupervisedSessionService extends SessionService {
   observe(listener: (event: SessionEvent) => void): Subscription
   /** Engine sessions started and not yet stopped (tests use it to prove nothing leaks). */
   liveEngineSessions(): string[]
-  readonly supervisor: ReturnType<typeof createActor<ReturnType<typeof createSupervisorMachine>>>
+  readonly supervisor: ReturnType<typeof createActor<SupervisorMachine>>
 }
 
 /** Margin the machine's own teardown deadline leaves above the engine's bounded stop. */
@@ -92,7 +93,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
   validateTimeouts(timeouts)
   const engines = createEngineControl(options.engine)
   const now = () => clock.now()
-  const registry = new SessionRegistry({
+  const registry = new CampaignTable({
     machine: createCampaignMachine({ engines, now }),
     timeouts: {
       initMs: timeouts.initMs,

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it, vi } from 'vitest'
-import type { SessionEvent } from '../src/sessions.ts'
-import { alice, createHarness } from './support/harness.ts'
+import type { SessionEvent } from '../../src/session/api.ts'
+import { alice, createHarness } from '../support/harness.ts'
 
 const CAMPAIGNS = ['a', 'b', 'c'] as const
 const campaign = fc.constantFrom(...CAMPAIGNS)

@@ -1,6 +1,6 @@
 /**
- * The machines, built with inert dependencies, for documentation and the inspector: their
- * definitions are what matters here, not their behaviour.
+ * The session core's machines, built with inert dependencies, for statecharts.md and the
+ * inspector's diagrams: their definitions are what matters here, not their behaviour.
  *
  * @module
  */
@@ -12,9 +12,8 @@ import {
   CAMPAIGN_GUARDS,
   createCampaignMachine,
 } from './campaignMachine.ts'
-import type { MachineDocs } from './diagram.ts'
 import { createEngineControl } from './engineControl.ts'
-import { SessionRegistry } from './sessionRegistry.ts'
+import { CampaignTable } from './campaignTable.ts'
 import {
   createSupervisorMachine,
   DEFAULT_RESTART_POLICY,
@@ -22,6 +21,12 @@ import {
   SUPERVISOR_EVENTS,
   SUPERVISOR_GUARDS,
 } from './supervisorMachine.ts'
+
+export interface MachineDocs {
+  events: Record<string, string>
+  guards: Record<string, string>
+  delays: Record<string, string>
+}
 
 export interface DescribedMachine {
   id: string
@@ -44,7 +49,7 @@ export function describedMachines(): DescribedMachine[] {
       close: async () => {},
     }),
   })
-  const registry = new SessionRegistry({
+  const registry = new CampaignTable({
     machine: campaign,
     timeouts: { initMs: 0, scanMs: 0, authMs: 0, teardownMs: 0 },
     clock: systemClock,

@@ -5,9 +5,13 @@
  *
  * @module
  */
-import type { HistoryEntry, SessionReason, SessionStatus } from './machines/status.ts'
+import type { HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 
 export type { HistoryEntry, SessionReason, SessionStatus }
+export { SESSION_STATUSES } from './status.ts'
+
+/** The contract's campaign id pattern. */
+export const CAMPAIGN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
 /** Who is asking. The edge builds it from a verified token. */
 export interface Caller {

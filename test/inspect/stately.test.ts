@@ -2,8 +2,8 @@ import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocketServer } from 'ws'
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
-import { createSessionService, type SupervisedSessionService } from '../../src/supervisor.ts'
-import { forwardToStately, hideSecrets, type StatelyForwarding } from '../../src/ws/stately.ts'
+import { createSessionService, type SupervisedSessionService } from '../../src/session/service.ts'
+import { forwardToStately, hideSecrets, type StatelyForwarding } from '../../src/inspect/stately.ts'
 
 describe('forwardToStately (INSPECT_STATELY_URL)', () => {
   let relay: WebSocketServer | undefined

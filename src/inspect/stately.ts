@@ -12,7 +12,7 @@
 import type { InspectionEvent } from 'xstate'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
-import type { InspectableSessions } from './inspect.ts'
+import type { InspectableSessions } from './socket.ts'
 
 export interface StatelyForwarding {
   stop(): void

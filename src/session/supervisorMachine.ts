@@ -5,23 +5,23 @@
  *
  *   running ──SHUTDOWN.REQUESTED──▶ shuttingDown ──(no live session)──▶ stopped (final)
  *
- * Its campaign actors are kept in a `SessionRegistry` rather than `snapshot.children` (see
+ * Its campaign actors are kept in a `CampaignTable` rather than `snapshot.children` (see
  * there for why). Every action is total: an error is logged and the request answered, never
  * thrown, because a throwing action would stop the supervisor and orphan every session.
  *
  * @module
  */
 import { assign, enqueueActions, setup } from 'xstate'
-import type { Caller, CleanupResult, StartResult } from '../sessions.ts'
+import type { Caller, CleanupResult, StartResult } from './api.ts'
 import type { CampaignOutput } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
 import { RestartBudget, type RestartPolicy } from './restartBudget.ts'
-import type { SessionRegistry } from './sessionRegistry.ts'
+import type { CampaignTable } from './campaignTable.ts'
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './restartBudget.ts'
 
 export interface SupervisorDeps {
-  registry: SessionRegistry
+  registry: CampaignTable
   maxSessions: number
   /** Seconds a client is told to wait when at capacity. */
   retryAfterSeconds: number
@@ -44,6 +44,13 @@ export interface SupervisorContext {
   restarts: number
 }
 
+/**
+ * Requests carry their `reply`. Why not the answer in the context, read after a synchronous
+ * `send`: a `send` made while the supervisor is processing (a subscriber reacting to an event it
+ * relays, or a campaign actor ending) is queued, not processed, so the answer would not be there
+ * yet; and an emitted answer needs a table of pending requests keyed by id, a second way to the
+ * same place. The reply is called exactly once, by the named action that decided.
+ */
 export type SupervisorEvent =
   | {
       type: 'SESSION.REQUESTED'
@@ -85,48 +92,32 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
   }
 
   function startSession(
-    self: Parameters<SessionRegistry['startSession']>[0],
+    self: Parameters<CampaignTable['startSession']>[0],
     campaignId: string,
     owner: string
   ) {
     return registry.startSession(self, campaignId, deps.newSessionId(), owner)
   }
 
-  /** The decision for a start-or-join request, applied; returns the answer. */
-  function decide(
-    self: Parameters<SessionRegistry['startSession']>[0],
-    event: Extract<SupervisorEvent, { type: 'SESSION.REQUESTED' }>
-  ): StartResult {
-    const { campaignId, caller, force } = event
-    const owner = registry.ownerOf(campaignId)
-    if (owner !== undefined && owner !== caller.userId && !caller.admin) {
-      return { ok: false, error: 'forbidden' }
-    }
-    const current = registry.current(campaignId)
-    if (!current && registry.liveCount >= deps.maxSessions) {
-      return { ok: false, error: 'at_capacity', retryAfterSeconds: deps.retryAfterSeconds }
-    }
-    // Only past every refusal: a refused request keeps nothing.
-    registry.touch(campaignId)
-    if (current) {
-      const status = statusOf(current.actor.getSnapshot().value)
-      const live = status !== 'cleaning' && status !== 'timedOut' && status !== 'failed'
-      if (live && !force) {
-        current.actor.send({ type: 'SESSION.REQUESTED', force: false })
-        return {
-          ok: true,
-          outcome: status === 'ready' ? 'ready' : 'joined',
-          view: registry.view(campaignId),
-        }
-      }
-      // Forced, or the session is already on its way out: it is torn down and a new one
-      // starts once its engine is gone (the new sessionId is answered now).
-      if (live) current.actor.send({ type: 'SESSION.REQUESTED', force: true })
-      registry.retireCurrent(campaignId)
-    }
-    cancelRestart(campaignId)
-    startSession(self, campaignId, caller.userId)
-    return { ok: true, outcome: 'started', view: registry.view(campaignId) }
+  type SessionRequest = Extract<SupervisorEvent, { type: 'SESSION.REQUESTED' }>
+
+  /** The campaign's current session, as a request sees it. */
+  function currentOf(event: SupervisorEvent) {
+    if (event.type !== 'SESSION.REQUESTED') return undefined
+    const current = registry.current(event.campaignId)
+    if (!current) return undefined
+    const status = statusOf(current.actor.getSnapshot().value)
+    const live = status !== 'cleaning' && status !== 'timedOut' && status !== 'failed'
+    return { session: current, status, live }
+  }
+
+  /** Answers the request with what `answer` decides; a bug answers `shutting_down`, logged. */
+  function reply(action: string, event: SessionRequest, answer: () => StartResult): StartResult {
+    const result = safely<StartResult>(action, { ok: false, error: 'shutting_down' }, answer, {
+      campaignId: event.campaignId,
+    })
+    safely('reply', undefined, () => event.reply(result))
+    return result
   }
 
   function cancelRestart(campaignId: string): boolean {
@@ -140,24 +131,65 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     },
     guards: {
       hasNoLiveSession: () => registry.liveCount === 0,
+      isNotOwner: ({ event }) => {
+        if (event.type !== 'SESSION.REQUESTED') return false
+        const owner = registry.ownerOf(event.campaignId)
+        return owner !== undefined && owner !== event.caller.userId && !event.caller.admin
+      },
+      isReady: ({ event }) =>
+        event.type === 'SESSION.REQUESTED' && !event.force && currentOf(event)?.status === 'ready',
+      isJoinable: ({ event }) =>
+        event.type === 'SESSION.REQUESTED' && !event.force && currentOf(event)?.live === true,
+      hasSessionToReplace: ({ event }) => currentOf(event) !== undefined,
+      isAtCapacity: () => registry.liveCount >= deps.maxSessions,
     },
     actions: {
-      handleSessionRequest: enqueueActions(({ event, self, enqueue }) => {
+      answerForbidden: ({ event }) => {
         if (event.type !== 'SESSION.REQUESTED') return
-        const result = safely<StartResult>(
-          'handleSessionRequest',
-          { ok: false, error: 'shutting_down' },
-          () => decide(self, event),
-          { campaignId: event.campaignId }
-        )
-        if (result.ok && result.outcome === 'started') {
-          enqueue.cancel(restartDelayId(event.campaignId))
-          enqueue.assign(({ context }) => ({
-            started: context.started + 1,
-            live: registry.liveCount,
-          }))
-        }
-        safely('reply', undefined, () => event.reply(result))
+        reply('answerForbidden', event, () => ({ ok: false, error: 'forbidden' }))
+      },
+      answerAtCapacity: ({ event }) => {
+        if (event.type !== 'SESSION.REQUESTED') return
+        reply('answerAtCapacity', event, () => ({
+          ok: false,
+          error: 'at_capacity',
+          retryAfterSeconds: deps.retryAfterSeconds,
+        }))
+      },
+      joinSession: ({ event }) => {
+        if (event.type !== 'SESSION.REQUESTED') return
+        reply('joinSession', event, () => {
+          const { session, status } = currentOf(event)!
+          // Only past every refusal: a refused request keeps nothing.
+          registry.touch(event.campaignId)
+          session.actor.send({ type: 'SESSION.REQUESTED', force: false })
+          return {
+            ok: true,
+            outcome: status === 'ready' ? 'ready' : 'joined',
+            view: registry.view(event.campaignId),
+          }
+        })
+      },
+      startSession: enqueueActions(({ event, self, enqueue }) => {
+        if (event.type !== 'SESSION.REQUESTED') return
+        const result = reply('startSession', event, () => {
+          const { campaignId } = event
+          registry.touch(campaignId)
+          // Forced, or the session is already on its way out: it is torn down and the new one
+          // starts once its engine is gone (the new sessionId is answered now).
+          const current = currentOf(event)
+          if (current?.live) current.session.actor.send({ type: 'SESSION.REQUESTED', force: true })
+          if (current) registry.retireCurrent(campaignId)
+          cancelRestart(campaignId)
+          startSession(self, campaignId, event.caller.userId)
+          return { ok: true, outcome: 'started', view: registry.view(campaignId) }
+        })
+        if (!result.ok) return
+        enqueue.cancel(restartDelayId(event.campaignId))
+        enqueue.assign(({ context }) => ({
+          started: context.started + 1,
+          live: registry.liveCount,
+        }))
       }),
       refuseWhileShuttingDown: ({ event }) => {
         if (event.type !== 'SESSION.REQUESTED') return
@@ -276,7 +308,14 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
       running: {
         description: 'Accepts requests: start or join, clean up; restarts crashed ready sessions.',
         on: {
-          'SESSION.REQUESTED': { actions: 'handleSessionRequest' },
+          'SESSION.REQUESTED': [
+            { guard: 'isNotOwner', actions: 'answerForbidden' },
+            { guard: 'isReady', actions: 'joinSession' },
+            { guard: 'isJoinable', actions: 'joinSession' },
+            { guard: 'hasSessionToReplace', actions: 'startSession' },
+            { guard: 'isAtCapacity', actions: 'answerAtCapacity' },
+            { actions: 'startSession' },
+          ],
           'RESTART.DUE': { actions: 'handleRestartDue' },
           'SHUTDOWN.REQUESTED': 'shuttingDown',
         },
@@ -315,6 +354,15 @@ export const SUPERVISOR_EVENTS: Record<string, string> = {
 
 export const SUPERVISOR_GUARDS: Record<string, string> = {
   hasNoLiveSession: 'No campaign actor is left.',
+  isNotOwner:
+    'The campaign belongs to another user and the caller is no admin: `forbidden`, and nothing is kept.',
+  isReady: 'Not forced, and the current session is `ready`: answered `ready` with it.',
+  isJoinable:
+    'Not forced, and the current session is live (not on its way out): joined, no second session.',
+  hasSessionToReplace:
+    'A current session that is forced out or already on its way out (`cleaning`, `timedOut`, `failed`): a new session starts behind it, once its engine is gone.',
+  isAtCapacity:
+    '`MAX_SESSIONS` sessions are live: `at_capacity` with `Retry-After`, and nothing is kept.',
 }
 
 export const SUPERVISOR_DELAYS: Record<string, string> = {

@@ -15,7 +15,7 @@
  */
 import { assign, emit, enqueueActions, setup } from 'xstate'
 import type { EngineTerminationKind } from '../engines/engine.ts'
-import type { EngineControl } from './engineControl.ts'
+import type { EngineControl, EngineControlEvent } from './engineControl.ts'
 import { MAX_HISTORY } from './status.ts'
 import type { FailureReason, HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 import { describeFailure } from './messages.ts'
@@ -76,11 +76,7 @@ export type CampaignEvent =
   | { type: 'SESSION.REQUESTED'; force: boolean }
   | { type: 'CLEANUP.REQUESTED' }
   | { type: 'SHUTDOWN.REQUESTED' }
-  | { type: 'ENGINE.QR_RECEIVED'; sessionId: string; qr: string }
-  | { type: 'ENGINE.AUTHENTICATED'; sessionId: string }
-  | { type: 'ENGINE.READY'; sessionId: string }
-  | { type: 'ENGINE.TERMINATED'; sessionId: string; kind: EngineTerminationKind; detail: string }
-  | { type: 'ENGINE.STOPPED'; sessionId: string; forced: boolean; durationMs: number }
+  | EngineControlEvent
 
 /** What the machine tells its subscribers (through the supervisor). Times are epoch ms. */
 export type CampaignEmitted = { sessionId: string; at: number } & (

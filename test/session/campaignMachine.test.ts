@@ -7,8 +7,8 @@ import {
   statusOf,
   type CampaignEmitted,
   type CampaignInput,
-} from '../../src/machines/campaignMachine.ts'
-import { createEngineControl } from '../../src/machines/engineControl.ts'
+} from '../../src/session/campaignMachine.ts'
+import { createEngineControl } from '../../src/session/engineControl.ts'
 import { createScriptedEngine, type StopBehaviour } from '../support/scriptedEngine.ts'
 
 /*

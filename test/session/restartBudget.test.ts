@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { DEFAULT_RESTART_POLICY, RestartBudget } from '../../src/machines/restartBudget.ts'
+import { DEFAULT_RESTART_POLICY, RestartBudget } from '../../src/session/restartBudget.ts'
 
 const WINDOW = DEFAULT_RESTART_POLICY.windowMs
 

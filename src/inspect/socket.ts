@@ -33,7 +33,7 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import { hasExpired, type Identity } from '../auth/identity.ts'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
-import { guardUpgradeSocket, refuseUpgrade } from './upgrade.ts'
+import { guardUpgradeSocket, refuseUpgrade } from '../ws/upgrade.ts'
 
 /** What the inspector needs from the session service: XState inspection, attached on demand. */
 export interface InspectableSessions {
@@ -56,7 +56,7 @@ export interface InspectSocketOptions {
    * inspector opens. Each keeps its last `RECENT_STEPS` steps.
    */
   recordFromStart?: () => Iterable<unknown>
-  /** The Mermaid `stateDiagram-v2` text of a machine (`toMermaid` from src/machines/diagram.ts). */
+  /** The Mermaid `stateDiagram-v2` text of a machine (`toMermaid` from src/inspect/diagram.ts). */
   toMermaid(machine: AnyStateMachine): string
   /** How often batches are sent. */
   batchMs?: number

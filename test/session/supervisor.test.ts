@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import type { Engine } from '../src/engines/engine.ts'
-import type { SessionEvent, StartResult } from '../src/sessions.ts'
-import { admin, alice, bob, createHarness, TIMEOUTS } from './support/harness.ts'
+import type { Engine } from '../../src/engines/engine.ts'
+import type { SessionEvent, StartResult } from '../../src/session/api.ts'
+import { admin, alice, bob, createHarness, TIMEOUTS } from '../support/harness.ts'
 
 type Harness = ReturnType<typeof createHarness>
 let h: Harness

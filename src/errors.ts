@@ -1,0 +1,28 @@
+/**
+ * The error answers of the contract, shared by HTTP and WebSocket refusals:
+ * `{ "error": { "code": "<snake_case>", "message": "<sentence for a person>" } }`.
+ * The codes are documented in docs/api.md.
+ *
+ * @module
+ */
+export type ErrorCode =
+  | 'unauthorized'
+  | 'forbidden'
+  | 'origin_not_allowed'
+  | 'invalid_campaign_id'
+  | 'invalid_body'
+  | 'invalid_query'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'nothing_to_do'
+  | 'at_capacity'
+  | 'shutting_down'
+  | 'internal'
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string }
+}
+
+export function errorBody(code: ErrorCode, message: string): ErrorBody {
+  return { error: { code, message } }
+}

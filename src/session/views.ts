@@ -1,0 +1,53 @@
+/**
+ * The one shape the API shows of a campaign (`CampaignView`), built from its live session's
+ * snapshot or from the tombstone of its last ended session.
+ *
+ * @module
+ */
+import type { SnapshotFrom } from 'xstate'
+import type { CampaignView } from './api.ts'
+import { statusOf, type CampaignMachine } from './campaignMachine.ts'
+import { ACTIVE_STATUSES } from './status.ts'
+import type { Tombstone } from './tombstones.ts'
+
+/** What a view shows of the campaign itself, whichever session it shows. */
+export interface CampaignFacts {
+  campaignId: string
+  owner: string | null
+  lastActivity: number | null
+}
+
+/** The campaign as a live session of it stands. */
+export function liveView(
+  campaign: CampaignFacts,
+  sessionId: string,
+  { context, value }: SnapshotFrom<CampaignMachine>
+): CampaignView {
+  const status = statusOf(value)
+  return {
+    ...campaign,
+    sessionId,
+    status,
+    reason: context.reason,
+    isConnected: status === 'ready',
+    hasActiveSession: ACTIVE_STATUSES.has(status),
+    expiresAt: context.phaseDeadline,
+    history: context.history,
+    qr: status === 'awaitingScan' ? context.qr : null,
+  }
+}
+
+/** The campaign as an ended session left it (`idle` with no session when there is none). */
+export function endedView(campaign: CampaignFacts, last: Tombstone | undefined): CampaignView {
+  return {
+    ...campaign,
+    sessionId: last?.sessionId ?? null,
+    status: last?.status ?? 'idle',
+    reason: last?.reason ?? null,
+    isConnected: false,
+    hasActiveSession: false,
+    expiresAt: null,
+    history: last?.history ?? [],
+    qr: null,
+  }
+}
