@@ -150,7 +150,7 @@ const healthRoute = createRoute({
   path: '/healthz',
   tags: probeTags,
   summary: 'Liveness: 200 while the process runs',
-  responses: { 200: json('Alive.', z.object({ status: z.literal('ok') })) },
+  responses: { 200: json('Alive.', z.strictObject({ status: z.literal('ok') })) },
 })
 
 const readyRoute = createRoute({
@@ -159,7 +159,7 @@ const readyRoute = createRoute({
   tags: probeTags,
   summary: 'Readiness: 200 while new sessions are accepted',
   responses: {
-    200: json('Accepting sessions.', z.object({ status: z.literal('ready') })),
+    200: json('Accepting sessions.', z.strictObject({ status: z.literal('ready') })),
     ...errors({ 503: ['shutting_down'] }),
   },
 })

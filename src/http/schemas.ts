@@ -48,8 +48,8 @@ const everyCode: readonly (typeof ERROR_CODES)[number][] = [] as ErrorCode[]
 void everyCode
 
 export const errorSchema = z
-  .object({
-    error: z.object({
+  .strictObject({
+    error: z.strictObject({
       code: z.enum(ERROR_CODES).openapi({ description: 'Stable, for programs.' }),
       message: z.string().openapi({ description: 'A sentence for people.' }),
     }),
@@ -75,7 +75,7 @@ export const campaignIdParam = z.object({
 })
 
 export const connectionSchema = z
-  .object({
+  .strictObject({
     campaignId: z.string(),
     isConnected: z.boolean(),
     lastActivity: isoTime.nullable(),
@@ -89,7 +89,7 @@ export const connectionSchema = z
     }),
     expiresAt: isoTime.nullable(),
     history: z.array(
-      z.object({
+      z.strictObject({
         status: sessionStatus,
         at: isoTime,
         reason: sessionReason.optional(),
@@ -116,7 +116,7 @@ export const campaignListQuery = z.object({
 })
 
 export const campaignListSchema = z
-  .object({
+  .strictObject({
     campaigns: z.array(connectionSchema),
     nextCursor: z.string().nullable().openapi({ description: 'null on the last page.' }),
   })
@@ -138,7 +138,7 @@ export const qrCodeBody = z
   .openapi('QrCodeRequest', { description: 'Optional: an empty body counts as `{}`.' })
 
 export const qrCodeAnswerSchema = z
-  .object({
+  .strictObject({
     campaignId: z.string(),
     sessionId: sessionId.nullable(),
     status: sessionStatus,
@@ -153,7 +153,7 @@ export const qrCodeAnswerSchema = z
   .openapi('QrCodeAnswer')
 
 export const cleanupAnswerSchema = z
-  .object({
+  .strictObject({
     message: z.string(),
     campaignId: z.string(),
     sessionId: sessionId.nullable(),
@@ -162,7 +162,7 @@ export const cleanupAnswerSchema = z
   .openapi('CleanupAnswer')
 
 export const simulatorActionSchema = z
-  .object({ campaignId: z.string(), sessionId: sessionId.nullable(), message: z.string() })
+  .strictObject({ campaignId: z.string(), sessionId: sessionId.nullable(), message: z.string() })
   .openapi('SimulatorActionAnswer')
 
 export const behaviourBody = z
@@ -176,10 +176,13 @@ export const behaviourBody = z
   .openapi('SimulatedBehaviour')
 
 export const behaviourAnswerSchema = z
-  .object({ campaignId: z.string(), behaviour: behaviourBody })
+  .strictObject({ campaignId: z.string(), behaviour: behaviourBody })
   .openapi('SimulatedBehaviourAnswer')
 
-/** A JSON answer with `schema`. */
+/**
+ * A JSON answer with `schema`. Answers are strict objects (`additionalProperties: false`): a
+ * field the document does not name is a change of shape, and the edge tests fail on it.
+ */
 export function json<Schema extends z.ZodType>(description: string, schema: Schema) {
   return { description, content: { 'application/json': { schema } } }
 }
