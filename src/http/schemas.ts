@@ -143,10 +143,10 @@ export const qrCodeAnswerSchema = z
     sessionId: sessionId.nullable(),
     status: sessionStatus,
     isConnected: z.boolean(),
-    qrCode: z
-      .string()
-      .nullable()
-      .openapi({ description: 'The current QR as a PNG data URL; null when none is shown yet.' }),
+    qrCode: z.string().nullable().openapi({
+      description:
+        'The current QR as a data URL (PNG, or SVG with QR_IMAGE=svg); null when none is shown.',
+    }),
     expiresAt: isoTime.nullable(),
     reused: z.boolean(),
   })
