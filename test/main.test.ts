@@ -70,7 +70,7 @@ function messages(service: ServiceProcess): string[] {
 }
 
 describe('npm start: the built service', () => {
-  it('serves the pages, their assets and QR images from dist/', async () => {
+  it('serves the pages, their assets, the API reference and QR images from dist/', async () => {
     const service = spawnService('npm', { ...ENV, INSPECT: 'true' })
     const { url } = await listening(service)
     // The start-up line says where the pages are.
@@ -81,6 +81,17 @@ describe('npm start: the built service', () => {
     }
     const mermaid = await fetch(`${url}/assets/vendor/mermaid/mermaid.esm.min.mjs`)
     expect(mermaid.status).toBe(200)
+    // The API reference: its page and script from dist/, Swagger UI from node_modules.
+    for (const path of [
+      '/docs',
+      '/assets/docs.js',
+      '/assets/vendor/swagger-ui/swagger-ui-bundle.js',
+      '/assets/vendor/swagger-ui/swagger-ui.css',
+    ]) {
+      expect((await fetch(`${url}${path}`)).status, path).toBe(200)
+    }
+    const openapi = await fetch(`${url}/openapi.json`)
+    expect(((await openapi.json()) as { openapi: string }).openapi).toBe('3.1.0')
     // The QR image comes from the render worker, a file of its own beside its module.
     const [sessionId] = await startSessions(url, token, ['pages'])
     await subscribedSocket(url, sessionId!)

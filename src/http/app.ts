@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { Hono } from 'hono'
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
+import type { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { cors } from 'hono/cors'
 import type { TokenVerifier } from '../auth/verifier.ts'
@@ -17,6 +18,7 @@ import { createCampaignRoutes } from './campaigns.ts'
 import { ApiError, sendError } from './errors.ts'
 import { answerMethodNotAllowed } from './methodNotAllowed.ts'
 import { requireBearerToken, type AppEnv } from './middleware.ts'
+import { BEARER, errors, json, validationHook } from './schemas.ts'
 import { createSimulatorRoutes, type SimulatorControls } from './simulator.ts'
 
 export interface AppOptions {
@@ -65,21 +67,21 @@ export function createApp({
   maxBodyBytes = 4096,
   qrImageWaitMs,
   extraRoutes = [],
-}: AppOptions): Hono<AppEnv> {
-  const app = new Hono<AppEnv>()
+}: AppOptions): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook() })
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' }))
-  app.get('/readyz', (c) => {
-    if (isReady() && sessions.stats().accepting) return c.json({ status: 'ready' })
-    return sendError(c, 503, 'shutting_down', 'The service does not accept new sessions now.', {
+  app.openapi(healthRoute, (c) => c.json({ status: 'ok' as const }, 200))
+  app.openapi(readyRoute, (c) => {
+    if (isReady() && sessions.stats().accepting) return c.json({ status: 'ready' as const }, 200)
+    throw new ApiError(503, 'shutting_down', 'The service does not accept new sessions now.', {
       'Retry-After': '5',
     })
   })
-  app.get('/metrics', async (c) =>
-    c.body(await metrics.render(), 200, { 'Content-Type': metrics.contentType })
+  app.openapi(metricsRoute, async (c) =>
+    c.text(await metrics.render(), 200, { 'Content-Type': metrics.contentType })
   )
 
-  const api = new Hono<AppEnv>()
+  const api = new OpenAPIHono<AppEnv>({ defaultHook: validationHook() })
   // First, so that preflights (which carry no token) are answered, and so that every answer,
   // errors included, carries the headers a frontend needs to read it.
   if (corsOrigins.length > 0) api.use(apiCors(corsOrigins))
@@ -102,6 +104,18 @@ export function createApp({
   }
   app.route('/api', api)
 
+  app.openAPIRegistry.registerComponent('securitySchemes', BEARER, {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description: 'A JWT as `npm run token` makes one; see docs/api.md, "Identity and access".',
+  })
+  let document: unknown
+  app.get('/openapi.json', (c) => {
+    document ??= app.getOpenAPI31Document(DOCUMENT_INFO)
+    return c.json(document)
+  })
+
   for (const routes of extraRoutes) app.route('/', routes)
   answerMethodNotAllowed(app)
 
@@ -115,6 +129,53 @@ export function createApp({
   })
   return app
 }
+
+const DOCUMENT_INFO = {
+  openapi: '3.1.0',
+  info: {
+    title: 'qrvisor HTTP API',
+    version: '0.1.0',
+    description:
+      'Link WhatsApp Web sessions per campaign. The WebSocket protocol (`/ws/campaigns`) and the ' +
+      'prose are in docs/api.md. Every error answers `{ "error": { "code", "message" } }`; a ' +
+      'known path asked with another method answers 405 `method_not_allowed` with `Allow`, an ' +
+      'unknown path 404 `not_found`, and every route answers `HEAD` where it answers `GET`.',
+  },
+}
+
+const probeTags = ['probes']
+
+const healthRoute = createRoute({
+  method: 'get',
+  path: '/healthz',
+  tags: probeTags,
+  summary: 'Liveness: 200 while the process runs',
+  responses: { 200: json('Alive.', z.strictObject({ status: z.literal('ok') })) },
+})
+
+const readyRoute = createRoute({
+  method: 'get',
+  path: '/readyz',
+  tags: probeTags,
+  summary: 'Readiness: 200 while new sessions are accepted',
+  responses: {
+    200: json('Accepting sessions.', z.strictObject({ status: z.literal('ready') })),
+    ...errors({ 503: ['shutting_down'] }),
+  },
+})
+
+const metricsRoute = createRoute({
+  method: 'get',
+  path: '/metrics',
+  tags: probeTags,
+  summary: 'Prometheus metrics (text format)',
+  responses: {
+    200: {
+      description: 'The metrics; docs/api.md lists them.',
+      content: { 'text/plain': { schema: z.string() } },
+    },
+  },
+})
 
 /** How long a browser may cache a preflight's answer: 10 minutes (Chromium caps it at 2 hours). */
 const PREFLIGHT_MAX_AGE_SECONDS = 600

@@ -5,17 +5,32 @@
  *
  * @module
  */
-import { Hono } from 'hono'
-import { z } from 'zod'
+import { createRoute, OpenAPIHono } from '@hono/zod-openapi'
 import { toCaller } from '../auth/identity.ts'
 import { SupersededQrError, type QrImageRenderer } from '../qr/renderer.ts'
 import type { CampaignView, SessionService } from '../session/api.ts'
 import type { Logger } from '../logger.ts'
 import { sessionTag } from '../sessionTag.ts'
-import { readJsonBody } from './body.ts'
+import { jsonBody } from './body.ts'
 import { ApiError } from './errors.ts'
 import { authorizeCampaign, type AppEnv } from './middleware.ts'
 import { encodeCursor, parsePageQuery } from './paging.ts'
+import {
+  AUTH_ERRORS,
+  bearerSecurity,
+  CAMPAIGN_ERRORS,
+  campaignIdParam,
+  campaignListQuery,
+  campaignListSchema,
+  cleanupAnswerSchema,
+  connectionSchema,
+  errors,
+  json,
+  qrCodeAnswerSchema,
+  qrCodeBody,
+  qrCodeQuery,
+  validationHook,
+} from './schemas.ts'
 import { connectionJson, isoTime } from './views.ts'
 
 export interface CampaignRoutesOptions {
@@ -26,7 +41,74 @@ export interface CampaignRoutesOptions {
   qrImageWaitMs?: number
 }
 
-const qrCodeBody = z.strictObject({ force: z.boolean().optional() })
+const tags = ['campaigns']
+
+const listRoute = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'The caller’s campaigns, a page at a time',
+  description:
+    'Every campaign for an admin, narrowed to the token’s `campaigns` claim; oldest first. Only remembered campaigns are listed.',
+  security: bearerSecurity,
+  request: { query: campaignListQuery },
+  responses: {
+    200: json('A page of campaigns, each as its connection.', campaignListSchema),
+    ...errors({ ...AUTH_ERRORS, 400: ['invalid_query'] }),
+  },
+})
+
+const qrCodeRoute = createRoute({
+  method: 'post',
+  path: '/{campaignId}/qr-code',
+  tags,
+  summary: 'Start a session or join the live one',
+  description: 'Answers at once: it never waits for the QR.',
+  security: bearerSecurity,
+  middleware: [jsonBody],
+  request: {
+    params: campaignIdParam,
+    query: qrCodeQuery,
+    body: { required: false, content: { 'application/json': { schema: qrCodeBody } } },
+  },
+  responses: {
+    200: json('The live session was joined (`reused: true`).', qrCodeAnswerSchema),
+    202: json('A new session was started (`reused: false`).', qrCodeAnswerSchema),
+    ...errors({
+      ...CAMPAIGN_ERRORS,
+      400: ['invalid_campaign_id', 'invalid_body'],
+      413: ['invalid_body'],
+      503: ['at_capacity', 'shutting_down'],
+    }),
+  },
+})
+
+const connectionRoute = createRoute({
+  method: 'get',
+  path: '/{campaignId}/connection',
+  tags,
+  summary: 'The campaign’s current session, status and history',
+  security: bearerSecurity,
+  request: { params: campaignIdParam },
+  responses: {
+    200: json('The campaign’s connection.', connectionSchema),
+    ...errors(CAMPAIGN_ERRORS),
+  },
+})
+
+const cleanupRoute = createRoute({
+  method: 'post',
+  path: '/{campaignId}/cleanup-session',
+  tags,
+  summary: 'Tear the session down; answers once its engine is gone',
+  description: 'Idempotent. No body needed.',
+  security: bearerSecurity,
+  request: { params: campaignIdParam },
+  responses: {
+    200: json('The session is gone (`hadSession: false` if there was none).', cleanupAnswerSchema),
+    ...errors({ ...CAMPAIGN_ERRORS, 413: ['invalid_body'] }),
+  },
+})
 
 /**
  * The `/api/campaigns` routes, to be mounted behind bearer authentication.
@@ -39,8 +121,8 @@ export function createCampaignRoutes({
   qrImages,
   logger,
   qrImageWaitMs = 2000,
-}: CampaignRoutesOptions): Hono<AppEnv> {
-  const routes = new Hono<AppEnv>()
+}: CampaignRoutesOptions): OpenAPIHono<AppEnv> {
+  const routes = new OpenAPIHono<AppEnv>({ defaultHook: validationHook() })
 
   /** The image of the QR the view shows, if any; null rather than a late answer. */
   async function qrImageOf(view: CampaignView): Promise<string | null> {
@@ -65,94 +147,102 @@ export function createCampaignRoutes({
     }
   }
 
-  routes.get('/', (c) => {
+  routes.openapi(listRoute, (c) => {
     const identity = c.get('identity')
-    const { limit, after } = parsePageQuery({
-      limit: c.req.query('limit'),
-      cursor: c.req.query('cursor'),
-    })
+    const { limit, after } = parsePageQuery(c.req.valid('query'))
     const page = sessions.listCampaigns({
       owner: identity.admin ? undefined : identity.userId,
       campaignIds: identity.campaigns ?? undefined,
       limit,
       after,
     })
-    return c.json({
-      campaigns: page.campaigns.map(connectionJson),
-      nextCursor: encodeCursor(page.next),
-    })
+    return c.json(
+      {
+        campaigns: page.campaigns.map(connectionJson),
+        nextCursor: encodeCursor(page.next),
+      },
+      200
+    )
   })
 
   routes.use('/:campaignId/*', authorizeCampaign({ sessions }))
 
-  routes.post('/:campaignId/qr-code', async (c) => {
-    const campaignId = c.get('campaignId')
-    const identity = c.get('identity')
-    const body = await readJsonBody(c, qrCodeBody)
-    const force = body.force ?? parseForceQuery(c.req.query('force'))
+  routes.openapi(
+    qrCodeRoute,
+    async (c) => {
+      const campaignId = c.get('campaignId')
+      const identity = c.get('identity')
+      const body = c.req.valid('json')
+      const query = c.req.valid('query').force
+      const force = body.force ?? (query === 'true' || query === '1')
 
-    const result = sessions.requestSession({ campaignId, caller: toCaller(identity), force })
-    if (!result.ok) {
-      switch (result.error) {
-        case 'at_capacity':
-          throw new ApiError(
-            503,
-            'at_capacity',
-            'The service runs as many sessions as it can; try again later.',
-            { 'Retry-After': String(result.retryAfterSeconds) }
-          )
-        case 'shutting_down':
-          throw new ApiError(503, 'shutting_down', 'The service is shutting down.', {
-            'Retry-After': '5',
-          })
-        case 'forbidden':
-          throw new ApiError(403, 'forbidden', `You may not act on campaign ${campaignId}.`)
+      const result = sessions.requestSession({ campaignId, caller: toCaller(identity), force })
+      if (!result.ok) {
+        switch (result.error) {
+          case 'at_capacity':
+            throw new ApiError(
+              503,
+              'at_capacity',
+              'The service runs as many sessions as it can; try again later.',
+              { 'Retry-After': String(result.retryAfterSeconds) }
+            )
+          case 'shutting_down':
+            throw new ApiError(503, 'shutting_down', 'The service is shutting down.', {
+              'Retry-After': '5',
+            })
+          case 'forbidden':
+            throw new ApiError(403, 'forbidden', `You may not act on campaign ${campaignId}.`)
+        }
       }
-    }
-    const { outcome, view } = result
-    logger.info(
-      { campaignId, session: sessionTag(view.sessionId), outcome, force, userId: identity.userId },
-      'QR code requested'
-    )
-    return c.json(
-      {
-        campaignId,
-        sessionId: view.sessionId,
-        status: view.status,
-        isConnected: view.isConnected,
-        qrCode: await qrImageOf(view),
-        expiresAt: isoTime(view.expiresAt),
-        reused: outcome !== 'started',
-      },
-      outcome === 'started' ? 202 : 200
-    )
+      const { outcome, view } = result
+      logger.info(
+        {
+          campaignId,
+          session: sessionTag(view.sessionId),
+          outcome,
+          force,
+          userId: identity.userId,
+        },
+        'QR code requested'
+      )
+      return c.json(
+        {
+          campaignId,
+          sessionId: view.sessionId,
+          status: view.status,
+          isConnected: view.isConnected,
+          qrCode: await qrImageOf(view),
+          expiresAt: isoTime(view.expiresAt),
+          reused: outcome !== 'started',
+        },
+        outcome === 'started' ? 202 : 200
+      )
+    },
+    // `?force=` has always answered `invalid_body`, like the body's `force`.
+    validationHook({ query: 'invalid_body' })
+  )
+
+  routes.openapi(connectionRoute, (c) => {
+    return c.json(connectionJson(sessions.getCampaign(c.get('campaignId'))), 200)
   })
 
-  routes.get('/:campaignId/connection', (c) => {
-    return c.json(connectionJson(sessions.getCampaign(c.get('campaignId'))))
-  })
-
-  routes.post('/:campaignId/cleanup-session', async (c) => {
+  routes.openapi(cleanupRoute, async (c) => {
     const campaignId = c.get('campaignId')
     const result = await sessions.cleanupSession(campaignId)
     logger.info(
       { campaignId, session: sessionTag(result.sessionId), hadSession: result.hadSession },
       'Session cleanup requested'
     )
-    return c.json({
-      message: 'Session cleaned up successfully',
-      campaignId,
-      sessionId: result.sessionId,
-      hadSession: result.hadSession,
-    })
+    return c.json(
+      {
+        message: 'Session cleaned up successfully',
+        campaignId,
+        sessionId: result.sessionId,
+        hadSession: result.hadSession,
+      },
+      200
+    )
   })
 
   return routes
-}
-
-/** `?force=true|false|1|0`; absent is false, anything else (an empty value too) is 400. */
-function parseForceQuery(value: string | undefined): boolean {
-  if (value === undefined || value === 'false' || value === '0') return false
-  if (value === 'true' || value === '1') return true
-  throw new ApiError(400, 'invalid_body', 'The query parameter force must be true, false, 1 or 0.')
 }

@@ -18,6 +18,8 @@ export interface AppEnv {
   }
 }
 
+export const CAMPAIGN_ID_MESSAGE = 'A campaign id is 1 to 64 letters, digits, "_" or "-".'
+
 /**
  * Requires `Authorization: Bearer <JWT>` and sets `identity`. Anything else is 401 with
  * `WWW-Authenticate: Bearer`. The token itself is never logged or echoed.
@@ -63,11 +65,7 @@ export const authorizeCampaign = ({
   async function authorizeCampaign(c, next) {
     const campaignId = c.req.param('campaignId') ?? ''
     if (!CAMPAIGN_ID_PATTERN.test(campaignId)) {
-      throw new ApiError(
-        400,
-        'invalid_campaign_id',
-        'A campaign id is 1 to 64 letters, digits, "_" or "-".'
-      )
+      throw new ApiError(400, 'invalid_campaign_id', CAMPAIGN_ID_MESSAGE)
     }
     if (!canAccessCampaign(c.get('identity'), campaignId, sessions.ownerOf(campaignId))) {
       throw new ApiError(403, 'forbidden', `You may not act on campaign ${campaignId}.`)

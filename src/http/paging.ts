@@ -16,6 +16,8 @@ export interface PageRequest {
   after: number | undefined
 }
 
+export const LIMIT_MESSAGE = `The query parameter limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}.`
+
 const CURSOR_TEXT = /^p([1-9][0-9]{0,15})$/
 
 /**
@@ -38,11 +40,7 @@ function parseLimit(text: string | undefined): number {
   if (text === undefined) return DEFAULT_PAGE_LIMIT
   const limit = /^[0-9]{1,4}$/.test(text) ? Number(text) : NaN
   if (!(limit >= 1 && limit <= MAX_PAGE_LIMIT)) {
-    throw new ApiError(
-      400,
-      'invalid_query',
-      `The query parameter limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}.`
-    )
+    throw new ApiError(400, 'invalid_query', LIMIT_MESSAGE)
   }
   return limit
 }

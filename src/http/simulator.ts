@@ -4,14 +4,24 @@
  *
  * @module
  */
-import { Hono } from 'hono'
-import { z } from 'zod'
+import { createRoute, OpenAPIHono } from '@hono/zod-openapi'
 import type { Logger } from '../logger.ts'
 import type { SessionService } from '../session/api.ts'
 import { sessionTag } from '../sessionTag.ts'
-import { readJsonBody } from './body.ts'
+import { jsonBody } from './body.ts'
 import { ApiError } from './errors.ts'
 import { authorizeCampaign, type AppEnv } from './middleware.ts'
+import {
+  behaviourAnswerSchema,
+  behaviourBody,
+  bearerSecurity,
+  CAMPAIGN_ERRORS,
+  campaignIdParam,
+  errors,
+  json,
+  simulatorActionSchema,
+  validationHook,
+} from './schemas.ts'
 
 export interface SimulatedBehaviour {
   startup?: 'qr' | 'hang' | 'error' | 'restored'
@@ -29,14 +39,46 @@ export interface SimulatorControls {
   setBehaviour(campaignId: string, behaviour: SimulatedBehaviour): void
 }
 
-const behaviourBody = z
-  .strictObject({
-    startup: z.enum(['qr', 'hang', 'error', 'restored']).optional(),
-    teardown: z.enum(['normal', 'hang']).optional(),
+const tags = ['simulator']
+
+/** `POST /{campaignId}/<action>`: the phone (or the engine) does something. */
+function phoneActionRoute(action: 'scan' | 'disconnect' | 'crash', summary: string) {
+  return createRoute({
+    method: 'post',
+    path: `/{campaignId}/${action}`,
+    tags,
+    summary,
+    description: '`WA_ENGINE=simulated` only: with `wwebjs` this route does not exist (404).',
+    security: bearerSecurity,
+    request: { params: campaignIdParam },
+    responses: {
+      200: json('Done.', simulatorActionSchema),
+      ...errors({ ...CAMPAIGN_ERRORS, 409: ['nothing_to_do'], 413: ['invalid_body'] }),
+    },
   })
-  .refine((body) => body.startup !== undefined || body.teardown !== undefined, {
-    error: 'give "startup" and/or "teardown"',
-  })
+}
+
+const behaviourRoute = createRoute({
+  method: 'put',
+  path: '/{campaignId}/behaviour',
+  tags,
+  summary: 'What the campaign’s next simulated sessions do',
+  description: '`WA_ENGINE=simulated` only: with `wwebjs` this route does not exist (404).',
+  security: bearerSecurity,
+  middleware: [jsonBody],
+  request: {
+    params: campaignIdParam,
+    body: { required: true, content: { 'application/json': { schema: behaviourBody } } },
+  },
+  responses: {
+    200: json('The behaviour is set.', behaviourAnswerSchema),
+    ...errors({
+      ...CAMPAIGN_ERRORS,
+      400: ['invalid_campaign_id', 'invalid_body'],
+      413: ['invalid_body'],
+    }),
+  },
+})
 
 /**
  * The `/api/simulator/campaigns` routes, to be mounted behind bearer authentication.
@@ -52,39 +94,51 @@ export function createSimulatorRoutes({
   simulator: SimulatorControls
   sessions: Pick<SessionService, 'ownerOf' | 'getCampaign'>
   logger: Logger
-}): Hono<AppEnv> {
-  const routes = new Hono<AppEnv>()
+}): OpenAPIHono<AppEnv> {
+  const routes = new OpenAPIHono<AppEnv>({ defaultHook: validationHook() })
   routes.use('/:campaignId/*', authorizeCampaign({ sessions }))
 
   const phoneAction = (
     action: 'scan' | 'disconnect' | 'crash',
+    summary: string,
     done: string,
     nothingToDo: string
   ) =>
-    routes.post(`/:campaignId/${action}`, (c) => {
+    routes.openapi(phoneActionRoute(action, summary), (c) => {
       const campaignId = c.get('campaignId')
       const { sessionId } = sessions.getCampaign(campaignId)
       if (!simulator[action](campaignId)) {
         throw new ApiError(409, 'nothing_to_do', nothingToDo.replace('{id}', campaignId))
       }
       logger.info({ campaignId, session: sessionTag(sessionId), action }, 'Simulator action')
-      return c.json({ campaignId, sessionId, message: done })
+      return c.json({ campaignId, sessionId, message: done }, 200)
     })
 
-  phoneAction('scan', 'The phone scanned the QR code.', 'No QR code is shown for campaign {id}.')
+  phoneAction(
+    'scan',
+    'The phone scans the current QR',
+    'The phone scanned the QR code.',
+    'No QR code is shown for campaign {id}.'
+  )
   phoneAction(
     'disconnect',
+    'The phone logs the device out',
     'The phone logged the device out.',
     'Campaign {id} has no linked session to log out.'
   )
-  phoneAction('crash', 'The engine crashed.', 'Campaign {id} has no running engine.')
+  phoneAction(
+    'crash',
+    'The engine dies without warning',
+    'The engine crashed.',
+    'Campaign {id} has no running engine.'
+  )
 
-  routes.put('/:campaignId/behaviour', async (c) => {
+  routes.openapi(behaviourRoute, (c) => {
     const campaignId = c.get('campaignId')
-    const behaviour = await readJsonBody(c, behaviourBody)
+    const behaviour = c.req.valid('json')
     simulator.setBehaviour(campaignId, behaviour)
     logger.info({ campaignId, behaviour }, 'Simulator behaviour set')
-    return c.json({ campaignId, behaviour })
+    return c.json({ campaignId, behaviour }, 200)
   })
 
   return routes

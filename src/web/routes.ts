@@ -1,7 +1,8 @@
 /**
- * The pages: the dashboard (`/`) where a person links a campaign's WhatsApp, and the live
- * statechart inspector (`/inspect`) for operators. Plain HTML, CSS and browser modules served
- * as they are (no build step), Mermaid from the project's own `node_modules`, no CDN.
+ * The pages: the dashboard (`/`) where a person links a campaign's WhatsApp, the live
+ * statechart inspector (`/inspect`) for operators, and the HTTP API reference (`/docs`, Swagger UI
+ * reading `/openapi.json`). Plain HTML, CSS and browser modules served as they are (no build
+ * step), Mermaid and Swagger UI from the project's own `node_modules`, no CDN.
  *
  * The pages read their token from the URL fragment (`#token=…`), which browsers never send to
  * a server, so tokens stay out of request logs. The pages themselves need no token: every
@@ -30,6 +31,10 @@ const mermaidDist = dirname(createRequire(import.meta.url).resolve('mermaid'))
 /** Only Mermaid's self-contained ESM bundle and its chunks are served, nothing else of the package. */
 const MERMAID_FILES = /^(mermaid\.esm\.min\.mjs|chunks\/mermaid\.esm\.min\/[\w.-]+\.mjs)$/
 
+const swaggerUiDist = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist'))
+/** Only the two files the reference page loads, nothing else of the package. */
+const SWAGGER_UI_FILES = /^(swagger-ui\.css|swagger-ui-bundle\.js)$/
+
 const PAGE_HEADERS: Record<string, string> = {
   'Content-Type': 'text/html; charset=utf-8',
   'Cache-Control': 'no-store',
@@ -53,6 +58,8 @@ export function createWebRoutes({ inspect, simulator = false }: WebRoutesOptions
   const dashboard = renderPage('dashboard.html', flags)
   const assets = staticFolder(`${here}/assets`)
   const mermaid = staticFolder(mermaidDist)
+  const swaggerUi = staticFolder(swaggerUiDist)
+  const docs = renderPage('docs.html', flags)
 
   app.get('/', (c) => c.body(dashboard, 200, PAGE_HEADERS))
 
@@ -64,6 +71,14 @@ export function createWebRoutes({ inspect, simulator = false }: WebRoutesOptions
     const off = renderPage('inspect-off.html', flags)
     app.get('/inspect', (c) => c.body(off, 404, PAGE_HEADERS))
   }
+
+  app.get('/docs', (c) => c.body(docs, 200, PAGE_HEADERS))
+
+  app.get('/assets/vendor/swagger-ui/*', (c) => {
+    const path = c.req.path.slice('/assets/vendor/swagger-ui/'.length)
+    if (!SWAGGER_UI_FILES.test(path)) return c.notFound()
+    return serve(c, swaggerUi, path, 'public, max-age=86400, immutable')
+  })
 
   app.get('/assets/vendor/mermaid/*', (c) => {
     const path = c.req.path.slice('/assets/vendor/mermaid/'.length)

@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config.ts'
 import type { SimulatedEngine } from '../../src/engines/simulated.ts'
 import { silentLogger } from '../../src/logger.ts'
 import { startServer, type RunningServer, type StartServerOptions } from '../../src/server.ts'
+import { responseChecker, type Answer, type OpenApiDocument } from './openapi.ts'
 
 /** Parsed JSON answers and messages: tests read their fields as the contract names them. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -73,7 +74,25 @@ export function tokenFor(
   return signToken({ secret: SECRET, sub, ...options })
 }
 
-/** `fetch` against the server with an optional bearer token; JSON bodies are serialized. */
+/** Each server's own OpenAPI document, as a checker of answers (fetched once, on first use). */
+const checkers = new WeakMap<TestServer, Promise<(answer: Answer) => void>>()
+
+function checkerFor(server: TestServer): Promise<(answer: Answer) => void> {
+  let checker = checkers.get(server)
+  if (checker === undefined) {
+    checker = fetch(`${server.url}/openapi.json`)
+      .then((response) => response.json() as Promise<OpenApiDocument>)
+      .then(responseChecker)
+    checkers.set(server, checker)
+  }
+  return checker
+}
+
+/**
+ * `fetch` against the server with an optional bearer token; JSON bodies are serialized. Every
+ * answer is checked against the server's OpenAPI document (path, method, status, body schema): an
+ * answer the document does not describe fails the test.
+ */
 export async function api(
   server: TestServer,
   method: string,
@@ -84,6 +103,7 @@ export async function api(
     headers = {},
   }: { token?: string; body?: unknown; headers?: Record<string, string> } = {}
 ): Promise<{ status: number; headers: Headers; json: Json }> {
+  const check = await checkerFor(server)
   const response = await fetch(`${server.url}${path}`, {
     method,
     headers: {
@@ -94,11 +114,10 @@ export async function api(
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   })
   const text = await response.text()
-  return {
-    status: response.status,
-    headers: response.headers,
-    json: text ? JSON.parse(text) : null,
-  }
+  const json: Json = text ? JSON.parse(text) : null
+  const contentType = response.headers.get('content-type')
+  check({ method, path, status: response.status, contentType, body: json })
+  return { status: response.status, headers: response.headers, json }
 }
 
 export interface Message {

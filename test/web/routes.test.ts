@@ -49,6 +49,23 @@ describe('createWebRoutes', () => {
     expect((await app.request('/assets/vendor/mermaid/../package.json')).status).toBe(404)
   })
 
+  it('serves the API reference page and only Swagger UI’s two files from node_modules', async () => {
+    const page = await app.request('/docs')
+    expect(page.status).toBe(200)
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'self'")
+    const html = await page.text()
+    expect(html).toContain('/assets/vendor/swagger-ui/swagger-ui-bundle.js')
+    expect(html).toContain('/assets/docs.js')
+    const bundle = await app.request('/assets/vendor/swagger-ui/swagger-ui-bundle.js')
+    expect(bundle.status).toBe(200)
+    expect(bundle.headers.get('content-type')).toMatch(/^text\/javascript/)
+    const css = await app.request('/assets/vendor/swagger-ui/swagger-ui.css')
+    expect(css.headers.get('content-type')).toMatch(/^text\/css/)
+    for (const path of ['index.html', 'swagger-initializer.js', '../package.json', 'index.js']) {
+      expect((await app.request(`/assets/vendor/swagger-ui/${path}`)).status, path).toBe(404)
+    }
+  })
+
   it('refuses paths outside the assets folder and unknown file types', async () => {
     for (const path of [
       '/assets/../routes.ts',
