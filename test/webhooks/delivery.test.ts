@@ -123,7 +123,7 @@ describe('webhook delivery', () => {
     expect(listed).toEqual([expect.objectContaining({ deliveryId: id, attempts: 2 })])
   })
 
-  it('ends failed, and lists it, when the endpoint is down for every attempt; a retry by hand delivers it', async () => {
+  it('ends failed, and lists it, when the endpoint is down for every attempt', async () => {
     const down = await receiver()
     const url = down.url
     await down.close()
@@ -137,6 +137,20 @@ describe('webhook delivery', () => {
     expect(failed).not.toHaveProperty('payload')
     expect(hooks.counters()).toMatchObject({ attempts: 3, gaveUp: 1 })
     expect(await hooks.depth()).toMatchObject({ pending: 0, failed: 1 })
+  })
+
+  it('sends a failed delivery again when retried by hand, and refuses to retry one delivered', async () => {
+    const r = await receiver(() => 503)
+    const hooks = await webhooks({ url: r.url, maxAttempts: 2 })
+    const [id] = await hooks.emit(statusEvent('c1', 1))
+    await waitFor(async () => (await hooks.getDelivery(id!))?.status === 'failed')
+    expect((await hooks.getDelivery(id!))?.lastError).toBe('HTTP 503: nope')
+    r.setAnswer(() => 200)
+    expect(await hooks.retryDelivery(id!)).toBe(true)
+    await waitFor(async () => (await hooks.getDelivery(id!))?.status === 'delivered')
+    expect(r.received.map((x) => x.status)).toEqual([503, 503, 200])
+    expect(await hooks.retryDelivery(id!)).toBe(false)
+    expect(await hooks.retryDelivery('msg_unknown')).toBe(false)
   })
 
   it('disables the endpoint on 410 Gone and cancels what was pending for it', async () => {
