@@ -110,9 +110,9 @@ export function createKyselyOutbox(
       return findEndpoint(db, { campaignId })
     },
 
-    dueHeads({ limit, busy }) {
+    dueHeads({ limit, busy, skipEndpoints = [] }) {
       assertOpen()
-      return dueHeads(db, clock.now(), limit, busy)
+      return dueHeads(db, clock.now(), limit, busy, skipEndpoints)
     },
 
     nextDueAt() {

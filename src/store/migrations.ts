@@ -131,6 +131,13 @@ export const MIGRATIONS: Record<string, Migration> = {
         .columns(['endpoint_id', 'campaign_id', 'position'])
         .where(sql.ref('status'), '=', 'pending')
         .execute()
+      // Pending deliveries in the order they become due.
+      await db.schema
+        .createIndex('webhook_deliveries_due')
+        .on('webhook_deliveries')
+        .columns(['next_attempt_at', 'position'])
+        .where(sql.ref('status'), '=', 'pending')
+        .execute()
       await db.schema
         .createIndex('webhook_deliveries_by_campaign')
         .on('webhook_deliveries')

@@ -109,9 +109,14 @@ export interface WebhookOutbox {
   enqueue(event: OutboxEvent): Promise<string[]>
   /**
    * The deliveries that may be sent now: the head (oldest pending) of each lane (an endpoint and
-   * a campaign), if it is due and not leased, oldest due first, skipping the lanes in `busy`.
+   * a campaign), if it is due and not leased, oldest due first, skipping the lanes in `busy` and
+   * the endpoints in `skipEndpoints` (those at their share of attempts in flight).
    */
-  dueHeads(query: { limit: number; busy: ReadonlySet<string> }): Promise<DeliveryRecord[]>
+  dueHeads(query: {
+    limit: number
+    busy: ReadonlySet<string>
+    skipEndpoints?: readonly string[]
+  }): Promise<DeliveryRecord[]>
   /** When the earliest lane head not yet due becomes due (epoch ms), or null if none. */
   nextDueAt(): Promise<number | null>
   /** Takes a delivery for one attempt until `until`; false if another worker holds it or it ended. */

@@ -190,11 +190,31 @@ export async function dueHeads(
   db: Kysely<Database>,
   now: number,
   limit: number,
-  busy: ReadonlySet<string>
+  busy: ReadonlySet<string>,
+  skipEndpoints: readonly string[]
 ): Promise<DeliveryRecord[]> {
-  const rows = await laneHeads(db)
+  // Due pending deliveries in the order they became due, keeping those with no older pending
+  // delivery in their lane: read through the due index, this stops after `limit` heads instead of
+  // grouping every pending row at each look.
+  const rows = await db
+    .selectFrom('webhook_deliveries as d')
+    .selectAll('d')
+    .where('d.status', '=', 'pending')
     .where('d.next_attempt_at', '<=', now)
     .where((eb) => eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', now)]))
+    .$if(skipEndpoints.length > 0, (query) => query.where('d.endpoint_id', 'not in', skipEndpoints))
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('webhook_deliveries as older')
+            .select('older.position')
+            .where('older.status', '=', 'pending')
+            .whereRef('older.endpoint_id', '=', 'd.endpoint_id')
+            .whereRef('older.campaign_id', '=', 'd.campaign_id')
+            .whereRef('older.position', '<', 'd.position')
+        )
+      )
+    )
     .orderBy('d.next_attempt_at')
     .orderBy('d.position')
     .limit(limit + busy.size)

@@ -145,8 +145,16 @@ export function createDeliveryWorker(deps: DeliveryWorkerDeps): DeliveryWorker {
       pumpAgain = false
       const capacity = options.concurrency - inFlight.size
       let started = 0
+      let full = false
       if (capacity > 0) {
-        const heads = await outbox.dueHeads({ limit: capacity, busy: busyLanes })
+        // An endpoint at its share is left out of the query, so its backlog never fills the
+        // window and hides the heads of other endpoints behind it.
+        const skipEndpoints = [...perEndpoint]
+          .filter(([, count]) => count >= options.endpointConcurrency)
+          .map(([endpointId]) => endpointId)
+        const heads = await outbox.dueHeads({ limit: capacity, busy: busyLanes, skipEndpoints })
+        // More may be due: the attempts ending will look again.
+        full = heads.length === capacity
         for (const head of heads) {
           if (!running) return
           if ((perEndpoint.get(head.endpointId) ?? 0) >= options.endpointConcurrency) continue
@@ -155,7 +163,10 @@ export function createDeliveryWorker(deps: DeliveryWorkerDeps): DeliveryWorker {
         }
       }
       if (!running) return
-      if (started === 0 || inFlight.size >= options.concurrency) break
+      if (started === 0 || inFlight.size >= options.concurrency) {
+        if (full || inFlight.size >= options.concurrency) return
+        break
+      }
     }
     const due = await outbox.nextDueAt()
     if (!running) return
