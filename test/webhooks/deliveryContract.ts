@@ -223,12 +223,19 @@ export function describeDelivery(name: string, stores: DeliveryStoreFactory) {
     it('a dead endpoint holds back nobody else: a campaign endpoint gets its events while the service one hangs', async () => {
       const dead = await receiver(() => 'hang')
       const alive = await receiver()
-      const hooks = await webhooks({ url: dead.url, timeoutMs: 5_000, endpointConcurrency: 2 })
+      const hooks = await webhooks({
+        url: dead.url,
+        timeoutMs: 10_000,
+        concurrency: 8,
+        endpointConcurrency: 2,
+      })
       await store!.claim('c2', 'alice')
       const { secret } = await hooks.setCampaignEndpoint('c2', { url: alive.url })
-      for (let seq = 1; seq <= 5; seq++) await hooks.emit(statusEvent(`c1-${seq}`, seq))
+      // 100 campaigns' events for the dead receiver first, all due before c2's.
+      for (let i = 1; i <= 100; i++) await hooks.emit(statusEvent(`c1-${i}`, 1))
       for (let seq = 1; seq <= 5; seq++) await hooks.emit(statusEvent('c2', seq))
-      await waitFor(() => alive.received.length === 5)
+      // Well before the dead receiver's attempts time out.
+      await waitFor(() => alive.received.length === 5, 5_000)
       // The dead one took at most its share of attempts, all still in flight.
       expect(hooks.counters().inFlight).toBeLessThanOrEqual(2)
       const last = alive.received[4]!
