@@ -79,8 +79,8 @@ export function createKyselyOutbox(
 
   return {
     enqueue(event) {
-      assertOpen()
       return new Promise((resolve, reject) => {
+        assertOpen()
         waiting.push({ event, resolve, reject })
         kick()
       })

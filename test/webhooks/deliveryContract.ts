@@ -169,6 +169,41 @@ export function describeDelivery(name: string, stores: DeliveryStoreFactory) {
       expect(await hooks.retryDelivery('msg_unknown')).toBe(false)
     })
 
+    it('prunes ended deliveries past the retention, never pending ones', async () => {
+      const r = await receiver()
+      const hooks = await webhooks({ url: r.url })
+      const [delivered] = await hooks.emit(statusEvent('c1', 1))
+      await waitFor(async () => (await hooks.getDelivery(delivered!))?.status === 'delivered')
+      await hooks.stop()
+      started.splice(0)
+      const [pending] = await store!.webhooks.enqueue({
+        campaignId: 'c1',
+        type: 'session.status',
+        payload: '{}',
+      })
+      expect(await store!.webhooks.pruneDeliveries(Date.now() - 60_000)).toBe(0)
+      expect(await store!.webhooks.pruneDeliveries(Date.now() + 60_000)).toBe(1)
+      expect(await store!.webhooks.getDelivery(delivered!)).toBeUndefined()
+      expect(await store!.webhooks.getDelivery(pending!)).toMatchObject({ status: 'pending' })
+    })
+
+    it("lists to an owner only the deliveries to their campaigns' endpoints", async () => {
+      const r = await receiver()
+      const hooks = await webhooks({ url: r.url, concurrency: 0 })
+      await store!.claim('a1', 'alice')
+      await store!.claim('b1', 'bob')
+      const { endpoint: aliceEndpoint } = await hooks.setCampaignEndpoint('a1', { url: r.url })
+      await hooks.setCampaignEndpoint('b1', { url: r.url })
+      await hooks.emit(statusEvent('a1', 1))
+      await hooks.emit(statusEvent('b1', 1))
+      expect(await hooks.listDeliveries()).toHaveLength(4)
+      const alices = await hooks.listDeliveries({ owner: 'alice' })
+      expect(alices).toEqual([
+        expect.objectContaining({ campaignId: 'a1', endpointId: aliceEndpoint.endpointId }),
+      ])
+      expect(await hooks.listDeliveries({ owner: 'carol' })).toEqual([])
+    })
+
     it('disables the endpoint on 410 Gone and cancels what was pending for it', async () => {
       const r = await receiver(() => 410)
       const hooks = await webhooks({ url: r.url })
