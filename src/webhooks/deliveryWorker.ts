@@ -104,6 +104,7 @@ const LEASE_MARGIN_MS = 5_000
 export function createDeliveryWorker(deps: DeliveryWorkerDeps): DeliveryWorker {
   const { outbox, sender, options, clock = systemClock, logger = silentLogger } = deps
   const random = deps.random ?? Math.random
+  const retryWindowMs = retryWindow(options)
   const busyLanes = new Set<string>()
   const perEndpoint = new Map<string, number>()
   const inFlight = new Map<string, { done: Promise<void>; abort: AbortController }>()
@@ -281,7 +282,13 @@ export function createDeliveryWorker(deps: DeliveryWorkerDeps): DeliveryWorker {
     if (result.ok) return { kind: 'delivered' }
     if (result.status === 410) return { kind: 'gone', error: result.error }
     const failures = delivery.attempts + 1
-    if (failures >= options.maxAttempts) return { kind: 'failed', error: result.error }
+    // An event that waited behind its lane's head for the whole retry window has had its chance:
+    // one attempt, then it goes too. Without this, each event behind a dead receiver would wait
+    // its own full window, and a lane would take hours per few events to drain.
+    const expired = clock.now() - delivery.createdAt >= retryWindowMs
+    if (failures >= options.maxAttempts || expired) {
+      return { kind: 'failed', error: result.error }
+    }
     const wait = retryDelay(failures, {
       baseMs: options.retryBaseMs,
       maxMs: options.retryMaxMs,
@@ -308,4 +315,16 @@ export function createDeliveryWorker(deps: DeliveryWorkerDeps): DeliveryWorker {
       while (inFlight.size > 0) await inFlight.values().next().value!.done
     },
   }
+}
+
+/**
+ * How long a delivery's retries take at most, without jitter: the sum of the waits between its
+ * `maxAttempts` attempts (with the defaults, 5 + 10 + … + 320 s = 635 s).
+ */
+export function retryWindow({ retryBaseMs, retryMaxMs, maxAttempts }: DeliveryOptions): number {
+  let total = 0
+  for (let failures = 1; failures < maxAttempts; failures++) {
+    total += Math.min(retryMaxMs, retryBaseMs * 2 ** (failures - 1))
+  }
+  return total
 }

@@ -85,4 +85,49 @@ describe('retries in simulated time', () => {
     await hooks.stop()
     expect(vi.getTimerCount()).toBe(0)
   })
+
+  it('gives the events that waited behind a dead head for the whole window one attempt each', async () => {
+    const attempts: Array<{ at: number; seq: number }> = []
+    const sender: WebhookSender = {
+      async send({ body }) {
+        attempts.push({
+          at: Date.now(),
+          seq: (JSON.parse(body) as { data: { seq: number } }).data.seq,
+        })
+        return { ok: false, status: null, error: 'connect ECONNREFUSED' }
+      },
+      close() {},
+    }
+    const hooks = createWebhooks({
+      store,
+      service: { url: 'http://127.0.0.1:9/hook', secret: newSigningSecret() },
+      allowPrivate: true,
+      sender,
+      random: () => 0.5,
+      pruneIntervalMs: 0,
+    })
+    await hooks.start()
+    const ids: string[] = []
+    for (let seq = 1; seq <= 3; seq++) {
+      ids.push(
+        ...(await hooks.emit({
+          type: 'session.status',
+          data: {
+            campaignId: 'c1',
+            sessionId: 's1',
+            status: 'qr',
+            reason: null,
+            detail: null,
+            at: 0,
+            seq,
+          },
+        }))
+      )
+    }
+    for (let i = 0; i < 700; i++) await vi.advanceTimersByTimeAsync(1_000)
+    expect(attempts.map((attempt) => attempt.seq)).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 2, 3])
+    expect(attempts.slice(-2).map((attempt) => attempt.at)).toEqual([635_000, 635_000])
+    for (const id of ids) expect(await hooks.getDelivery(id)).toMatchObject({ status: 'failed' })
+    await hooks.stop()
+  })
 })
