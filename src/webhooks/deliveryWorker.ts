@@ -282,10 +282,11 @@ export function createDeliveryWorker(deps: DeliveryWorkerDeps): DeliveryWorker {
     if (result.ok) return { kind: 'delivered' }
     if (result.status === 410) return { kind: 'gone', error: result.error }
     const failures = delivery.attempts + 1
-    // An event that waited behind its lane's head for the whole retry window has had its chance:
-    // one attempt, then it goes too. Without this, each event behind a dead receiver would wait
-    // its own full window, and a lane would take hours per few events to drain.
-    const expired = clock.now() - delivery.createdAt >= retryWindowMs
+    // An event that waited behind its lane's head for a whole retry window before its first
+    // attempt has had its chance: that attempt failing, it goes too. Without this, each event
+    // behind a dead receiver would wait a full window of its own, and a lane would take hours per
+    // few events to drain. A delivery that had attempts of its own keeps its whole schedule.
+    const expired = delivery.attempts === 0 && clock.now() - delivery.createdAt >= retryWindowMs
     if (failures >= options.maxAttempts || expired) {
       return { kind: 'failed', error: result.error }
     }
