@@ -217,11 +217,19 @@ export function createDeliveryWorker(deps: DeliveryWorkerDeps): DeliveryWorker {
 
   async function attempt(delivery: DeliveryRecord, signal: AbortSignal): Promise<void> {
     const endpoint = await outbox.getEndpoint(delivery.endpointId)
-    // Removed or disabled since: its pending deliveries were cancelled with it.
-    if (!endpoint || endpoint.disabledAt !== null || !running) return
+    if (!running) return
     if (
       !(await outbox.lease(delivery.deliveryId, clock.now() + options.timeoutMs + LEASE_MARGIN_MS))
     ) {
+      return
+    }
+    // Removing or disabling an endpoint cancels what is pending for it, in the same transaction;
+    // a delivery still pending without one is given up rather than looked at again and again.
+    if (!endpoint || endpoint.disabledAt !== null) {
+      await outbox.recordAttempt(delivery.deliveryId, {
+        kind: 'failed',
+        error: 'its endpoint no longer takes deliveries',
+      })
       return
     }
     const secret = deps.secretFor(endpoint)
