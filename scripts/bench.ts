@@ -12,7 +12,7 @@ import type { CoreFigures } from './bench/core.ts'
 const sizes = (process.env.BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number)
 /** Live sessions (at capacity) of the campaign-records benchmark. */
 const campaignSizes = (process.env.BENCH_CAMPAIGN_SIZES ?? '1000,20000').split(',').map(Number)
-/** `BENCH_ONLY=core`, `BENCH_ONLY=campaigns` or `BENCH_ONLY=http` runs one part. */
+/** `BENCH_ONLY=core`, `campaigns`, `http` or `webhooks` runs one part. */
 const only = process.env.BENCH_ONLY
 
 function runCore(design: string, n: number): CoreFigures {
@@ -43,6 +43,7 @@ console.log('')
 if (only === undefined || only === 'core') runCoreBenchmark()
 if (only === undefined || only === 'campaigns') runCampaignBenchmark()
 if (only === undefined || only === 'http') runHttpBenchmark()
+if (only === undefined || only === 'webhooks') runWebhooksBenchmark()
 
 function runCoreBenchmark(): void {
   console.log(
@@ -124,4 +125,15 @@ function runCampaignBenchmark(): void {
 function runHttpBenchmark(): void {
   console.log('')
   execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bench-http.ts'], { stdio: 'inherit' })
+}
+
+/** Webhooks: a burst of 1,000 events, and a receiver down then back (`BENCH_WEBHOOKS_FULL=1`: 60 s). */
+function runWebhooksBenchmark(): void {
+  console.log('')
+  console.log('## Webhooks: 1,000 events in a burst; a receiver down, then back')
+  console.log('')
+  const args = process.env.BENCH_WEBHOOKS_FULL ? [] : ['--quick']
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bench/webhooks.ts', ...args], {
+    stdio: 'inherit',
+  })
 }

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import type { WebhookOutbox } from './webhookOutbox.ts'
 
 /** What the campaign should be doing: `running` after a start request, `stopped` after a cleanup or an unlink. */
 export type WantedState = 'running' | 'stopped'
@@ -151,6 +152,8 @@ export type StoreKind = 'sqlite' | 'postgres'
 export interface CampaignStore {
   readonly kind: StoreKind
   readonly location: string
+  /** The webhook outbox, in the same database (see `webhookOutbox.ts`). */
+  readonly webhooks: WebhookOutbox
   /**
    * Makes `owner` the owner of the campaign unless it already has one; durable when it resolves.
    * Concurrent claims of one campaign (in this process or in others on the same database) have

@@ -19,6 +19,7 @@ import {
   type WriteBehindOptions,
 } from './campaignStore.ts'
 import { ClaimBatcher } from './claimBatcher.ts'
+import { createKyselyOutbox } from './kyselyOutbox.ts'
 import { StoreClosedError } from './errors.ts'
 import {
   claimCampaigns,
@@ -117,6 +118,8 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
     if (closed) throw new StoreClosedError(location)
   }
 
+  const webhooks = createKyselyOutbox(db, clock, assertOpen)
+
   /** Reads see every change made before them. */
   async function beforeRead(): Promise<void> {
     assertOpen()
@@ -153,6 +156,7 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
   const store: CampaignStore = {
     kind,
     location,
+    webhooks,
 
     claim(campaignId, owner) {
       if (closed) return Promise.reject(new StoreClosedError(location))
@@ -214,6 +218,7 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
         if (pruneTimer !== undefined) clock.clearTimeout(pruneTimer)
         try {
           await claims.idle()
+          await webhooks.idle()
           await pruning?.catch(() => undefined)
           await writes.close(closeTimeoutMs)
         } finally {

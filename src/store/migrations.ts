@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { Migrator, sql, type Kysely, type Migration } from 'kysely'
+import { Migrator, PostgresAdapter, sql, type Kysely, type Migration } from 'kysely'
 import { StoreOpenError, codeOf, messageOf } from './errors.ts'
 
 export const MIGRATION_TABLE = 'qrvisor_migration'
@@ -75,6 +75,80 @@ export const MIGRATIONS: Record<string, Migration> = {
         .on('sessions')
         .column('ended_at')
         .where(sql.ref('ended_at'), 'is not', null)
+        .execute()
+    },
+  },
+
+  '0002_webhooks': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('webhook_endpoints')
+        .addColumn('endpoint_id', 'text', (column) => column.primaryKey())
+        .addColumn('campaign_id', 'text', (column) => column.references('campaigns.campaign_id'))
+        .addColumn('url', 'text', (column) => column.notNull())
+        .addColumn('events', 'text', (column) => column.notNull())
+        .addColumn('secret', 'text')
+        .addColumn('created_at', 'bigint', (column) => column.notNull())
+        .addColumn('disabled_at', 'bigint')
+        .addColumn('disabled_reason', 'text')
+        .execute()
+      // One endpoint per campaign (the service-wide one has no campaign).
+      await db.schema
+        .createIndex('webhook_endpoints_by_campaign')
+        .on('webhook_endpoints')
+        .column('campaign_id')
+        .unique()
+        .execute()
+
+      // The position orders deliveries across restarts; each database spells an auto-increment
+      // its own way.
+      const isPostgres = db.getExecutor().adapter instanceof PostgresAdapter
+      await db.schema
+        .createTable('webhook_deliveries')
+        .addColumn('position', isPostgres ? 'bigserial' : 'integer', (column) =>
+          isPostgres ? column.primaryKey() : column.primaryKey().autoIncrement()
+        )
+        .addColumn('delivery_id', 'text', (column) => column.notNull().unique())
+        .addColumn('endpoint_id', 'text', (column) => column.notNull())
+        .addColumn('campaign_id', 'text', (column) => column.notNull())
+        .addColumn('type', 'text', (column) => column.notNull())
+        .addColumn('payload', 'text', (column) => column.notNull())
+        .addColumn('status', 'text', (column) =>
+          column.notNull().check(sql`status in ('pending', 'delivered', 'failed', 'cancelled')`)
+        )
+        .addColumn('attempts', 'integer', (column) => column.notNull().defaultTo(0))
+        .addColumn('last_error', 'text')
+        .addColumn('next_attempt_at', 'bigint', (column) => column.notNull())
+        .addColumn('lease_until', 'bigint')
+        .addColumn('created_at', 'bigint', (column) => column.notNull())
+        .addColumn('updated_at', 'bigint', (column) => column.notNull())
+        .addColumn('delivered_at', 'bigint')
+        .execute()
+      // The head of each lane (an endpoint and a campaign): what the worker reads.
+      await db.schema
+        .createIndex('webhook_deliveries_pending')
+        .on('webhook_deliveries')
+        .columns(['endpoint_id', 'campaign_id', 'position'])
+        .where(sql.ref('status'), '=', 'pending')
+        .execute()
+      // Pending deliveries in the order they become due.
+      await db.schema
+        .createIndex('webhook_deliveries_due')
+        .on('webhook_deliveries')
+        .columns(['next_attempt_at', 'position'])
+        .where(sql.ref('status'), '=', 'pending')
+        .execute()
+      await db.schema
+        .createIndex('webhook_deliveries_by_campaign')
+        .on('webhook_deliveries')
+        .columns(['campaign_id', 'position'])
+        .execute()
+      // What pruning reads.
+      await db.schema
+        .createIndex('webhook_deliveries_ended')
+        .on('webhook_deliveries')
+        .column('updated_at')
+        .where(sql.ref('status'), '!=', 'pending')
         .execute()
     },
   },

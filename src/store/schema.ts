@@ -31,7 +31,49 @@ export interface SessionsTable {
   ended_at: number | null
 }
 
+/** Where webhook events go: the service-wide endpoint (`campaign_id` null) or one campaign's. */
+export interface WebhookEndpointsTable {
+  endpoint_id: string
+  /** References `campaigns`; null for the service-wide endpoint. At most one per campaign. */
+  campaign_id: string | null
+  url: string
+  /** JSON: an array of event types. */
+  events: string
+  /** The `whsec_` signing secret; null for the service-wide endpoint (its secret is configuration). */
+  secret: string | null
+  created_at: number
+  /** Set when the receiver answered 410 Gone; a disabled endpoint gets no new deliveries. */
+  disabled_at: number | null
+  disabled_reason: string | null
+}
+
+/** The outbox: one row per event and endpoint, kept after it ends until pruned. */
+export interface WebhookDeliveriesTable {
+  /** Insertion order, across restarts: orders a campaign's deliveries to one endpoint. */
+  position: Generated<number>
+  /** Also the `webhook-id` header: the same on every attempt, so receivers can deduplicate. */
+  delivery_id: string
+  endpoint_id: string
+  campaign_id: string
+  type: string
+  /** The exact JSON body sent on every attempt. */
+  payload: string
+  /** `pending`, `delivered`, `failed` (gave up) or `cancelled` (its endpoint went away). */
+  status: string
+  attempts: number
+  last_error: string | null
+  /** Epoch ms; for a pending delivery, when it may next be sent. */
+  next_attempt_at: number
+  /** Epoch ms until which one worker holds it (in flight); an expired lease is free again. */
+  lease_until: number | null
+  created_at: number
+  updated_at: number
+  delivered_at: number | null
+}
+
 export interface Database {
   campaigns: CampaignsTable
   sessions: SessionsTable
+  webhook_endpoints: WebhookEndpointsTable
+  webhook_deliveries: WebhookDeliveriesTable
 }

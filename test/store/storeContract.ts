@@ -121,7 +121,10 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         await store.claim('spring-sale', 'alice')
         await store.close()
         const before = await fixture.query('select name, timestamp from qrvisor_migration')
-        expect(before.map((row) => row.name)).toEqual(['0001_campaigns_and_sessions'])
+        expect(before.map((row) => row.name)).toEqual([
+          '0001_campaigns_and_sessions',
+          '0002_webhooks',
+        ])
 
         const again = await open()
         expect((await again.getCampaign('spring-sale'))?.owner).toBe('alice')
@@ -151,8 +154,30 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         expect(await fixture.query('select * from campaigns')).toEqual(before)
         expect(await fixture.query('select name from qrvisor_migration order by name')).toEqual([
           { name: '0001_campaigns_and_sessions' },
+          { name: '0002_webhooks' },
           { name: '9999_from_a_newer_version' },
         ])
+      })
+
+      it('brings a database of the previous version (0001 only) up to date, keeping its data', async () => {
+        const store = await open()
+        await store.claim('spring-sale', 'alice')
+        await store.close()
+        // As the previous version left it: without the webhook tables.
+        await fixture.query('drop table webhook_deliveries')
+        await fixture.query('drop table webhook_endpoints')
+        await fixture.query("delete from qrvisor_migration where name = '0002_webhooks'")
+
+        const upgraded = await open()
+        expect((await upgraded.getCampaign('spring-sale'))?.owner).toBe('alice')
+        expect(await upgraded.webhooks.depth()).toEqual({
+          pending: 0,
+          failed: 0,
+          oldestPendingAt: null,
+        })
+        await upgraded.close()
+        const names = await fixture.query('select name from qrvisor_migration order by name')
+        expect(names).toEqual([{ name: '0001_campaigns_and_sessions' }, { name: '0002_webhooks' }])
       })
     })
 
