@@ -55,7 +55,8 @@ export function toMermaid(machine: AnyStateMachine): string {
   for (const [eventType, transitions] of machine.root.transitions) {
     for (const transition of transitions) {
       const target = transition.target?.[0]?.key
-      rootHandlers.push(`${prettyEvent(eventType)}${target ? ` → ${target}` : ''}`)
+      const handler = `${prettyEvent(eventType)}${target ? ` → ${target}` : ''}`
+      if (!rootHandlers.includes(handler)) rootHandlers.push(handler)
     }
   }
   if (rootHandlers.length > 0) {

@@ -637,6 +637,7 @@ function summarizeValue(key: string, value: unknown): string | number | boolean 
     return truncate(`[${value.length}]${last}`)
   }
   if (isActorRef(value)) return `actor ${value.id}`
+  if (value instanceof Map) return `Map(${value.size})`
   return short(value)
 }
 

@@ -304,4 +304,9 @@ describe('summarizeContext', () => {
     expect(summary.history).toContain('[2]')
     expect(String(summary.long).length).toBeLessThanOrEqual(160)
   })
+  // The supervisor keeps its restart bookkeeping in Maps, which JSON shows as {}.
+  it('shows a Map by its size', () => {
+    const pendingRestarts = new Map([['spring-sale', 'alice']])
+    expect(summarizeContext({ pendingRestarts }).pendingRestarts).toBe('Map(1)')
+  })
 })
