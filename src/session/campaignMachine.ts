@@ -99,6 +99,14 @@ export interface CampaignMachineDeps {
   now: () => number
 }
 
+/**
+ * The groupings of statuses, as state tags: ask a snapshot `hasTag(…)`, never a list of statuses.
+ * - `active`: holds (or is starting) an engine a request may join (`initializing` to `ready`).
+ * - `ended`: on its way out or gone (`timedOut`, `failed`, `cleaning`, `cleaned`); a new request
+ *   starts a new session behind it.
+ */
+export type CampaignTag = 'active' | 'ended'
+
 /** The status a snapshot value stands for (nested `initializing` states count as one). */
 export function statusOf(value: string | Record<string, unknown>): SessionStatus {
   return (typeof value === 'string' ? value : Object.keys(value)[0]) as SessionStatus
@@ -112,6 +120,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       input: {} as CampaignInput,
       emitted: {} as CampaignEmitted,
       output: {} as CampaignOutput,
+      tags: {} as CampaignTag,
     },
     guards: {
       awaitsPredecessor: ({ context }) => context.awaitPredecessor,
@@ -134,7 +143,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       recordStatus: enqueueActions(
         ({ context, enqueue }, params: { status: SessionStatus; deadlineMs?: number }) => {
           const at = now()
-          const reason = isEndStatus(params.status) ? context.reason : null
+          // Set only on the way out: an active status has none.
+          const reason = context.reason
           const entry: HistoryEntry = { status: params.status, at }
           if (reason) entry.reason = reason
           if (reason && context.detail && params.status !== 'cleaned') entry.detail = context.detail
@@ -255,6 +265,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         on: { START: 'initializing' },
       },
       initializing: {
+        tags: 'active',
         description:
           'The engine is starting (after the previous session of the campaign is gone). The init deadline runs from START until the first QR, or until ready when saved auth is reused.',
         entry: {
@@ -310,6 +321,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         },
       },
       awaitingScan: {
+        tags: 'active',
         description:
           'A QR is shown. The scan deadline runs from the first QR; rotations replace the QR but do not extend it.',
         entry: [{ type: 'recordStatus', params: { status: 'awaitingScan' } }, 'armScanDeadline'],
@@ -340,6 +352,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         },
       },
       authenticating: {
+        tags: 'active',
         description: 'Scanned; WhatsApp is syncing. The auth deadline runs until ready.',
         entry: {
           type: 'recordStatus',
@@ -379,6 +392,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         },
       },
       ready: {
+        tags: 'active',
         description: 'Linked and connected. A re-request changes nothing; only force replaces it.',
         entry: [{ type: 'recordStatus', params: { status: 'ready' } }, 'emitReady'],
         on: {
@@ -401,16 +415,19 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         },
       },
       timedOut: {
+        tags: 'ended',
         description: 'A deadline passed (reason: init_timeout, scan_timeout or auth_timeout).',
         entry: [{ type: 'recordStatus', params: { status: 'timedOut' } }, 'emitFailure'],
         always: 'cleaning',
       },
       failed: {
+        tags: 'ended',
         description: 'The engine failed or the phone logged out (reason says which).',
         entry: [{ type: 'recordStatus', params: { status: 'failed' } }, 'emitFailure'],
         always: 'cleaning',
       },
       cleaning: {
+        tags: 'ended',
         description:
           "The engine is being stopped (graceful, then forced). The teardown deadline is the machine's own bound in case the engine's stop never settles.",
         entry: [{ type: 'recordStatus', params: { status: 'cleaning' } }, 'stopEngine'],
@@ -428,6 +445,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         },
       },
       cleaned: {
+        tags: 'ended',
         description: 'The engine is gone. Final: a new request starts a new session.',
         type: 'final',
         entry: { type: 'recordStatus', params: { status: 'cleaned' } },
@@ -441,12 +459,6 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       endedFrom: context.endedFrom,
     }),
   })
-}
-
-function isEndStatus(status: SessionStatus): boolean {
-  return (
-    status === 'timedOut' || status === 'failed' || status === 'cleaning' || status === 'cleaned'
-  )
 }
 
 export type CampaignMachine = ReturnType<typeof createCampaignMachine>

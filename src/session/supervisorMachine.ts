@@ -112,9 +112,8 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     if (event.type !== 'SESSION.REQUESTED') return undefined
     const current = registry.current(event.campaignId)
     if (!current) return undefined
-    const status = statusOf(current.actor.getSnapshot().value)
-    const live = status !== 'cleaning' && status !== 'timedOut' && status !== 'failed'
-    return { session: current, status, live }
+    const snapshot = current.actor.getSnapshot()
+    return { session: current, status: statusOf(snapshot.value), live: !snapshot.hasTag('ended') }
   }
 
   /** Answers the request with what `answer` decides; a bug answers `shutting_down`, logged. */
