@@ -112,6 +112,25 @@ export function statusOf(value: string | Record<string, unknown>): SessionStatus
   return (typeof value === 'string' ? value : Object.keys(value)[0]) as SessionStatus
 }
 
+/**
+ * The transitions every active status shares, declared once. Not on a parent state of the active
+ * statuses: that would turn every state path the inspector shows and its viewers filter by
+ * (`ready`, `awaitingScan → authenticating`) into `live.ready`, `live.awaitingScan → …`.
+ */
+const replacedWhenForced = {
+  guard: 'isForced',
+  target: 'cleaning',
+  actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
+} as const
+
+function failedByEngine(from: SessionStatus) {
+  return {
+    guard: 'isOwnEngineEvent',
+    target: 'failed',
+    actions: { type: 'markFailedByEngine', params: { from } },
+  } as const
+}
+
 export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
   return setup({
     types: {
@@ -308,16 +327,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
             actions: 'recordQr',
           },
           'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
-          'ENGINE.TERMINATED': {
-            guard: 'isOwnEngineEvent',
-            target: 'failed',
-            actions: { type: 'markFailedByEngine', params: { from: 'initializing' } },
-          },
-          'SESSION.REQUESTED': {
-            guard: 'isForced',
-            target: 'cleaning',
-            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
-          },
+          'ENGINE.TERMINATED': failedByEngine('initializing'),
+          'SESSION.REQUESTED': replacedWhenForced,
         },
       },
       awaitingScan: {
@@ -339,16 +350,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
           'ENGINE.QR_RECEIVED': { guard: 'isOwnEngineEvent', actions: 'recordQr' },
           'ENGINE.AUTHENTICATED': { guard: 'isOwnEngineEvent', target: 'authenticating' },
           'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
-          'ENGINE.TERMINATED': {
-            guard: 'isOwnEngineEvent',
-            target: 'failed',
-            actions: { type: 'markFailedByEngine', params: { from: 'awaitingScan' } },
-          },
-          'SESSION.REQUESTED': {
-            guard: 'isForced',
-            target: 'cleaning',
-            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
-          },
+          'ENGINE.TERMINATED': failedByEngine('awaitingScan'),
+          'SESSION.REQUESTED': replacedWhenForced,
         },
       },
       authenticating: {
@@ -379,16 +382,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
             target: 'awaitingScan',
             actions: 'recordQr',
           },
-          'ENGINE.TERMINATED': {
-            guard: 'isOwnEngineEvent',
-            target: 'failed',
-            actions: { type: 'markFailedByEngine', params: { from: 'authenticating' } },
-          },
-          'SESSION.REQUESTED': {
-            guard: 'isForced',
-            target: 'cleaning',
-            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
-          },
+          'ENGINE.TERMINATED': failedByEngine('authenticating'),
+          'SESSION.REQUESTED': replacedWhenForced,
         },
       },
       ready: {
@@ -396,22 +391,14 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         description: 'Linked and connected. A re-request changes nothing; only force replaces it.',
         entry: [{ type: 'recordStatus', params: { status: 'ready' } }, 'emitReady'],
         on: {
-          'ENGINE.TERMINATED': {
-            guard: 'isOwnEngineEvent',
-            target: 'failed',
-            actions: { type: 'markFailedByEngine', params: { from: 'ready' } },
-          },
+          'ENGINE.TERMINATED': failedByEngine('ready'),
           'ENGINE.QR_RECEIVED': {
             description: 'A QR after ready means WhatsApp dropped the link.',
             guard: 'isOwnEngineEvent',
             target: 'failed',
             actions: { type: 'markFailed', params: { reason: 'logged_out', from: 'ready' } },
           },
-          'SESSION.REQUESTED': {
-            guard: 'isForced',
-            target: 'cleaning',
-            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
-          },
+          'SESSION.REQUESTED': replacedWhenForced,
         },
       },
       timedOut: {
