@@ -30,10 +30,12 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AnyStateMachine, InspectionEvent } from 'xstate'
 import { WebSocketServer, type WebSocket } from 'ws'
+import { upgradeToken } from '../auth/bearer.ts'
 import { hasExpired, type Identity } from '../auth/identity.ts'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
 import { guardUpgradeSocket, refuseUpgrade } from '../ws/upgrade.ts'
+import { summarizeContext, type ContextSummary } from './redaction.ts'
 
 /** What the inspector needs from the session service: XState inspection, attached on demand. */
 export interface InspectableSessions {
@@ -83,7 +85,6 @@ export interface InspectSocket {
 }
 
 /** Flat, short, safe to show: never a QR text or a token. */
-export type ContextSummary = Record<string, string | number | boolean | null>
 
 export interface ActorInfo {
   id: string
@@ -148,11 +149,8 @@ interface Viewer {
   alive: boolean
 }
 
-const HIDDEN_KEYS = new Set(['qr', 'token', 'secret', 'password', 'authorization'])
 /** Steps kept per actor for a viewer that opens later. */
 export const RECENT_STEPS = 50
-const MAX_CONTEXT_KEYS = 24
-const MAX_VALUE_LENGTH = 160
 
 /**
  * The `/ws/inspect` endpoint, ready for the server's upgrade handler.
@@ -480,7 +478,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
   return {
     handleUpgrade(request, socket, head) {
       guardUpgradeSocket(socket)
-      const token = tokenOf(request)
+      const token = upgradeToken(request)
       if (!token) {
         refuse(socket, TOKEN_REQUIRED)
         return
@@ -547,15 +545,6 @@ function refusalFor(identity: Identity): Refusal | null {
   return null
 }
 
-/** The bearer token of an upgrade: `?token=` (browsers cannot set headers) or `Authorization`. */
-function tokenOf(request: IncomingMessage): string | null {
-  const fromQuery = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token')
-  if (fromQuery) return fromQuery
-  const header = request.headers.authorization
-  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null
-  return match?.[1] ?? null
-}
-
 /** A step, with the campaign its event names (a campaign id, or a session's output's). */
 function stepOf(event: unknown, from: string | null, to: string, at: number): Step {
   const { type, campaignId, output } = (event ?? {}) as {
@@ -605,79 +594,4 @@ function statePaths(value: unknown): string[] {
     for (const path of below) paths.push(`${key}.${path}`)
   }
   return paths
-}
-
-/**
- * A short, flat view of an actor's context for people: primitives as they are (times as ISO
- * strings), objects and arrays as short JSON, QR texts and tokens hidden.
- */
-export function summarizeContext(context: Record<string, unknown> | null): ContextSummary {
-  const summary: ContextSummary = {}
-  if (!context) return summary
-  let keys = 0
-  for (const [key, value] of Object.entries(context)) {
-    if (keys++ >= MAX_CONTEXT_KEYS) {
-      summary['…'] = `${Object.keys(context).length - MAX_CONTEXT_KEYS} more`
-      break
-    }
-    summary[key] = summarizeValue(key, value)
-  }
-  return summary
-}
-
-function summarizeValue(key: string, value: unknown): string | number | boolean | null {
-  if (HIDDEN_KEYS.has(key) && typeof value === 'string') return '[hidden]'
-  if (value === null || value === undefined) return null
-  if (typeof value === 'boolean') return value
-  if (typeof value === 'number') return isTimeKey(key) && isEpochMs(value) ? iso(value) : value
-  if (typeof value === 'string') return truncate(value)
-  if (typeof value === 'function') return '[function]'
-  if (Array.isArray(value)) {
-    const last = value.length > 0 ? ` last: ${short(value[value.length - 1])}` : ''
-    return truncate(`[${value.length}]${last}`)
-  }
-  if (isActorRef(value)) return `actor ${value.id}`
-  if (value instanceof Map) return `Map(${value.size})`
-  return short(value)
-}
-
-function short(value: unknown): string {
-  try {
-    return truncate(
-      JSON.stringify(value, (key, inner: unknown) => {
-        if (HIDDEN_KEYS.has(key) && typeof inner === 'string') return '[hidden]'
-        if (isActorRef(inner)) return `actor ${inner.id}`
-        if (typeof inner === 'number' && isTimeKey(key) && isEpochMs(inner)) return iso(inner)
-        return inner
-      }) ?? String(value)
-    )
-  } catch {
-    return '[unreadable]'
-  }
-}
-
-function isActorRef(value: unknown): value is { id: string } {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    'send' in value &&
-    'getSnapshot' in value &&
-    'id' in value
-  )
-}
-
-function isTimeKey(key: string): boolean {
-  return /(At|Deadline|^at|^since|^until)$/.test(key)
-}
-
-function isEpochMs(value: number): boolean {
-  return value > 1e12 && value < 1e13
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString()
-}
-
-function truncate(text: string): string {
-  return text.length > MAX_VALUE_LENGTH ? `${text.slice(0, MAX_VALUE_LENGTH - 1)}…` : text
 }
