@@ -251,6 +251,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
     },
   }).createMachine({
     id: 'campaign',
+    description:
+      'One actor per session of a campaign. It owns every deadline of the session and every way out goes through `cleaning` (the bounded engine stop) to `cleaned`.',
     context: ({ input }) => ({
       campaignId: input.campaignId,
       sessionId: input.sessionId,
@@ -470,6 +472,24 @@ export const CAMPAIGN_GUARDS: Record<string, string> = {
   isOwnEngineEvent:
     "The event comes from this session's own engine instance (a late event of another is ignored).",
 }
+
+/** Why the campaign machine is as it is; the design notes of statecharts.md. */
+export const CAMPAIGN_DESIGN_NOTES: string[] = [
+  `The statuses of the public contract are the top-level states of the campaign machine
+(\`initializing\` has substates, reported as \`initializing\`).`,
+  `**One actor per session, not per campaign.** A campaign actor lives from the request that starts
+a session until its engine is gone (\`cleaned\`, final). A new request after that starts a new actor
+with a new \`sessionId\`; the supervisor keeps the campaign's owner, its subscribers and the
+tombstone of its last session. So an ended session can never be revived by a late engine event:
+there is no transition out of \`cleaned\`, and engine events are checked against the session's own
+engine instance (\`isOwnEngineEvent\`).`,
+  `**Every way out goes through \`cleaning\`.** Timeouts, engine failures, cleanup requests, \`force\`
+and shutdown all enter \`cleaning\`, which stops the engine (graceful, then forced, bounded by
+\`DESTROY_TIMEOUT_MS\` plus the kill bound) and waits for it. \`teardownTimeout\` is the machine's own
+bound in case an engine breaks its promise to settle.`,
+  `**Where the QR image is made.** The machine keeps the raw QR text; the image is rendered at the
+edge, once per QR and only when someone is watching, off the event loop.`,
+]
 
 export const CAMPAIGN_DELAYS: Record<string, string> = {
   initTimeout: '`INIT_TIMEOUT_MS`: from START until the first QR (or ready, with saved auth).',

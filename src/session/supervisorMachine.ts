@@ -339,6 +339,8 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     },
   }).createMachine({
     id: 'supervisor',
+    description:
+      'Starts and stops campaign actors: one live session per campaign, `MAX_SESSIONS`, restarts of crashed ready sessions with backoff, graceful shutdown.',
     context: () => ({
       accepting: true,
       live: 0,
@@ -431,6 +433,28 @@ export const SUPERVISOR_GUARDS: Record<string, string> = {
   crashedWhileReady:
     'The session ended because its engine crashed while `ready`: a restart is scheduled if the budget allows (at most 3 in 5 minutes).',
 }
+
+/** Why the supervisor is as it is; the design notes of statecharts.md. */
+export const SUPERVISOR_DESIGN_NOTES: string[] = [
+  `**Why the supervisor does not use \`spawnChild\`, nor one shared actor system.** XState copies
+\`snapshot.children\` on every spawn and stop, so one machine with N children costs O(N²): 10k
+children took 14.6 s to spawn and 22.6 s to stop on this kind of machine. Putting the campaign
+actors in the supervisor's system without \`spawnChild\` (the \`parent\` option) avoids that copy,
+but stopping an actor still scans every scheduled event of its system (\`scheduler.cancelAll\`):
+we measured 10k sessions taking 3.1 s to shut down against 72 ms for 1k, and a system per session
+costs ~2 KiB of heap each. So campaign actors share the systems of small *shards* (256 sessions
+each, on the supervisor's clock; a shard stops once its sessions have ended), and the supervisor
+keeps them in its own \`CampaignTable\` (Maps keyed by campaign and session): starting or ending a
+session costs the same with 10 sessions or 100,000 (see BENCHMARKS.md). The supervisor stays an
+XState actor: each campaign actor reports its end to it as \`SESSION.ENDED\` (or
+\`SESSION.FAILED\` for a bug), and the inspector attaches to the supervisor and to every campaign
+actor, only while a viewer is connected. Sharding into several supervisor machines was rejected:
+each would still pay O(n²) for its own n children.`,
+  `**The supervisor's actions are total.** An action that throws would put the supervisor in
+\`error\` and leave every campaign actor running. Each action catches, logs and answers; a campaign
+actor that fails with a bug is removed, its engine stopped through the tracked engine, and a
+\`failed\` tombstone left. One campaign's bug never stops another.`,
+]
 
 export const SUPERVISOR_DELAYS: Record<string, string> = {
   'restart:<campaignId>':
