@@ -118,16 +118,15 @@ export type InspectRecord =
   | { k: 'context'; id: string; context: ContextSummary; label: string; campaignId: string | null }
   | { k: 'end'; id: string; status: string; at: number }
 
-/** What the inspector reads of an actor (XState's `Actor`; internals only where stated). */
+/** What the inspector reads of an actor (XState's public `ActorRef`). */
 interface ObservedActor {
   id: string
+  sessionId: string
   systemId?: string
   logic: unknown
   system?: {
     inspect(observer: (event: InspectionEvent) => void): { unsubscribe(): void }
   }
-  /** Internal to XState, stable through v5: the parent of a spawned or invoked actor. */
-  _parent?: ObservedActor
   getSnapshot(): unknown
 }
 
@@ -186,7 +185,12 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
 
   // Live only while attached: every machine actor seen, and what changed since the last batch.
   let tracked = new Map<ObservedActor, TrackedActor>()
-  let ids = new WeakMap<ObservedActor, string>()
+  /**
+   * Ids by actor, and by actor system for the root of each system: an actor's parent is the root
+   * of its system here (campaign actors live in shards, the supervisor is a root), which XState's
+   * public inspection events tell (`rootId`), so no internal `_parent` is read.
+   */
+  let ids = new WeakMap<object, string>()
   let nextId = 1
   let contextChanged = new Set<TrackedActor>()
   const diagrams = new Map<string, string>()
@@ -209,13 +213,18 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     )
   }
 
-  function idOf(ref: ObservedActor): string {
-    let id = ids.get(ref)
+  function idOf(key: object): string {
+    let id = ids.get(key)
     if (!id) {
       id = `a${nextId++}`
-      ids.set(ref, id)
+      ids.set(key, id)
     }
     return id
+  }
+
+  /** The key of an actor's id: its system for a root (so its children can name it), else itself. */
+  function keyOf(ref: ObservedActor, rootId: string | undefined): object {
+    return rootId === ref.sessionId && ref.system ? ref.system : ref
   }
 
   function diagramOf(machine: AnyStateMachine): string {
@@ -253,7 +262,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
       if (event.type === '@xstate.actor') {
         if (isMachine(ref.logic)) tracked.set(ref, { ref, info: null, recent: [] })
       } else if (event.type === '@xstate.snapshot') {
-        onSnapshot(ref, event.event, event.snapshot)
+        onSnapshot(ref, event.event, event.snapshot, event.rootId)
       }
     } catch (error) {
       // The inspector must never disturb the actors it watches.
@@ -261,7 +270,12 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     }
   }
 
-  function onSnapshot(ref: ObservedActor, event: { type: string }, snapshot: unknown): void {
+  function onSnapshot(
+    ref: ObservedActor,
+    event: { type: string },
+    snapshot: unknown,
+    rootId: string
+  ): void {
     let actor = tracked.get(ref)
     if (!actor) {
       // An actor created before the inspector attached: it appears at its next step.
@@ -274,7 +288,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     const status = statusOf(snapshot)
     let step: Step
     if (!actor.info) {
-      actor.info = describeActor(ref, snapshot, at)
+      actor.info = describeActor(ref, snapshot, at, rootId)
       const machineId = actor.info.machineId
       for (const viewer of viewers) sendMachine(viewer, machineId, ref.logic as AnyStateMachine)
       broadcast({ k: 'actor', actor: { ...actor.info } })
@@ -295,17 +309,23 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     }
   }
 
-  function describeActor(ref: ObservedActor, snapshot: unknown, at: number): ActorInfo {
+  /** `rootId` is the root of the actor's system; none for an actor met outside an event (a root). */
+  function describeActor(
+    ref: ObservedActor,
+    snapshot: unknown,
+    at: number,
+    rootId?: string
+  ): ActorInfo {
     const machine = ref.logic as AnyStateMachine
     const context = contextOf(snapshot)
-    const parent = ref._parent
+    const isRoot = rootId === undefined || rootId === ref.sessionId
     const campaignId = typeof context?.campaignId === 'string' ? context.campaignId : null
     return {
-      id: idOf(ref),
+      id: idOf(keyOf(ref, rootId)),
       machineId: machine.id,
-      parentId: parent ? idOf(parent) : null,
+      parentId: isRoot || !ref.system ? null : idOf(ref.system),
       systemId: ref.systemId ?? null,
-      label: campaignId ?? ref.systemId ?? (parent ? ref.id : machine.id),
+      label: campaignId ?? ref.systemId ?? (isRoot ? machine.id : ref.id),
       campaignId,
       state: stateOf(snapshot),
       status: statusOf(snapshot),

@@ -159,6 +159,27 @@ describe('/ws/inspect', () => {
     viewer.socket.close()
   })
 
+  // Issue 10: the parent comes from XState's public inspection events (`rootId`), not `_parent`.
+  it('names a campaign actor’s parent: the shard it lives in, the same for its neighbours', async () => {
+    const viewer = await connect('?token=admin')
+    for (const campaignId of ['p1', 'p2']) {
+      sessions.requestSession({ campaignId, caller: TOKENS.alice! })
+    }
+    const campaignActors = () =>
+      records(viewer)
+        .filter((r) => r.k === 'actor')
+        .map((r) => r.actor as { id: string; machineId: string; parentId: string | null })
+        .filter((actor) => actor.machineId === 'campaign')
+    await until(() => campaignActors().length === 2)
+    const [first, second] = campaignActors()
+    expect(first!.parentId).toMatch(/^a\d+$/)
+    expect(first!.parentId).not.toBe(first!.id)
+    expect(second!.parentId).toBe(first!.parentId)
+    const supervisor = (viewer.messages[0] as { actors: Array<{ parentId: string | null }> })
+      .actors[0]
+    expect(supervisor!.parentId).toBeNull()
+  })
+
   it('sends each machine’s diagram once per viewer, and replays known actors to a late viewer', async () => {
     const early = await connect('?token=admin')
     for (let i = 0; i < 5; i++) {
