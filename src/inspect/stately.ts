@@ -13,7 +13,7 @@ import type { InspectionEvent } from 'xstate'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
 import { hideSecrets } from './redaction.ts'
-import type { InspectableSessions } from './socket.ts'
+import type { InspectableSessions } from './recorder.ts'
 
 export interface StatelyForwarding {
   stop(): void

@@ -5,7 +5,8 @@ import WebSocket from 'ws'
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
 import { createSessionService, type SupervisedSessionService } from '../../src/session/service.ts'
 import type { Identity } from '../../src/auth/identity.ts'
-import { createInspectSocket, RECENT_STEPS, type InspectSocket } from '../../src/inspect/socket.ts'
+import { createInspectSocket, type InspectSocket } from '../../src/inspect/socket.ts'
+import { RECENT_STEPS } from '../../src/inspect/recorder.ts'
 import { summarizeContext } from '../../src/inspect/redaction.ts'
 
 const TOKENS: Record<string, Identity> = {
