@@ -11,10 +11,10 @@
  */
 import { execFileSync } from 'node:child_process'
 import { rmSync } from 'node:fs'
-import { findSessionProcesses } from '../src/engines/chromium.ts'
+import { findSessionProcesses } from '../src/engines/wwebjs/chromium.ts'
 import type { EngineSession } from '../src/engines/engine.ts'
-import { readPssBytes } from '../src/engines/processes.ts'
-import { createWwebjsEngine } from '../src/engines/wwebjs.ts'
+import { readPssBytes } from '../src/engines/wwebjs/processes.ts'
+import { createWwebjsEngine } from '../src/engines/wwebjs/index.ts'
 import {
   chromiumForTests,
   eventually,

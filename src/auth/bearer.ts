@@ -11,3 +11,15 @@ export function bearerToken(authorization: string | null | undefined): string | 
   const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(authorization)
   return match?.[1] ?? null
 }
+
+/**
+ * The token of a WebSocket upgrade: `?token=` (browsers cannot set headers on one), else the
+ * `Authorization` header.
+ */
+export function upgradeToken(request: {
+  url?: string
+  headers: { authorization?: string }
+}): string | null {
+  const fromQuery = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token')
+  return fromQuery || bearerToken(request.headers.authorization)
+}

@@ -29,13 +29,14 @@ export async function createEngine(config: Config, logger: Logger): Promise<Engi
   }
 
   // Imported only for the real engine: it pulls in whatsapp-web.js and puppeteer.
-  const { createWwebjsEngine, recommendedMaxSessions } = await import('./wwebjs.ts')
-  const { findChromium, chromiumNotFoundMessage } = await import('./chromium.ts')
-  const { profilesRoot, runJanitor } = await import('./janitor.ts')
+  const { createWwebjsEngine } = await import('./wwebjs/index.ts')
+  const { recommendedMaxSessions } = await import('./wwebjs/capacity.ts')
+  const { findChromium, chromiumNotFoundMessage } = await import('./wwebjs/chromium.ts')
+  const { profilesRoot, runJanitor } = await import('./wwebjs/janitor.ts')
   const env: NodeJS.ProcessEnv = config.chromePath ? { CHROME_PATH: config.chromePath } : {}
   const chromePath = findChromium(env)
   if (chromePath === undefined) throw new ConfigError(chromiumNotFoundMessage(env))
-  const { whyNotWritable } = await import('./dataDir.ts')
+  const { whyNotWritable } = await import('./wwebjs/dataDir.ts')
   const unwritable = await whyNotWritable(profilesRoot(config.dataDir))
   if (unwritable !== undefined) {
     throw new ConfigError(

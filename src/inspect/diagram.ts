@@ -55,7 +55,8 @@ export function toMermaid(machine: AnyStateMachine): string {
   for (const [eventType, transitions] of machine.root.transitions) {
     for (const transition of transitions) {
       const target = transition.target?.[0]?.key
-      rootHandlers.push(`${prettyEvent(eventType)}${target ? ` → ${target}` : ''}`)
+      const handler = `${prettyEvent(eventType)}${target ? ` → ${target}` : ''}`
+      if (!rootHandlers.includes(handler)) rootHandlers.push(handler)
     }
   }
   if (rootHandlers.length > 0) {
@@ -68,13 +69,14 @@ export function toMermaid(machine: AnyStateMachine): string {
 /** Markdown tables of the machine's states, events, transitions, guards and delays. */
 export function toMarkdownTables(machine: AnyStateMachine, docs: MachineDocs): string {
   const out: string[] = []
-  out.push('| state | meaning | entry |', '| --- | --- | --- |')
+  out.push('| state | tags | meaning | entry |', '| --- | --- | --- | --- |')
   const visitStates = (node: AnyStateNode, prefix: string) => {
     for (const child of Object.values(node.states) as AnyStateNode[]) {
       const name = `${prefix}${child.key}`
       const entry = child.entry.map(actionName).filter(Boolean).join(', ')
       const kind = child.type === 'final' ? ' (final)' : ''
-      out.push(`| \`${name}\`${kind} | ${cell(child.description ?? '')} | ${entry} |`)
+      const tags = child.tags.map((tag) => `\`${tag}\``).join(', ')
+      out.push(`| \`${name}\`${kind} | ${tags} | ${cell(child.description ?? '')} | ${entry} |`)
       visitStates(child, `${name}.`)
     }
   }

@@ -28,17 +28,14 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { AnyStateMachine, InspectionEvent } from 'xstate'
+import type { AnyStateMachine } from 'xstate'
 import { WebSocketServer, type WebSocket } from 'ws'
+import { upgradeToken } from '../auth/bearer.ts'
 import { hasExpired, type Identity } from '../auth/identity.ts'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
 import { guardUpgradeSocket, refuseUpgrade } from '../ws/upgrade.ts'
-
-/** What the inspector needs from the session service: XState inspection, attached on demand. */
-export interface InspectableSessions {
-  inspect(observer: (event: InspectionEvent) => void): { unsubscribe(): void }
-}
+import { createRecorder, type InspectableSessions, type InspectRecord } from './recorder.ts'
 
 export interface InspectSocketOptions {
   sessions: InspectableSessions
@@ -82,61 +79,6 @@ export interface InspectSocket {
   close(): void
 }
 
-/** Flat, short, safe to show: never a QR text or a token. */
-export type ContextSummary = Record<string, string | number | boolean | null>
-
-export interface ActorInfo {
-  id: string
-  machineId: string
-  parentId: string | null
-  systemId: string | null
-  /** The campaign's id for a campaign actor, else the actor's system id or id. */
-  label: string
-  campaignId: string | null
-  /** The state value as dotted paths; parallel regions joined by ' | '. */
-  state: string
-  /** XState's status of the actor: active, done, error or stopped. */
-  status: string
-  context: ContextSummary
-  updatedAt: number
-}
-
-/** One step of an actor: the event it took, what it was about, and the state it left and entered. */
-export interface Step {
-  event: string
-  /** The campaign an event concerns, when it names one (the supervisor's events do). */
-  about?: string
-  from: string | null
-  to: string
-  at: number
-}
-
-export type InspectRecord =
-  | { k: 'actor'; actor: ActorInfo }
-  | ({ k: 'step'; id: string } & Step)
-  | { k: 'context'; id: string; context: ContextSummary; label: string; campaignId: string | null }
-  | { k: 'end'; id: string; status: string; at: number }
-
-/** What the inspector reads of an actor (XState's `Actor`; internals only where stated). */
-interface ObservedActor {
-  id: string
-  systemId?: string
-  logic: unknown
-  system?: {
-    inspect(observer: (event: InspectionEvent) => void): { unsubscribe(): void }
-  }
-  /** Internal to XState, stable through v5: the parent of a spawned or invoked actor. */
-  _parent?: ObservedActor
-  getSnapshot(): unknown
-}
-
-interface TrackedActor {
-  ref: ObservedActor
-  info: ActorInfo | null
-  /** Its last steps (at most `RECENT_STEPS`), for the `hello` of a viewer that comes later. */
-  recent: Step[]
-}
-
 interface Viewer {
   socket: WebSocket
   identity: Identity
@@ -147,12 +89,6 @@ interface Viewer {
   slowSince: number | null
   alive: boolean
 }
-
-const HIDDEN_KEYS = new Set(['qr', 'token', 'secret', 'password', 'authorization'])
-/** Steps kept per actor for a viewer that opens later. */
-export const RECENT_STEPS = 50
-const MAX_CONTEXT_KEYS = 24
-const MAX_VALUE_LENGTH = 160
 
 /**
  * The `/ws/inspect` endpoint, ready for the server's upgrade handler.
@@ -182,57 +118,19 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
 
   const server = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 })
   const viewers = new Set<Viewer>()
-  let subscription: { unsubscribe(): void } | null = null
+  const recorder = createRecorder({
+    sessions,
+    existingActors,
+    recordFromStart,
+    toMermaid,
+    logger,
+    onRecord: broadcast,
+    onMachine(machineId, machine) {
+      for (const viewer of viewers) sendMachine(viewer, machineId, machine)
+    },
+  })
   let flushTimer: ReturnType<typeof setInterval> | null = null
   let heartbeatTimer: ReturnType<typeof setInterval> | null = null
-
-  // Live only while attached: every machine actor seen, and what changed since the last batch.
-  let tracked = new Map<ObservedActor, TrackedActor>()
-  let ids = new WeakMap<ObservedActor, string>()
-  let nextId = 1
-  let contextChanged = new Set<TrackedActor>()
-  const diagrams = new Map<string, string>()
-
-  // Recorded from the start (whether anyone views or not): the last steps of a few actors.
-  const recordedFromStart = new Map<ObservedActor, { state: string; steps: Step[] }>()
-  const recordings: Array<{ unsubscribe(): void }> = []
-  for (const candidate of recordFromStart()) {
-    const ref = candidate as ObservedActor
-    if (!isMachine(ref.logic) || !ref.system) continue
-    const recording = { state: stateOf(ref.getSnapshot()), steps: [] as Step[] }
-    recordedFromStart.set(ref, recording)
-    recordings.push(
-      ref.system.inspect((event) => {
-        if (event.type !== '@xstate.snapshot' || (event.actorRef as unknown) !== ref) return
-        const to = stateOf(event.snapshot)
-        keepRecent(recording.steps, stepOf(event.event, recording.state, to, Date.now()))
-        recording.state = to
-      })
-    )
-  }
-
-  function idOf(ref: ObservedActor): string {
-    let id = ids.get(ref)
-    if (!id) {
-      id = `a${nextId++}`
-      ids.set(ref, id)
-    }
-    return id
-  }
-
-  function diagramOf(machine: AnyStateMachine): string {
-    let diagram = diagrams.get(machine.id)
-    if (diagram === undefined) {
-      try {
-        diagram = toMermaid(machine)
-      } catch (error) {
-        logger.warn({ err: error, machineId: machine.id }, 'inspector: cannot draw a machine')
-        diagram = `stateDiagram-v2\n  note "no diagram for ${machine.id}" as N1`
-      }
-      diagrams.set(machine.id, diagram)
-    }
-    return diagram
-  }
 
   function broadcast(record: InspectRecord): void {
     for (const viewer of viewers) enqueue(viewer, record)
@@ -249,92 +147,14 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
     viewer.queue.push(record)
   }
 
-  function observe(event: InspectionEvent): void {
-    try {
-      const ref = event.actorRef as unknown as ObservedActor
-      if (event.type === '@xstate.actor') {
-        if (isMachine(ref.logic)) tracked.set(ref, { ref, info: null, recent: [] })
-      } else if (event.type === '@xstate.snapshot') {
-        onSnapshot(ref, event.event, event.snapshot)
-      }
-    } catch (error) {
-      // The inspector must never disturb the actors it watches.
-      logger.warn({ err: error }, 'inspector: an inspection event could not be read')
-    }
-  }
-
-  function onSnapshot(ref: ObservedActor, event: { type: string }, snapshot: unknown): void {
-    let actor = tracked.get(ref)
-    if (!actor) {
-      // An actor created before the inspector attached: it appears at its next step.
-      if (!isMachine(ref.logic)) return
-      actor = { ref, info: null, recent: [] }
-      tracked.set(ref, actor)
-    }
-    const at = Date.now()
-    const state = stateOf(snapshot)
-    const status = statusOf(snapshot)
-    let step: Step
-    if (!actor.info) {
-      actor.info = describeActor(ref, snapshot, at)
-      const machineId = actor.info.machineId
-      for (const viewer of viewers) sendMachine(viewer, machineId, ref.logic as AnyStateMachine)
-      broadcast({ k: 'actor', actor: { ...actor.info } })
-      step = stepOf(event, null, state, at)
-    } else {
-      step = stepOf(event, actor.info.state, state, at)
-      actor.info.state = state
-      actor.info.updatedAt = at
-      contextChanged.add(actor)
-    }
-    keepRecent(actor.recent, step)
-    broadcast({ k: 'step', id: actor.info.id, ...step })
-    actor.info.status = status
-    if (status !== 'active') {
-      // Its last context (why it ended) still goes out with the next batch.
-      broadcast({ k: 'end', id: actor.info.id, status, at })
-      tracked.delete(ref)
-    }
-  }
-
-  function describeActor(ref: ObservedActor, snapshot: unknown, at: number): ActorInfo {
-    const machine = ref.logic as AnyStateMachine
-    const context = contextOf(snapshot)
-    const parent = ref._parent
-    const campaignId = typeof context?.campaignId === 'string' ? context.campaignId : null
-    return {
-      id: idOf(ref),
-      machineId: machine.id,
-      parentId: parent ? idOf(parent) : null,
-      systemId: ref.systemId ?? null,
-      label: campaignId ?? ref.systemId ?? (parent ? ref.id : machine.id),
-      campaignId,
-      state: stateOf(snapshot),
-      status: statusOf(snapshot),
-      context: summarizeContext(context),
-      updatedAt: at,
-    }
-  }
-
   function sendMachine(viewer: Viewer, machineId: string, machine: AnyStateMachine): void {
     if (viewer.machinesSent.has(machineId)) return
     viewer.machinesSent.add(machineId)
-    send(viewer, { type: 'machine', machineId, mermaid: diagramOf(machine) })
+    send(viewer, { type: 'machine', machineId, mermaid: recorder.diagramOf(machine) })
   }
 
   function hello(viewer: Viewer): void {
-    const machines: Record<string, string> = {}
-    const actors: Array<ActorInfo & { log: Step[] }> = []
-    for (const actor of tracked.values()) {
-      if (!actor.info) continue
-      const machine = actor.ref.logic as AnyStateMachine
-      machines[machine.id] = diagramOf(machine)
-      actors.push({
-        ...actor.info,
-        context: summarizeContext(contextOf(actor.ref.getSnapshot())),
-        log: recordedFromStart.get(actor.ref)?.steps ?? actor.recent,
-      })
-    }
+    const { machines, actors } = recorder.known()
     viewer.machinesSent = new Set(Object.keys(machines))
     viewer.queue = []
     viewer.resync = false
@@ -342,25 +162,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
   }
 
   function flush(): void {
-    if (contextChanged.size > 0) {
-      for (const actor of contextChanged) {
-        if (!actor.info) continue
-        const context = contextOf(actor.ref.getSnapshot())
-        const campaignId = typeof context?.campaignId === 'string' ? context.campaignId : null
-        if (campaignId) {
-          actor.info.campaignId = campaignId
-          actor.info.label = campaignId
-        }
-        broadcast({
-          k: 'context',
-          id: actor.info.id,
-          context: summarizeContext(context),
-          label: actor.info.label,
-          campaignId: actor.info.campaignId,
-        })
-      }
-      contextChanged = new Set()
-    }
+    recorder.flushContexts()
     const now = Date.now()
     for (const viewer of viewers) {
       if (revokeIfExpired(viewer)) continue
@@ -394,16 +196,8 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
   }
 
   function attach(): void {
-    if (subscription) return
-    tracked = new Map()
-    ids = new WeakMap()
-    contextChanged = new Set()
-    subscription = sessions.inspect(observe)
-    for (const existing of existingActors()) {
-      const ref = existing as ObservedActor
-      if (tracked.has(ref) || !isMachine(ref.logic)) continue
-      tracked.set(ref, { ref, info: describeActor(ref, ref.getSnapshot(), Date.now()), recent: [] })
-    }
+    if (recorder.attached()) return
+    recorder.attach()
     flushTimer = setInterval(flush, batchMs)
     flushTimer.unref?.()
     heartbeatTimer = setInterval(heartbeat, heartbeatMs)
@@ -412,14 +206,11 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
   }
 
   function detach(): void {
-    if (!subscription) return
-    subscription.unsubscribe()
-    subscription = null
+    if (!recorder.attached()) return
+    recorder.detach()
     if (flushTimer) clearInterval(flushTimer)
     if (heartbeatTimer) clearInterval(heartbeatTimer)
     flushTimer = heartbeatTimer = null
-    tracked = new Map()
-    contextChanged = new Set()
     logger.info('inspector: detached')
   }
 
@@ -480,7 +271,7 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
   return {
     handleUpgrade(request, socket, head) {
       guardUpgradeSocket(socket)
-      const token = tokenOf(request)
+      const token = upgradeToken(request)
       if (!token) {
         refuse(socket, TOKEN_REQUIRED)
         return
@@ -497,13 +288,12 @@ export function createInspectSocket(options: InspectSocketOptions): InspectSocke
       )
     },
     viewers: () => viewers.size,
-    attached: () => subscription !== null,
+    attached: () => recorder.attached(),
     close() {
       for (const viewer of viewers) viewer.socket.close(1001, 'shutting down')
       viewers.clear()
       detach()
-      for (const recording of recordings) recording.unsubscribe()
-      recordings.length = 0
+      recorder.close()
       server.close()
     },
   }
@@ -545,138 +335,4 @@ function refusalFor(identity: Identity): Refusal | null {
     }
   }
   return null
-}
-
-/** The bearer token of an upgrade: `?token=` (browsers cannot set headers) or `Authorization`. */
-function tokenOf(request: IncomingMessage): string | null {
-  const fromQuery = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token')
-  if (fromQuery) return fromQuery
-  const header = request.headers.authorization
-  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null
-  return match?.[1] ?? null
-}
-
-/** A step, with the campaign its event names (a campaign id, or a session's output's). */
-function stepOf(event: unknown, from: string | null, to: string, at: number): Step {
-  const { type, campaignId, output } = (event ?? {}) as {
-    type?: unknown
-    campaignId?: unknown
-    output?: { campaignId?: unknown }
-  }
-  const about = typeof campaignId === 'string' ? campaignId : output?.campaignId
-  const step: Step = { event: typeof type === 'string' ? type : 'unknown', from, to, at }
-  if (typeof about === 'string') step.about = about
-  return step
-}
-
-function keepRecent(steps: Step[], step: Step): void {
-  steps.push(step)
-  if (steps.length > RECENT_STEPS) steps.splice(0, steps.length - RECENT_STEPS)
-}
-
-function isMachine(logic: unknown): logic is AnyStateMachine {
-  return typeof logic === 'object' && logic !== null && 'root' in logic && 'config' in logic
-}
-
-function contextOf(snapshot: unknown): Record<string, unknown> | null {
-  const context = (snapshot as { context?: unknown } | undefined)?.context
-  return typeof context === 'object' && context !== null
-    ? (context as Record<string, unknown>)
-    : null
-}
-
-function statusOf(snapshot: unknown): string {
-  const status = (snapshot as { status?: unknown } | undefined)?.status
-  return typeof status === 'string' ? status : 'active'
-}
-
-/** `'ready'`, `{ initializing: 'startingEngine' }` → `'initializing.startingEngine'`. */
-export function stateOf(snapshot: unknown): string {
-  return statePaths((snapshot as { value?: unknown } | undefined)?.value).join(' | ')
-}
-
-function statePaths(value: unknown): string[] {
-  if (typeof value === 'string') return [value]
-  if (typeof value !== 'object' || value === null) return []
-  const paths: string[] = []
-  for (const [key, child] of Object.entries(value)) {
-    const below = statePaths(child)
-    if (below.length === 0) paths.push(key)
-    for (const path of below) paths.push(`${key}.${path}`)
-  }
-  return paths
-}
-
-/**
- * A short, flat view of an actor's context for people: primitives as they are (times as ISO
- * strings), objects and arrays as short JSON, QR texts and tokens hidden.
- */
-export function summarizeContext(context: Record<string, unknown> | null): ContextSummary {
-  const summary: ContextSummary = {}
-  if (!context) return summary
-  let keys = 0
-  for (const [key, value] of Object.entries(context)) {
-    if (keys++ >= MAX_CONTEXT_KEYS) {
-      summary['…'] = `${Object.keys(context).length - MAX_CONTEXT_KEYS} more`
-      break
-    }
-    summary[key] = summarizeValue(key, value)
-  }
-  return summary
-}
-
-function summarizeValue(key: string, value: unknown): string | number | boolean | null {
-  if (HIDDEN_KEYS.has(key) && typeof value === 'string') return '[hidden]'
-  if (value === null || value === undefined) return null
-  if (typeof value === 'boolean') return value
-  if (typeof value === 'number') return isTimeKey(key) && isEpochMs(value) ? iso(value) : value
-  if (typeof value === 'string') return truncate(value)
-  if (typeof value === 'function') return '[function]'
-  if (Array.isArray(value)) {
-    const last = value.length > 0 ? ` last: ${short(value[value.length - 1])}` : ''
-    return truncate(`[${value.length}]${last}`)
-  }
-  if (isActorRef(value)) return `actor ${value.id}`
-  return short(value)
-}
-
-function short(value: unknown): string {
-  try {
-    return truncate(
-      JSON.stringify(value, (key, inner: unknown) => {
-        if (HIDDEN_KEYS.has(key) && typeof inner === 'string') return '[hidden]'
-        if (isActorRef(inner)) return `actor ${inner.id}`
-        if (typeof inner === 'number' && isTimeKey(key) && isEpochMs(inner)) return iso(inner)
-        return inner
-      }) ?? String(value)
-    )
-  } catch {
-    return '[unreadable]'
-  }
-}
-
-function isActorRef(value: unknown): value is { id: string } {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    'send' in value &&
-    'getSnapshot' in value &&
-    'id' in value
-  )
-}
-
-function isTimeKey(key: string): boolean {
-  return /(At|Deadline|^at|^since|^until)$/.test(key)
-}
-
-function isEpochMs(value: number): boolean {
-  return value > 1e12 && value < 1e13
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString()
-}
-
-function truncate(text: string): string {
-  return text.length > MAX_VALUE_LENGTH ? `${text.slice(0, MAX_VALUE_LENGTH - 1)}…` : text
 }

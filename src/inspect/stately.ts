@@ -12,13 +12,12 @@
 import type { InspectionEvent } from 'xstate'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
-import type { InspectableSessions } from './socket.ts'
+import { hideSecrets } from './redaction.ts'
+import type { InspectableSessions } from './recorder.ts'
 
 export interface StatelyForwarding {
   stop(): void
 }
-
-const HIDDEN_KEYS = new Set(['qr', 'token', 'secret', 'password', 'authorization'])
 
 /**
  * Starts forwarding; throws at once if the URL is not a WebSocket URL.
@@ -71,17 +70,4 @@ export async function forwardToStately({
       inspector.stop()
     },
   }
-}
-
-/** A copy of `value` with QR texts and tokens replaced, actor references left as they are. */
-export function hideSecrets(value: unknown, depth = 0): unknown {
-  if (depth > 6 || typeof value !== 'object' || value === null) return value
-  if (Array.isArray(value)) return value.map((item) => hideSecrets(item, depth + 1))
-  if (Object.getPrototypeOf(value) !== Object.prototype) return value
-  const copy: Record<string, unknown> = {}
-  for (const [key, inner] of Object.entries(value)) {
-    copy[key] =
-      HIDDEN_KEYS.has(key) && typeof inner === 'string' ? '[hidden]' : hideSecrets(inner, depth + 1)
-  }
-  return copy
 }

@@ -99,9 +99,36 @@ export interface CampaignMachineDeps {
   now: () => number
 }
 
+/**
+ * The groupings of statuses, as state tags: ask a snapshot `hasTag(…)`, never a list of statuses.
+ * - `active`: holds (or is starting) an engine a request may join (`initializing` to `ready`).
+ * - `ended`: on its way out or gone (`timedOut`, `failed`, `cleaning`, `cleaned`); a new request
+ *   starts a new session behind it.
+ */
+export type CampaignTag = 'active' | 'ended'
+
 /** The status a snapshot value stands for (nested `initializing` states count as one). */
 export function statusOf(value: string | Record<string, unknown>): SessionStatus {
   return (typeof value === 'string' ? value : Object.keys(value)[0]) as SessionStatus
+}
+
+/**
+ * The transitions every active status shares, declared once. Not on a parent state of the active
+ * statuses: that would turn every state path the inspector shows and its viewers filter by
+ * (`ready`, `awaitingScan → authenticating`) into `live.ready`, `live.awaitingScan → …`.
+ */
+const replacedWhenForced = {
+  guard: 'isForced',
+  target: 'cleaning',
+  actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
+} as const
+
+function failedByEngine(from: SessionStatus) {
+  return {
+    guard: 'isOwnEngineEvent',
+    target: 'failed',
+    actions: { type: 'markFailedByEngine', params: { from } },
+  } as const
 }
 
 export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
@@ -112,6 +139,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       input: {} as CampaignInput,
       emitted: {} as CampaignEmitted,
       output: {} as CampaignOutput,
+      tags: {} as CampaignTag,
     },
     guards: {
       awaitsPredecessor: ({ context }) => context.awaitPredecessor,
@@ -134,7 +162,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       recordStatus: enqueueActions(
         ({ context, enqueue }, params: { status: SessionStatus; deadlineMs?: number }) => {
           const at = now()
-          const reason = isEndStatus(params.status) ? context.reason : null
+          // Set only on the way out: an active status has none.
+          const reason = context.reason
           const entry: HistoryEntry = { status: params.status, at }
           if (reason) entry.reason = reason
           if (reason && context.detail && params.status !== 'cleaned') entry.detail = context.detail
@@ -222,6 +251,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
     },
   }).createMachine({
     id: 'campaign',
+    description:
+      'One actor per session of a campaign. It owns every deadline of the session and every way out goes through `cleaning` (the bounded engine stop) to `cleaned`.',
     context: ({ input }) => ({
       campaignId: input.campaignId,
       sessionId: input.sessionId,
@@ -255,6 +286,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         on: { START: 'initializing' },
       },
       initializing: {
+        tags: 'active',
         description:
           'The engine is starting (after the previous session of the campaign is gone). The init deadline runs from START until the first QR, or until ready when saved auth is reused.',
         entry: {
@@ -297,19 +329,12 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
             actions: 'recordQr',
           },
           'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
-          'ENGINE.TERMINATED': {
-            guard: 'isOwnEngineEvent',
-            target: 'failed',
-            actions: { type: 'markFailedByEngine', params: { from: 'initializing' } },
-          },
-          'SESSION.REQUESTED': {
-            guard: 'isForced',
-            target: 'cleaning',
-            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
-          },
+          'ENGINE.TERMINATED': failedByEngine('initializing'),
+          'SESSION.REQUESTED': replacedWhenForced,
         },
       },
       awaitingScan: {
+        tags: 'active',
         description:
           'A QR is shown. The scan deadline runs from the first QR; rotations replace the QR but do not extend it.',
         entry: [{ type: 'recordStatus', params: { status: 'awaitingScan' } }, 'armScanDeadline'],
@@ -327,19 +352,12 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
           'ENGINE.QR_RECEIVED': { guard: 'isOwnEngineEvent', actions: 'recordQr' },
           'ENGINE.AUTHENTICATED': { guard: 'isOwnEngineEvent', target: 'authenticating' },
           'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
-          'ENGINE.TERMINATED': {
-            guard: 'isOwnEngineEvent',
-            target: 'failed',
-            actions: { type: 'markFailedByEngine', params: { from: 'awaitingScan' } },
-          },
-          'SESSION.REQUESTED': {
-            guard: 'isForced',
-            target: 'cleaning',
-            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
-          },
+          'ENGINE.TERMINATED': failedByEngine('awaitingScan'),
+          'SESSION.REQUESTED': replacedWhenForced,
         },
       },
       authenticating: {
+        tags: 'active',
         description: 'Scanned; WhatsApp is syncing. The auth deadline runs until ready.',
         entry: {
           type: 'recordStatus',
@@ -366,51 +384,39 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
             target: 'awaitingScan',
             actions: 'recordQr',
           },
-          'ENGINE.TERMINATED': {
-            guard: 'isOwnEngineEvent',
-            target: 'failed',
-            actions: { type: 'markFailedByEngine', params: { from: 'authenticating' } },
-          },
-          'SESSION.REQUESTED': {
-            guard: 'isForced',
-            target: 'cleaning',
-            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
-          },
+          'ENGINE.TERMINATED': failedByEngine('authenticating'),
+          'SESSION.REQUESTED': replacedWhenForced,
         },
       },
       ready: {
+        tags: 'active',
         description: 'Linked and connected. A re-request changes nothing; only force replaces it.',
         entry: [{ type: 'recordStatus', params: { status: 'ready' } }, 'emitReady'],
         on: {
-          'ENGINE.TERMINATED': {
-            guard: 'isOwnEngineEvent',
-            target: 'failed',
-            actions: { type: 'markFailedByEngine', params: { from: 'ready' } },
-          },
+          'ENGINE.TERMINATED': failedByEngine('ready'),
           'ENGINE.QR_RECEIVED': {
             description: 'A QR after ready means WhatsApp dropped the link.',
             guard: 'isOwnEngineEvent',
             target: 'failed',
             actions: { type: 'markFailed', params: { reason: 'logged_out', from: 'ready' } },
           },
-          'SESSION.REQUESTED': {
-            guard: 'isForced',
-            target: 'cleaning',
-            actions: { type: 'markEndedBy', params: { reason: 'replaced' } },
-          },
+          'SESSION.REQUESTED': replacedWhenForced,
         },
       },
       timedOut: {
+        tags: 'ended',
         description: 'A deadline passed (reason: init_timeout, scan_timeout or auth_timeout).',
         entry: [{ type: 'recordStatus', params: { status: 'timedOut' } }, 'emitFailure'],
         always: 'cleaning',
       },
       failed: {
+        tags: 'ended',
         description: 'The engine failed or the phone logged out (reason says which).',
         entry: [{ type: 'recordStatus', params: { status: 'failed' } }, 'emitFailure'],
         always: 'cleaning',
       },
       cleaning: {
+        tags: 'ended',
         description:
           "The engine is being stopped (graceful, then forced). The teardown deadline is the machine's own bound in case the engine's stop never settles.",
         entry: [{ type: 'recordStatus', params: { status: 'cleaning' } }, 'stopEngine'],
@@ -428,6 +434,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         },
       },
       cleaned: {
+        tags: 'ended',
         description: 'The engine is gone. Final: a new request starts a new session.',
         type: 'final',
         entry: { type: 'recordStatus', params: { status: 'cleaned' } },
@@ -441,12 +448,6 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       endedFrom: context.endedFrom,
     }),
   })
-}
-
-function isEndStatus(status: SessionStatus): boolean {
-  return (
-    status === 'timedOut' || status === 'failed' || status === 'cleaning' || status === 'cleaned'
-  )
 }
 
 export type CampaignMachine = ReturnType<typeof createCampaignMachine>
@@ -471,6 +472,24 @@ export const CAMPAIGN_GUARDS: Record<string, string> = {
   isOwnEngineEvent:
     "The event comes from this session's own engine instance (a late event of another is ignored).",
 }
+
+/** Why the campaign machine is as it is; the design notes of statecharts.md. */
+export const CAMPAIGN_DESIGN_NOTES: string[] = [
+  `The statuses of the public contract are the top-level states of the campaign machine
+(\`initializing\` has substates, reported as \`initializing\`).`,
+  `**One actor per session, not per campaign.** A campaign actor lives from the request that starts
+a session until its engine is gone (\`cleaned\`, final). A new request after that starts a new actor
+with a new \`sessionId\`; the supervisor keeps the campaign's owner, its subscribers and the
+tombstone of its last session. So an ended session can never be revived by a late engine event:
+there is no transition out of \`cleaned\`, and engine events are checked against the session's own
+engine instance (\`isOwnEngineEvent\`).`,
+  `**Every way out goes through \`cleaning\`.** Timeouts, engine failures, cleanup requests, \`force\`
+and shutdown all enter \`cleaning\`, which stops the engine (graceful, then forced, bounded by
+\`DESTROY_TIMEOUT_MS\` plus the kill bound) and waits for it. \`teardownTimeout\` is the machine's own
+bound in case an engine breaks its promise to settle.`,
+  `**Where the QR image is made.** The machine keeps the raw QR text; the image is rendered at the
+edge, once per QR and only when someone is watching, off the event loop.`,
+]
 
 export const CAMPAIGN_DELAYS: Record<string, string> = {
   initTimeout: '`INIT_TIMEOUT_MS`: from START until the first QR (or ready, with saved auth).',

@@ -205,13 +205,15 @@ export class CampaignTable {
    */
   inspect(observer: Observer<InspectionEvent>): XSubscription {
     const subscription = this.shards.inspect(observer)
-    for (const { actor } of this.liveSessions.values()) {
+    for (const { actor, shard } of this.liveSessions.values()) {
       const snapshot = actor.getSnapshot()
-      observer.next?.({ type: '@xstate.actor', actorRef: actor, rootId: actor.sessionId })
+      // As XState would say it: the root of a campaign actor's system is its shard.
+      const rootId = shard.actor.sessionId
+      observer.next?.({ type: '@xstate.actor', actorRef: actor, rootId })
       observer.next?.({
         type: '@xstate.snapshot',
         actorRef: actor,
-        rootId: actor.sessionId,
+        rootId,
         snapshot,
         event: { type: 'xstate.init' },
       })

@@ -8,6 +8,7 @@ import type { AnyStateMachine } from 'xstate'
 import { systemClock } from '../clock.ts'
 import {
   CAMPAIGN_DELAYS,
+  CAMPAIGN_DESIGN_NOTES,
   CAMPAIGN_EVENTS,
   CAMPAIGN_GUARDS,
   createCampaignMachine,
@@ -18,6 +19,7 @@ import {
   createSupervisorMachine,
   DEFAULT_RESTART_POLICY,
   SUPERVISOR_DELAYS,
+  SUPERVISOR_DESIGN_NOTES,
   SUPERVISOR_EVENTS,
   SUPERVISOR_GUARDS,
 } from './supervisorMachine.ts'
@@ -31,7 +33,10 @@ export interface MachineDocs {
 export interface DescribedMachine {
   id: string
   title: string
+  /** The machine's own `description`. */
   summary: string
+  /** Why it is as it is: paragraphs of the design notes. */
+  notes: string[]
   machine: AnyStateMachine
   docs: MachineDocs
 }
@@ -72,16 +77,16 @@ export function describedMachines(): DescribedMachine[] {
     {
       id: 'campaign',
       title: 'Campaign session machine',
-      summary:
-        'One actor per session of a campaign. It owns every deadline of the session and every way out goes through `cleaning` (the bounded engine stop) to `cleaned`.',
+      summary: campaign.root.description ?? '',
+      notes: CAMPAIGN_DESIGN_NOTES,
       machine: campaign,
       docs: { events: CAMPAIGN_EVENTS, guards: CAMPAIGN_GUARDS, delays: CAMPAIGN_DELAYS },
     },
     {
       id: 'supervisor',
       title: 'Supervisor machine',
-      summary:
-        'Starts and stops campaign actors: one live session per campaign, `MAX_SESSIONS`, restarts of crashed ready sessions with backoff, graceful shutdown.',
+      summary: supervisor.root.description ?? '',
+      notes: SUPERVISOR_DESIGN_NOTES,
       machine: supervisor,
       docs: { events: SUPERVISOR_EVENTS, guards: SUPERVISOR_GUARDS, delays: SUPERVISOR_DELAYS },
     },

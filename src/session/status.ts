@@ -19,14 +19,6 @@ export const SESSION_STATUSES = [
 
 export type SessionStatus = (typeof SESSION_STATUSES)[number]
 
-/** Statuses in which a session holds (or is starting) an engine that a request may join. */
-export const ACTIVE_STATUSES: ReadonlySet<SessionStatus> = new Set([
-  'initializing',
-  'awaitingScan',
-  'authenticating',
-  'ready',
-])
-
 /**
  * Why a session left its happy path. The first five are also the WebSocket `error` codes;
  * the last three say who ended a session that did not fail.

@@ -7,7 +7,6 @@
 import type { SnapshotFrom } from 'xstate'
 import type { CampaignView } from './api.ts'
 import { statusOf, type CampaignMachine } from './campaignMachine.ts'
-import { ACTIVE_STATUSES } from './status.ts'
 import type { Tombstone } from './tombstones.ts'
 
 /** What a view shows of the campaign itself, whichever session it shows. */
@@ -21,16 +20,17 @@ export interface CampaignFacts {
 export function liveView(
   campaign: CampaignFacts,
   sessionId: string,
-  { context, value }: SnapshotFrom<CampaignMachine>
+  snapshot: SnapshotFrom<CampaignMachine>
 ): CampaignView {
-  const status = statusOf(value)
+  const { context } = snapshot
+  const status = statusOf(snapshot.value)
   return {
     ...campaign,
     sessionId,
     status,
     reason: context.reason,
     isConnected: status === 'ready',
-    hasActiveSession: ACTIVE_STATUSES.has(status),
+    hasActiveSession: snapshot.hasTag('active'),
     expiresAt: context.phaseDeadline,
     history: context.history,
     qr: status === 'awaitingScan' ? context.qr : null,

@@ -17,7 +17,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, WebSocket, type RawData } from 'ws'
-import { bearerToken } from '../auth/bearer.ts'
+import { upgradeToken } from '../auth/bearer.ts'
 import { canAccessCampaign, hasExpired, type Identity } from '../auth/identity.ts'
 import { InvalidTokenError, type TokenVerifier } from '../auth/verifier.ts'
 import { silentLogger, type Logger } from '../logger.ts'
@@ -369,8 +369,7 @@ export function createWebSocketHub({
   async function authenticate(
     request: IncomingMessage
   ): Promise<{ ok: true; identity: Identity | null } | { ok: false; message: string }> {
-    const url = new URL(request.url ?? '/', 'http://localhost')
-    const token = url.searchParams.get('token') || bearerToken(request.headers.authorization)
+    const token = upgradeToken(request)
     if (!token) {
       return requireToken
         ? { ok: false, message: 'A token is required (?token=<JWT> or Authorization: Bearer).' }

@@ -12,13 +12,12 @@ import {
   chromiumNotFoundMessage,
   findChromium,
   requireChromium,
-} from '../../src/engines/chromium.ts'
+} from '../../src/engines/wwebjs/chromium.ts'
 import {
-  describeThrown,
   PLANNED_BYTES_PER_SESSION,
   recommendedMaxSessions,
-  terminationKindForDisconnect,
-} from '../../src/engines/wwebjs.ts'
+} from '../../src/engines/wwebjs/capacity.ts'
+import { describeThrown, terminationKindForDisconnect } from '../../src/engines/wwebjs/failures.ts'
 
 const scratch = mkdtempSync(join(tmpdir(), 'qrvisor-chromium-'))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))

@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { runJanitor } from '../../src/engines/janitor.ts'
-import { createWwebjsEngine } from '../../src/engines/wwebjs.ts'
+import { runJanitor } from '../../src/engines/wwebjs/janitor.ts'
+import { createWwebjsEngine } from '../../src/engines/wwebjs/index.ts'
 import {
   chromiumForTests,
   eventually,

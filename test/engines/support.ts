@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { findChromium, chromiumNotFoundMessage } from '../../src/engines/chromium.ts'
+import { findChromium, chromiumNotFoundMessage } from '../../src/engines/wwebjs/chromium.ts'
 import type { EngineEvent } from '../../src/engines/engine.ts'
 import { FAKE_WHATSAPP_PAGE, type PageSignal, type PhoneCommand } from './fakeWhatsApp.ts'
 

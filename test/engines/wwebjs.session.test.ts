@@ -6,7 +6,7 @@
  */
 import { rmSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { createWwebjsEngine } from '../../src/engines/wwebjs.ts'
+import { createWwebjsEngine } from '../../src/engines/wwebjs/index.ts'
 import type { SessionEvent, SessionStatus } from '../../src/session/api.ts'
 import {
   createSessionService,

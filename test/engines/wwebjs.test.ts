@@ -7,7 +7,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Engine, EngineSession } from '../../src/engines/engine.ts'
-import { createWwebjsEngine, type WwebjsEngineOptions } from '../../src/engines/wwebjs.ts'
+import { createWwebjsEngine, type WwebjsEngineOptions } from '../../src/engines/wwebjs/index.ts'
 import {
   chromiumForTests,
   eventually,

@@ -5,12 +5,9 @@ import WebSocket from 'ws'
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
 import { createSessionService, type SupervisedSessionService } from '../../src/session/service.ts'
 import type { Identity } from '../../src/auth/identity.ts'
-import {
-  createInspectSocket,
-  RECENT_STEPS,
-  summarizeContext,
-  type InspectSocket,
-} from '../../src/inspect/socket.ts'
+import { createInspectSocket, type InspectSocket } from '../../src/inspect/socket.ts'
+import { RECENT_STEPS } from '../../src/inspect/recorder.ts'
+import { summarizeContext } from '../../src/inspect/redaction.ts'
 
 const TOKENS: Record<string, Identity> = {
   admin: { userId: 'root', admin: true, campaigns: null, validUntil: Infinity },
@@ -163,6 +160,27 @@ describe('/ws/inspect', () => {
     viewer.socket.close()
   })
 
+  // Issue 10: the parent comes from XState's public inspection events (`rootId`), not `_parent`.
+  it('names a campaign actor’s parent: the shard it lives in, the same for its neighbours', async () => {
+    const viewer = await connect('?token=admin')
+    for (const campaignId of ['p1', 'p2']) {
+      sessions.requestSession({ campaignId, caller: TOKENS.alice! })
+    }
+    const campaignActors = () =>
+      records(viewer)
+        .filter((r) => r.k === 'actor')
+        .map((r) => r.actor as { id: string; machineId: string; parentId: string | null })
+        .filter((actor) => actor.machineId === 'campaign')
+    await until(() => campaignActors().length === 2)
+    const [first, second] = campaignActors()
+    expect(first!.parentId).toMatch(/^a\d+$/)
+    expect(first!.parentId).not.toBe(first!.id)
+    expect(second!.parentId).toBe(first!.parentId)
+    const supervisor = (viewer.messages[0] as { actors: Array<{ parentId: string | null }> })
+      .actors[0]
+    expect(supervisor!.parentId).toBeNull()
+  })
+
   it('sends each machine’s diagram once per viewer, and replays known actors to a late viewer', async () => {
     const early = await connect('?token=admin')
     for (let i = 0; i < 5; i++) {
@@ -303,5 +321,10 @@ describe('summarizeContext', () => {
     expect(summary.phaseDeadline).toBe('2027-01-15T08:00:00.000Z')
     expect(summary.history).toContain('[2]')
     expect(String(summary.long).length).toBeLessThanOrEqual(160)
+  })
+  // The supervisor keeps its restart bookkeeping in Maps, which JSON shows as {}.
+  it('shows a Map by its size', () => {
+    const pendingRestarts = new Map([['spring-sale', 'alice']])
+    expect(summarizeContext({ pendingRestarts }).pendingRestarts).toBe('Map(1)')
   })
 })

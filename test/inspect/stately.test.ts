@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocketServer } from 'ws'
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
 import { createSessionService, type SupervisedSessionService } from '../../src/session/service.ts'
-import { forwardToStately, hideSecrets, type StatelyForwarding } from '../../src/inspect/stately.ts'
+import { forwardToStately, type StatelyForwarding } from '../../src/inspect/stately.ts'
+import { hideSecrets } from '../../src/inspect/redaction.ts'
 
 describe('forwardToStately (INSPECT_STATELY_URL)', () => {
   let relay: WebSocketServer | undefined

@@ -23,8 +23,8 @@
 import { lstatSync, readdirSync, readlinkSync, rmSync, unlinkSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
-import { systemClock, type Clock } from '../clock.ts'
-import { silentLogger, type Logger } from '../logger.ts'
+import { systemClock, type Clock } from '../../clock.ts'
+import { silentLogger, type Logger } from '../../logger.ts'
 import { CAMPAIGN_MARKER, PROFILE_ENV, switchValue } from './chromium.ts'
 import {
   killProcess,

@@ -10,7 +10,7 @@
  * @module
  */
 import { readdirSync, readFileSync } from 'node:fs'
-import { delay, type Clock } from '../clock.ts'
+import { delay, type Clock } from '../../clock.ts'
 
 export interface ProcessInfo {
   pid: number

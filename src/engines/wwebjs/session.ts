@@ -1,177 +1,58 @@
 /**
- * The real engine: one whatsapp-web.js client, driving one system Chromium, per session.
+ * One wwebjs session: one whatsapp-web.js client, driving one system Chromium, from `start()` to
+ * a teardown that always ends.
  *
  * whatsapp-web.js 1.34 is not built to be supervised (see docs/engines.md and
  * docs/whatsapp-web.md), so this adapter supplies what it lacks:
  *
  * - It hears Chromium die. whatsapp-web.js ignores puppeteer's `disconnected`; we hook it from a
- *   `LocalAuth` subclass whose `afterBrowserInitialized` runs right after the browser is set.
+ *   `LocalAuth` subclass whose `afterBrowserInitialized` runs right after the browser is set
+ *   (./patches.ts).
  * - Its teardown always ends. `destroy()` does nothing while the browser is still launching and
  *   blocks on a frozen one. So: a launch in progress is aborted through puppeteer's `signal`;
  *   `destroy()` gets `destroyTimeoutMs`; then everything left of the session (found in /proc by
  *   its marks and its process group) is SIGKILLed, and `stop()` resolves only when none of it is
- *   left, or `killTimeoutMs` has passed.
- * - Its loose promises stay caught. The re-injection after a page navigation and the
- *   self-`destroy()` on a bad WhatsApp state are fire-and-forget inside whatsapp-web.js; we wrap
- *   both on the client instance, so a failure there becomes an event, not an unhandled rejection.
+ *   left, or `killTimeoutMs` has passed (./teardown.ts).
+ * - Its loose promises stay caught (./patches.ts): a failure there becomes an event, not an
+ *   unhandled rejection.
  * - It never deletes a live profile. `LocalAuth.logout()` would `rm -rf` the profile under a running
  *   Chromium on a phone-side logout; ours does nothing, and the profile is wiped after the browser
- *   is gone.
- *
- * Each campaign has one profile, `<dataDir>/wwebjs/session-<campaignId>`, so a linked campaign
- * comes back without a new scan. Two browsers cannot share a profile, so a session waits for the
- * previous session of its campaign to finish tearing down before it launches.
+ *   is gone (./profiles.ts).
  *
  * @module
  */
-import { rmSync } from 'node:fs'
-import { join } from 'node:path'
-import { inspect } from 'node:util'
 import wweb from 'whatsapp-web.js'
-import { systemClock, type Clock } from '../clock.ts'
-import { silentLogger, type Logger } from '../logger.ts'
+import type { Logger } from '../../logger.ts'
 import type {
-  Engine,
   EngineEvent,
   EngineSession,
   EngineSessionOptions,
   EngineStopResult,
   EngineTerminationKind,
-} from './engine.ts'
-import {
-  chromiumEnvironment,
-  findSessionProcesses,
-  markerArgs,
-  markerEnv,
-  SESSION_MARKER,
-} from './chromium.ts'
+} from '../engine.ts'
+import { chromiumEnvironment, markerArgs, markerEnv } from './chromium.ts'
 import { whyNotWritable } from './dataDir.ts'
-import { profilesRoot, removeProfileLocks } from './janitor.ts'
-import { killProcess, killProcessGroup, waitUntilGone, type ProcessInfo } from './processes.ts'
-import { sessionTag } from '../sessionTag.ts'
+import { describeThrown, terminationKindForDisconnect } from './failures.ts'
+import { DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS, type SharedState } from './options.ts'
+import {
+  guardLoosePromises,
+  HookedLocalAuth,
+  type Browser,
+  type Page,
+  type WwebjsClient,
+} from './patches.ts'
+import { profileDirOf, releaseProfile } from './profiles.ts'
+import { killSessionProcesses, settlesWithin } from './teardown.ts'
+import { sessionTag } from '../../sessionTag.ts'
 
 // whatsapp-web.js is CommonJS: only the default import carries every class.
-const { Client, LocalAuth } = wweb
-type WwebjsClient = InstanceType<typeof Client>
-type Browser = NonNullable<WwebjsClient['pupBrowser']>
-type Page = NonNullable<WwebjsClient['pupPage']>
-
-export interface WwebjsEngineOptions {
-  /** The service's DATA_DIR; profiles live under `<dataDir>/wwebjs/`. */
-  dataDir: string
-  /** Chromium or Chrome executable (see `findChromium`). */
-  chromePath: string
-  /** How long `destroy()` (a graceful browser close) may take before Chromium is killed. */
-  destroyTimeoutMs: number
-  /** How long to wait, after SIGKILL, for the session's processes to vanish. */
-  killTimeoutMs: number
-  clock?: Clock
-  logger?: Logger
-  /** Appended to Chromium's command line (tests use it to fake or cut the network). */
-  extraChromiumArgs?: string[]
-  /**
-   * How long whatsapp-web.js waits, once the page has loaded, for WhatsApp Web's code to appear
-   * (its `authTimeoutMs`); then `initialize()` rejects with the string `'auth timeout'`. The
-   * default is longer than the session's init deadline, so that deadline normally decides.
-   */
-  whatsappLoadTimeoutMs?: number
-}
-
-const DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS = 120_000
+const { Client } = wweb
 
 /** How long a crash report waits for the browser's exit status (it follows the disconnect). */
 const BROWSER_EXIT_WAIT_MS = 250
 
-/**
- * Memory one live session is planned to take: Chromium's whole process tree. Measured idle on a
- * stand-in page (docs/benchmarks/wwebjs.md): about 205 MiB PSS per session when several run
- * (388 MiB for a lone one, which carries all of Chromium's shared pages). WhatsApp Web's own
- * heap and IndexedDB cache come on top and grow with chat history (others report 300-500 MB per
- * session), so we plan for 500 MiB.
- */
-export const PLANNED_BYTES_PER_SESSION = 500 * 1024 * 1024
-/** Kept free for Node itself, the OS and page cache. */
-export const RESERVED_BYTES = 1024 * 1024 * 1024
-
-/**
- * A default for MAX_SESSIONS: how many wwebjs sessions a machine with this much memory can hold,
- * keeping `RESERVED_BYTES` (or a tenth of the memory, if more) for Node and the OS. At least 1.
- *
- * @example
- * recommendedMaxSessions(os.totalmem()) // 8 GiB → 14, 16 GiB → 29
- */
-export function recommendedMaxSessions(totalMemoryBytes: number): number {
-  if (!Number.isFinite(totalMemoryBytes) || totalMemoryBytes <= 0) return 1
-  const reserved = Math.max(RESERVED_BYTES, totalMemoryBytes / 10)
-  return Math.max(1, Math.floor((totalMemoryBytes - reserved) / PLANNED_BYTES_PER_SESSION))
-}
-
-/** Creates the wwebjs engine. Run `runJanitor` (./janitor.ts) once before the first session. */
-export function createWwebjsEngine(options: WwebjsEngineOptions): Engine {
-  for (const name of ['destroyTimeoutMs', 'killTimeoutMs'] as const) {
-    if (!(options[name] > 0)) throw new Error(`wwebjs engine: ${name} must be a positive number`)
-  }
-  const shared: SharedState = {
-    options,
-    clock: options.clock ?? systemClock,
-    logger: (options.logger ?? silentLogger).child({ engine: 'wwebjs' }),
-    profilesRoot: profilesRoot(options.dataDir),
-    sessions: new Set(),
-    teardownsByCampaign: new Map(),
-  }
-  return {
-    name: 'wwebjs',
-    createSession: (sessionOptions) => new WwebjsSession(shared, sessionOptions),
-    async close() {
-      await Promise.all([...shared.sessions].map((session) => session.stop()))
-    },
-  }
-}
-
-interface SharedState {
-  options: WwebjsEngineOptions
-  clock: Clock
-  logger: Logger
-  profilesRoot: string
-  /** Sessions that have started and not finished tearing down. */
-  sessions: Set<WwebjsSession>
-  /** The teardown in progress per campaign: the next session of the campaign waits for it. */
-  teardownsByCampaign: Map<string, Promise<EngineStopResult>>
-}
-
-/**
- * whatsapp-web.js's `LocalAuth`, plus a hook on the browser (right after it is launched) and
- * without its `logout()`, which would delete the profile under a running Chromium.
- * The d.ts declares the hooks as properties, so they are overridden as properties.
- */
-class HookedLocalAuth extends LocalAuth {
-  readonly #onBrowser: (browser: Browser, page: Page) => void
-
-  constructor(
-    options: { clientId: string; dataPath: string },
-    onBrowser: (browser: Browser, page: Page) => void
-  ) {
-    super(options)
-    this.#onBrowser = onBrowser
-  }
-
-  override afterBrowserInitialized = async (): Promise<void> => {
-    await LocalAuth.prototype.afterBrowserInitialized.call(this)
-    const { pupBrowser, pupPage } = (this as unknown as { client: WwebjsClient }).client
-    if (pupBrowser && pupPage) this.#onBrowser(pupBrowser, pupPage)
-  }
-
-  override logout = async (): Promise<void> => {}
-}
-
-/** The internals of a Client we wrap to keep its loose promises caught. */
-interface ClientInternals {
-  inject(): Promise<void>
-  destroy(): Promise<void>
-  initWebVersionCache(): Promise<void>
-}
-
-class WwebjsSession implements EngineSession {
+/** One session: its client and browser, from launch to a teardown that always ends. */
+export class WwebjsSession implements EngineSession {
   readonly #shared: SharedState
   readonly #campaignId: string
   readonly #sessionId: string
@@ -201,7 +82,7 @@ class WwebjsSession implements EngineSession {
     this.#sessionId = sessionId
     this.#onEvent = onEvent
     this.#log = shared.logger.child({ campaignId, session: sessionTag(sessionId) })
-    this.#profileDir = join(shared.profilesRoot, `session-${campaignId}`)
+    this.#profileDir = profileDirOf(shared.profilesRoot, campaignId)
   }
 
   start(): void {
@@ -222,6 +103,10 @@ class WwebjsSession implements EngineSession {
   async #run(): Promise<void> {
     // Never deliver an event from inside start(): everything below runs after it returned.
     await Promise.resolve()
+    // The campaign machine already starts a session only once its predecessor is gone
+    // (`waitingForPredecessor`). This wait is the engine's own safety, not a second copy of that
+    // rule: two Chromiums on one profile corrupt it, the machine's teardown bound may pass before
+    // a forced kill is over, and the engine is also used without the machine (bench-wwebjs).
     const previousTeardown = this.#shared.teardownsByCampaign.get(this.#campaignId)
     if (previousTeardown) {
       this.#log.debug('waiting for the previous session of this campaign to be torn down')
@@ -302,55 +187,31 @@ class WwebjsSession implements EngineSession {
         handleSIGHUP: false,
       },
     })
-    this.#guardLoosePromises(client)
-    return client
-  }
-
-  /**
-   * whatsapp-web.js leaves some promises loose; a rejection of any of them would be unhandled
-   * and, under Node's defaults, end the whole service. Each is reached through a method looked up
-   * on the instance, so replacing the method there catches it:
-   *
-   * - `inject()`, called again from an async `framenavigated` listener;
-   * - `destroy()`, called without `await` on a bad WhatsApp state;
-   * - `initWebVersionCache()`, which (with no cache) adds an async `response` listener that
-   *   reads the page's HTML, and rejects with "Target closed" when the browser goes away while
-   *   the page loads. That HTML only feeds the 'local' cache, which we do not use, so the method
-   *   becomes a no-op.
-   */
-  #guardLoosePromises(client: WwebjsClient): void {
-    const internals = client as unknown as ClientInternals
-    internals.initWebVersionCache = async () => {}
-    const inject = internals.inject.bind(client)
-    const destroy = internals.destroy.bind(client)
-    internals.inject = async () => {
-      try {
-        await inject()
-      } catch (error) {
-        // During initialize() the error must reach initialize()'s caller: that is us.
-        if (!this.#initializeSettled) throw error
+    guardLoosePromises(client, {
+      // During initialize() the error must reach initialize()'s caller: that is us.
+      rethrowInjectFailure: () => !this.#initializeSettled,
+      onInjectFailed: (error) => {
         if (this.#stopping) return
         this.#log.warn({ err: error }, 'WhatsApp Web could not be re-injected after a navigation')
         this.#terminate(
           'engine_error',
           `re-injection after a navigation failed: ${describeThrown(error)}`
         )
-      }
-    }
-    internals.destroy = async () => {
-      try {
-        await destroy()
-      } catch (error) {
-        // The browser is killed by our teardown anyway.
-        this.#log.debug({ err: error }, 'whatsapp-web.js destroy() failed')
-      }
-    }
+      },
+      // The browser is killed by our teardown anyway.
+      onDestroyFailed: (error) =>
+        this.#log.debug({ err: error }, 'whatsapp-web.js destroy() failed'),
+    })
+    return client
   }
 
   #listen(client: WwebjsClient): void {
     client.on('qr', (qr: string) => {
       if (this.#readySent) {
-        // WhatsApp shows a QR again only when this device was unlinked.
+        // WhatsApp shows a QR again only when this device was unlinked. The machine reads a QR
+        // after ready the same way (ready → failed: logged_out); the engine still needs to know
+        // itself, for its own safety: the saved auth is dead and must be wiped once Chromium is
+        // gone, which only the engine can do.
         this.#terminate('logged_out', 'a new QR code appeared after ready: the device was unlinked')
         return
       }
@@ -491,14 +352,25 @@ class WwebjsSession implements EngineSession {
         }
       }
       this.#abortLaunch.abort()
-      const survivors = await this.#killWhatIsLeft()
+      const survivors = await killSessionProcesses({
+        sessionId: this.#sessionId,
+        browserPid: this.#browserPid,
+        browserPids: this.#browserPids,
+        killTimeoutMs: options.killTimeoutMs,
+        clock,
+      })
       if (survivors.length > 0) {
         this.#log.error(
           { pids: survivors.map((survivor) => survivor.pid), killTimeoutMs: options.killTimeoutMs },
           'Chromium processes survived SIGKILL; the profile keeps its locks'
         )
-      } else {
-        this.#releaseProfile()
+      } else if (this.#client) {
+        releaseProfile({
+          profileDir: this.#profileDir,
+          browserPids: [...this.#browserPids],
+          wipe: this.#wipeProfileAfterTeardown,
+          log: this.#log,
+        })
       }
     } catch (error) {
       this.#log.error({ err: error }, 'teardown failed')
@@ -508,104 +380,4 @@ class WwebjsSession implements EngineSession {
     this.#log.info({ forced, durationMs }, 'engine session torn down')
     return { forced, durationMs }
   }
-
-  /** SIGKILLs every process of the session and waits until none is left, or killTimeoutMs. */
-  async #killWhatIsLeft(): Promise<ProcessInfo[]> {
-    const groups = this.#browserPid === undefined ? [] : [this.#browserPid]
-    const find = () => findSessionProcesses(this.#sessionId, groups)
-    const kill = (processes: ProcessInfo[]) => {
-      for (const leftover of processes) {
-        // A browser we never heard of (its launch was aborted) may have locked the profile.
-        if (leftover.argv.includes(`${SESSION_MARKER}${this.#sessionId}`)) {
-          this.#browserPids.add(leftover.pid)
-        }
-        if (leftover.pgid === leftover.pid || groups.includes(leftover.pgid)) {
-          killProcessGroup(leftover.pgid)
-        }
-        killProcess(leftover.pid)
-      }
-    }
-    if (this.#browserPid !== undefined) killProcessGroup(this.#browserPid)
-    kill(find())
-    return waitUntilGone({
-      find,
-      timeoutMs: this.#shared.options.killTimeoutMs,
-      clock: this.#shared.clock,
-      onStillThere: kill,
-    })
-  }
-
-  /** With no process of the session left: drop the locks a killed Chromium leaves behind. */
-  #releaseProfile(): void {
-    if (!this.#client) return
-    const removed = removeProfileLocks(this.#profileDir, [...this.#browserPids])
-    if (removed > 0) this.#log.debug({ removed }, 'removed stale profile locks')
-    if (this.#wipeProfileAfterTeardown) {
-      rmSync(this.#profileDir, { recursive: true, force: true })
-      this.#log.info('logged out: removed the saved WhatsApp auth of the campaign')
-    }
-  }
-}
-
-/** WhatsApp's reasons for `disconnected`, as the contract's termination kinds. */
-export function terminationKindForDisconnect(reason: string): EngineTerminationKind {
-  switch (reason) {
-    // The phone unlinked the device: 'LOGOUT' from a post-logout navigation, UNPAIRED(_IDLE)
-    // from a state change; which one arrives depends on which WhatsApp Web event fires first.
-    case 'LOGOUT':
-    case 'UNPAIRED':
-    case 'UNPAIRED_IDLE':
-      return 'logged_out'
-    // CONFLICT (another WhatsApp Web took over), TOS_BLOCK, SMB_TOS_BLOCK, PROXYBLOCK,
-    // DEPRECATED_VERSION, UNLAUNCHED, 'Max qrcode retries reached' and anything new.
-    default:
-      return 'engine_error'
-  }
-}
-
-/** Resolves true if `promise` settles (either way) within `ms`, else false. */
-async function settlesWithin(
-  promise: Promise<unknown>,
-  ms: number,
-  clock: Clock
-): Promise<boolean> {
-  let timer: unknown
-  const timedOut = new Promise<false>((resolve) => {
-    timer = clock.setTimeout(() => resolve(false), ms)
-  })
-  const settled = promise.then(
-    () => true as const,
-    () => true as const
-  )
-  try {
-    return await Promise.race([settled, timedOut])
-  } finally {
-    clock.clearTimeout(timer)
-  }
-}
-
-/**
- * Any thrown value as one line for an event's `detail`. Errors, and error-like objects, by their
- * message: puppeteer rethrows the WebSocket's `ErrorEvent` (not an Error) when Chromium dies while
- * it connects, which `String()` turned into "[object Object]". Anything else as `util.inspect`
- * shows it.
- *
- * @example
- * describeThrown(new Error('Target closed')) // 'Target closed'
- * describeThrown({ code: 'ECONNRESET' })      // "{ code: 'ECONNRESET' }"
- */
-export function describeThrown(thrown: unknown): string {
-  const text = messageOf(thrown) ?? inspect(thrown, { depth: 1, breakLength: Infinity })
-  const firstLine = text.split('\n', 1)[0] ?? ''
-  return firstLine.length > 300 ? `${firstLine.slice(0, 297)}...` : firstLine
-}
-
-function messageOf(thrown: unknown): string | undefined {
-  if (thrown instanceof Error) return thrown.message || thrown.name
-  if (typeof thrown === 'string') return thrown || undefined
-  if (typeof thrown !== 'object' || thrown === null) return undefined
-  // A DOM-style ErrorEvent carries `message` and the Error itself as `error`.
-  const { message, error } = thrown as { message?: unknown; error?: unknown }
-  if (typeof message === 'string' && message !== '') return message
-  return error instanceof Error ? messageOf(error) : undefined
 }

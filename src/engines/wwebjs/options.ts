@@ -1,0 +1,43 @@
+/**
+ * The wwebjs engine's options, and the state its sessions share.
+ *
+ * @module
+ */
+import type { Clock } from '../../clock.ts'
+import type { Logger } from '../../logger.ts'
+import type { EngineStopResult } from '../engine.ts'
+
+export interface WwebjsEngineOptions {
+  /** The service's DATA_DIR; profiles live under `<dataDir>/wwebjs/`. */
+  dataDir: string
+  /** Chromium or Chrome executable (see `findChromium`). */
+  chromePath: string
+  /** How long `destroy()` (a graceful browser close) may take before Chromium is killed. */
+  destroyTimeoutMs: number
+  /** How long to wait, after SIGKILL, for the session's processes to vanish. */
+  killTimeoutMs: number
+  clock?: Clock
+  logger?: Logger
+  /** Appended to Chromium's command line (tests use it to fake or cut the network). */
+  extraChromiumArgs?: string[]
+  /**
+   * How long whatsapp-web.js waits, once the page has loaded, for WhatsApp Web's code to appear
+   * (its `authTimeoutMs`); then `initialize()` rejects with the string `'auth timeout'`. The
+   * default is longer than the session's init deadline, so that deadline normally decides.
+   */
+  whatsappLoadTimeoutMs?: number
+}
+
+/** The default of `whatsappLoadTimeoutMs`. */
+export const DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS = 120_000
+
+export interface SharedState {
+  options: WwebjsEngineOptions
+  clock: Clock
+  logger: Logger
+  profilesRoot: string
+  /** Sessions that have started and not finished tearing down. */
+  sessions: Set<{ stop(): Promise<EngineStopResult> }>
+  /** The teardown in progress per campaign: the next session of the campaign waits for it. */
+  teardownsByCampaign: Map<string, Promise<EngineStopResult>>
+}
