@@ -65,6 +65,8 @@ describe.each(VIEWPORTS)('the inspector at $width×$height ($name)', (viewport) 
       await row(page, label).first().click()
       await expect.poll(() => page.locator('#diagram svg').count(), { timeout: 15_000 }).toBe(1)
     }
+    // Every drawing the clicks started has finished (Mermaid's scratch element goes with it).
+    await page.locator('#diagram:not([data-drawing])').waitFor({ timeout: 15_000 })
     expect(await page.locator('#diagram .banner.bad').count()).toBe(0)
     // Mermaid draws "Syntax error" into the page on a failed render; nothing of the kind is left.
     expect(await page.locator('body').textContent()).not.toContain('Syntax error')
@@ -142,12 +144,15 @@ describe.each(VIEWPORTS)('the inspector at $width×$height ($name)', (viewport) 
     await expect.poll(() => row(page, failed).getAttribute('class')).toContain('ended')
 
     const shown = () => page.locator('.actor-row:visible .name').allTextContents()
+    // The list is redrawn after the choice: wait for the filtered list, not for the first one.
+    const onlyOneOf = async (wanted: string, unwanted: string) => {
+      const names = await shown()
+      return names.includes(wanted) && !names.includes(unwanted)
+    }
     await filter.selectOption('ended:timeout')
-    await expect.poll(shown).toContain(timedOut)
-    expect(await shown()).not.toContain(failed)
+    await expect.poll(() => onlyOneOf(timedOut, failed)).toBe(true)
     await filter.selectOption('ended:failure')
-    await expect.poll(shown).toContain(failed)
-    expect(await shown()).not.toContain(timedOut)
+    await expect.poll(() => onlyOneOf(failed, timedOut)).toBe(true)
     await filter.selectOption('ended')
     await expect.poll(shown).toEqual(expect.arrayContaining([failed, timedOut]))
     expect(await shown()).not.toContain('supervisor')
@@ -177,6 +182,8 @@ describe.each(VIEWPORTS)('the inspector at $width×$height ($name)', (viewport) 
     await row(page, campaignId).click()
     const diagram = page.locator('#diagram')
     await page.locator('#diagram[data-machine="campaign"] svg').waitFor({ timeout: 15_000 })
+    // A drawing started before the click (the actor selected first) has finished too.
+    await page.locator('#diagram:not([data-drawing])').waitFor({ timeout: 15_000 })
     await expect
       .poll(() => page.locator('#current-state').getAttribute('data-state'))
       .toBe('awaitingScan')
@@ -184,7 +191,10 @@ describe.each(VIEWPORTS)('the inspector at $width×$height ($name)', (viewport) 
     // The selected actor's pane has room (on a phone it comes below the list, full width).
     const detail = await page.locator('#detail').boundingBox()
     expect(detail!.width).toBeGreaterThan(viewport.width * 0.6)
-    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBe(viewport.width)
+    // No horizontal overflow once the drawing is laid out (Mermaid measures it in the page first).
+    await expect
+      .poll(() => page.evaluate(() => document.documentElement.scrollWidth))
+      .toBe(viewport.width)
     await expect
       .poll(async () => {
         const box = await diagram.boundingBox()

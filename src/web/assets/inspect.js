@@ -448,6 +448,8 @@ function renderDetail() {
 
 let mermaidModule = null
 let diagramCounter = 0
+/** Diagrams Mermaid is drawing now. */
+let drawing = 0
 
 async function loadMermaid() {
   if (!mermaidModule) {
@@ -482,6 +484,9 @@ async function renderDiagram(actor) {
       container.replaceChildren(h('p', { class: 'empty' }, 'Drawing the statechart…'))
       diagramCounter += 1
       const renderId = `statechart-${diagramCounter}`
+      // Marked while Mermaid draws (tests wait for it to clear; so may a person's tools).
+      drawing += 1
+      container.dataset.drawing = 'true'
       try {
         const mermaid = await loadMermaid()
         const { svg } = await mermaid.render(renderId, machine.mermaid)
@@ -495,6 +500,9 @@ async function renderDiagram(actor) {
           h('p', { class: 'banner bad' }, `The statechart could not be drawn: ${error.message}`)
         )
         return
+      } finally {
+        drawing -= 1
+        if (drawing === 0) delete container.dataset.drawing
       }
       // Another actor may have been selected while Mermaid was drawing.
       const current = actors.get(selectedId)
