@@ -168,7 +168,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           retryAfterSeconds: deps.retryAfterSeconds,
         }))
       },
-      joinSession: ({ event }) => {
+      // enqueueActions, not a plain function, for every action that sends to a campaign actor at
+      // once: that actor then runs its own actions inside ours, and XState flags built-in actions
+      // (assign, emit) run inside a custom action's execution as misuse.
+      joinSession: enqueueActions(({ event }) => {
         if (event.type !== 'SESSION.REQUESTED') return
         reply('joinSession', event, () => {
           const { session, status } = currentOf(event)!
@@ -181,7 +184,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             view: registry.view(event.campaignId),
           }
         })
-      },
+      }),
       startSession: enqueueActions(({ context, event, self, enqueue }) => {
         if (event.type !== 'SESSION.REQUESTED') return
         const result = reply('startSession', event, () => {
@@ -213,7 +216,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           enqueue.cancel(restartDelayId(event.campaignId))
         }
       }),
-      tearDownLiveSessions: ({ event }) => {
+      tearDownLiveSessions: enqueueActions(({ event }) => {
         if (event.type !== 'CLEANUP.REQUESTED') return
         const { campaignId } = event
         const result = safely<Promise<CleanupResult>>(
@@ -232,7 +235,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           { campaignId }
         )
         safely('reply', undefined, () => event.reply(result))
-      },
+      }),
       answerNothingToClean: ({ event }) => {
         if (event.type !== 'CLEANUP.REQUESTED') return
         const { campaignId } = event
