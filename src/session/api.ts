@@ -86,12 +86,16 @@ export type SessionEvent = {
       status: SessionStatus
       reason: SessionReason | null
       isConnected: boolean
+      /** The status holds (or is starting) an engine: `initializing` to `ready`. */
+      hasActiveSession: boolean
     }
   | {
       type: 'status'
       status: SessionStatus
       reason: SessionReason | null
       isConnected: boolean
+      /** The status holds (or is starting) an engine: `initializing` to `ready`. */
+      hasActiveSession: boolean
       /** With `cleaned`: how the engine's teardown went (for metrics). */
       teardown?: { forced: boolean; durationMs: number }
     }

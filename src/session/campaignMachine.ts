@@ -113,6 +113,21 @@ export function statusOf(value: string | Record<string, unknown>): SessionStatus
 }
 
 /**
+ * The statuses whose states carry `tag`, read from the machine's definition: for a status alone
+ * (an emitted `status` event), where no snapshot is at hand to ask.
+ */
+export function statusesTagged(
+  machine: CampaignMachine,
+  tag: CampaignTag
+): ReadonlySet<SessionStatus> {
+  return new Set(
+    Object.values(machine.root.states)
+      .filter((state) => state.tags.includes(tag))
+      .map((state) => state.key as SessionStatus)
+  )
+}
+
+/**
  * The transitions every active status shares, declared once. Not on a parent state of the active
  * statuses: that would turn every state path the inspector shows and its viewers filter by
  * (`ready`, `awaitingScan → authenticating`) into `live.ready`, `live.awaitingScan → …`.

@@ -30,11 +30,12 @@ import type {
   Subscription,
   SubscriptionTarget,
 } from './api.ts'
-import type {
-  CampaignEmitted,
-  CampaignInput,
-  CampaignMachine,
-  CampaignTimeouts,
+import {
+  statusesTagged,
+  type CampaignEmitted,
+  type CampaignInput,
+  type CampaignMachine,
+  type CampaignTimeouts,
 } from './campaignMachine.ts'
 import { CreationOrder, pageAfter, type Page, type Positioned } from './creationOrder.ts'
 import { SessionEventBus, type SessionListener } from './events.ts'
@@ -98,8 +99,11 @@ export class CampaignTable {
   private readonly events: SessionEventBus
   /** Live sessions by status, kept as they change so stats() costs nothing at 100k sessions. */
   private readonly statusCounts = emptyStatusCounts()
+  /** The statuses tagged `active`, for the `hasActiveSession` of each status event. */
+  private readonly activeStatuses: ReadonlySet<SessionStatus>
 
   constructor(private readonly options: CampaignTableOptions) {
+    this.activeStatuses = statusesTagged(options.machine, 'active')
     this.tombstones = new Tombstones(options)
     this.shards = new Shards({ clock: options.clock, onObserverError: options.onListenerError })
     this.events = new SessionEventBus(options.onListenerError)
@@ -408,6 +412,7 @@ export class CampaignTable {
           status: emitted.status,
           reason: emitted.reason,
           isConnected: emitted.status === 'ready',
+          hasActiveSession: this.activeStatuses.has(emitted.status),
           ...(teardown ? { teardown } : {}),
         }
         break

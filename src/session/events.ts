@@ -87,6 +87,7 @@ export class SessionEventBus {
       status: view.status,
       reason: view.reason,
       isConnected: view.isConnected,
+      hasActiveSession: view.hasActiveSession,
     })
     if (view.qr) {
       send({ ...base, seq: this.nextSeq(), type: 'qr', ...view.qr })

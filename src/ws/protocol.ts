@@ -33,12 +33,13 @@ interface Envelope {
 export type ServerMessage = Envelope &
   (
     | {
-        type: 'subscribed'
+        type: 'subscribed' | 'status'
         status: SessionStatus
         reason: SessionReason | null
         isConnected: boolean
+        /** The status holds (or is starting) an engine: `initializing` to `ready`. */
+        hasActiveSession: boolean
       }
-    | { type: 'status'; status: SessionStatus; reason: SessionReason | null; isConnected: boolean }
     | { type: 'qr_code'; qrCode: string | null; qr: string; expiresAt: string; attempt: number }
     | { type: 'ready' }
     | {
@@ -126,6 +127,7 @@ export function toServerMessage(event: SessionEvent, qrImage: string | null = nu
         status: event.status,
         reason: event.reason,
         isConnected: event.isConnected,
+        hasActiveSession: event.hasActiveSession,
       }
     case 'qr':
       return {

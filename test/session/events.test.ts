@@ -15,6 +15,7 @@ function statusEvent(bus: SessionEventBus, sessionId: string, campaignId = 'c1')
     status: 'cleaning',
     reason: null,
     isConnected: false,
+    hasActiveSession: false,
   }
 }
 

@@ -41,6 +41,7 @@ describe('WebSocket /ws/campaigns: subscribing', () => {
       status: 'initializing',
       reason: null,
       isConnected: false,
+      hasActiveSession: true,
     })
     const qr = await socket.next((m) => m.type === 'qr_code')
     expect(qr).toEqual({
@@ -141,6 +142,30 @@ describe('WebSocket /ws/campaigns: subscribing', () => {
     late.send({ type: 'subscribe', sessionId: json.sessionId })
     const replayed = await late.next((m) => m.type === 'error')
     expect(replayed.detail).toBe(error.detail)
+  })
+
+  it('says with each status whether it holds an active session, from the state tags', async () => {
+    const server = await startTestServer()
+    const token = await tokenFor('alice')
+    const { json } = await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })
+    const socket = await openSocket(server)
+    socket.send({ type: 'subscribe', sessionId: json.sessionId })
+    await socket.next((m) => m.type === 'qr_code')
+    await api(server, 'POST', '/api/simulator/campaigns/c1/scan', { token })
+    await socket.next((m) => m.type === 'ready')
+    await api(server, 'POST', '/api/campaigns/c1/cleanup-session', { token })
+    await socket.next((m) => m.type === 'status' && m.status === 'cleaned')
+    const statuses = socket.messages
+      .filter((m) => m.type === 'status' || m.type === 'subscribed')
+      .map((m) => [m.status, m.hasActiveSession])
+    expect(statuses).toEqual([
+      ['initializing', true],
+      ['awaitingScan', true],
+      ['authenticating', true],
+      ['ready', true],
+      ['cleaning', false],
+      ['cleaned', false],
+    ])
   })
 
   it('sends detail null with an outcome the engine said nothing about', async () => {

@@ -26,8 +26,6 @@ const inspectorOn = document.body.dataset.inspect === 'true'
 
 /** How many campaigns of the list are followed live; the rest are refreshed by polling. */
 const MAX_LIVE_CAMPAIGNS = 50
-const FINAL_STATUSES = new Set(['timedOut', 'failed', 'cleaning', 'cleaned', 'idle'])
-const LIVE_STATUSES = new Set(['initializing', 'awaitingScan', 'authenticating', 'ready'])
 
 let api
 let live
@@ -197,7 +195,8 @@ async function linkCampaign(campaignId, { force }) {
     link.sessionId = answer.sessionId
     link.expiresAt = answer.expiresAt ? Date.parse(answer.expiresAt) : null
     follow(campaignId)
-    applyStatus(answer.status, null)
+    // A session started or joined is active (the service's answer to qr-code always is).
+    applyStatus(answer.status, null, true)
     if (answer.qrCode) showQr(answer.qrCode)
     renderCountdown()
     renderLink(
@@ -246,12 +245,12 @@ function handleLinkMessage(message) {
   switch (message.type) {
     case 'subscribed':
     case 'status':
-      applyStatus(message.status, message.reason)
+      applyStatus(message.status, message.reason, message.hasActiveSession)
       return
     case 'qr_code':
       link.expiresAt = message.expiresAt ? Date.parse(message.expiresAt) : link.expiresAt
       showQr(message.qrCode)
-      if (link.status !== 'awaitingScan') applyStatus('awaitingScan', null)
+      if (link.status !== 'awaitingScan') applyStatus('awaitingScan', null, true)
       renderCountdown()
       renderLink(
         message.attempt > 1
@@ -260,7 +259,7 @@ function handleLinkMessage(message) {
       )
       return
     case 'ready':
-      applyStatus('ready', null)
+      applyStatus('ready', null, true)
       return
     case 'error': {
       link.outcome = message.code && message.code.endsWith('_timeout') ? 'timedOut' : 'failed'
@@ -277,10 +276,7 @@ function handleLinkMessage(message) {
 
 function startsNewSession(message) {
   if (message.type === 'qr_code' || message.type === 'ready') return true
-  return (
-    (message.type === 'status' || message.type === 'subscribed') &&
-    LIVE_STATUSES.has(message.status)
-  )
+  return (message.type === 'status' || message.type === 'subscribed') && message.hasActiveSession
 }
 
 function followNewSession(sessionId) {
@@ -308,7 +304,8 @@ function keepsOutcome(previous, next) {
   )
 }
 
-function applyStatus(status, reason) {
+/** `active`: the status holds an engine (the service says so with each status: hasActiveSession). */
+function applyStatus(status, reason, active) {
   if (keepsOutcome(link.status, status)) return
   link.status = status
   const badge = $('link-status')
@@ -316,7 +313,7 @@ function applyStatus(status, reason) {
   badge.textContent = statusLabel(status)
   // Also once linked: starting over restarts the session (WhatsApp reconnects with its saved
   // login; to link another phone, log the device out from the phone first).
-  $('restart-button').hidden = !LIVE_STATUSES.has(status)
+  $('restart-button').hidden = !active
   if (status === 'ready') {
     link.outcome = 'linked'
     link.wasLinked = true
@@ -344,7 +341,7 @@ function applyStatus(status, reason) {
     link.outcome = 'ended'
     renderOutcome(outcomeFor('ended', reason))
   }
-  if (FINAL_STATUSES.has(status) || status === 'ready') {
+  if (!active || status === 'ready') {
     const box = $('qr-box')
     if (box.querySelector('img') && status !== 'ready') box.classList.add('expired')
   }
@@ -562,7 +559,7 @@ function handleMessage(message) {
       update.reason = message.reason ?? null
       update.isConnected = message.status === 'ready'
     }
-    update.hasActiveSession = LIVE_STATUSES.has(message.status)
+    update.hasActiveSession = message.hasActiveSession
   }
   update.lastActivity = message.at
   upsertCampaign(update)
@@ -609,10 +606,8 @@ function upsertCampaign(view) {
   // the row keeps what it knows of the same session.
   const sameSession = previous.sessionId && previous.sessionId === view.sessionId
   if (sameSession && view.history && view.history.length < (previous.history ?? []).length) {
-    for (const field of ['history', 'status', 'reason', 'detail', 'isConnected', 'lastActivity']) {
-      merged[field] = previous[field]
-    }
-    merged.hasActiveSession = LIVE_STATUSES.has(previous.status)
+    const kept = ['history', 'status', 'reason', 'detail', 'isConnected', 'hasActiveSession']
+    for (const field of [...kept, 'lastActivity']) merged[field] = previous[field]
   }
   campaigns.set(view.campaignId, merged)
   renderRow(merged)
