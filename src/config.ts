@@ -43,7 +43,25 @@ export interface Config {
    */
   wsAllowedOrigins: string[] | null
   simulator: { qrDelayMs: number; qrRotateMs: number }
+  store: StoreConfig
+  /** `RESTORE_CONCURRENCY`: restored sessions launching at once (default: 2 wwebjs, 100 simulated). */
+  restoreConcurrency: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+}
+
+export interface StoreConfig {
+  /** `DATABASE_URL`: PostgreSQL; null: the embedded SQLite file `DATA_DIR/qrvisor.db`. */
+  databaseUrl: string | null
+  /** `HISTORY_MAX_ENTRIES`: history entries kept per stored session. */
+  historyMaxEntries: number
+  /** `ENDED_SESSIONS_MAX`: ended sessions kept per campaign. */
+  endedSessionsMax: number
+  /** `ENDED_SESSIONS_TTL_MS`: ended sessions older than this are pruned (the last one stays). */
+  endedSessionsTtlMs: number
+  /** `STORE_WRITE_LAG_MS`: how long a status change may wait before it is written. */
+  writeLagMs: number
+  /** `STORE_WRITE_QUEUE_MAX`: changed records queued at most while the database fails. */
+  writeQueueMax: number
 }
 
 /** A configuration value is missing or wrong; the message names the variable. */
@@ -172,6 +190,15 @@ const environmentSchema = z.object({
   WS_ALLOWED_ORIGINS: originList.optional(),
   SIM_QR_DELAY_MS: duration(0).default(300),
   SIM_QR_ROTATE_MS: duration(1).default(20_000),
+  DATABASE_URL: z
+    .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
+    .optional(),
+  HISTORY_MAX_ENTRIES: integer(1, 1_000).default(50),
+  ENDED_SESSIONS_MAX: integer(1, 10_000).default(20),
+  ENDED_SESSIONS_TTL_MS: duration(1).default(7 * 24 * 60 * 60_000),
+  STORE_WRITE_LAG_MS: duration(0).default(50),
+  STORE_WRITE_QUEUE_MAX: integer(1).default(10_000),
+  RESTORE_CONCURRENCY: integer(1, 10_000).optional(),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       error: 'must be one of fatal, error, warn, info, debug, trace, silent',
@@ -240,11 +267,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     corsOrigins: e.CORS_ORIGINS ?? [],
     wsAllowedOrigins: e.WS_ALLOWED_ORIGINS ?? (e.CORS_ORIGINS?.length ? e.CORS_ORIGINS : null),
     simulator: { qrDelayMs: e.SIM_QR_DELAY_MS, qrRotateMs: e.SIM_QR_ROTATE_MS },
+    store: {
+      databaseUrl: e.DATABASE_URL ?? null,
+      historyMaxEntries: e.HISTORY_MAX_ENTRIES,
+      endedSessionsMax: e.ENDED_SESSIONS_MAX,
+      endedSessionsTtlMs: e.ENDED_SESSIONS_TTL_MS,
+      writeLagMs: e.STORE_WRITE_LAG_MS,
+      writeQueueMax: e.STORE_WRITE_QUEUE_MAX,
+    },
+    restoreConcurrency: e.RESTORE_CONCURRENCY ?? (e.WA_ENGINE === 'wwebjs' ? 2 : 100),
     logLevel: e.LOG_LEVEL,
   }
 }
 
 /** Secrets are never echoed back in an error message. */
 function redact(name: string, value: string | undefined): string | undefined {
-  return name === 'JWT_SECRET' ? '[redacted]' : value
+  if (name === 'JWT_SECRET') return '[redacted]'
+  // A database URL may carry a password.
+  if (name === 'DATABASE_URL' && value) return value.replace(/\/\/[^@/]*@/, '//[redacted]@')
+  return value
 }

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'nothing_to_do'
   | 'at_capacity'
   | 'shutting_down'
+  | 'store_unavailable'
   | 'internal'
 
 export interface ErrorBody {

@@ -70,6 +70,21 @@ export function createMetrics({ sessions, processMetrics = true }: MetricsOption
     },
   })
   new Gauge({
+    name: 'qrvisor_restore_campaigns',
+    help: 'The restore of linked campaigns at start, by state (pending, in_flight, started, abandoned, total).',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const { restore } = sessions.stats()
+      if (!restore) return
+      this.set({ state: 'total' }, restore.total)
+      this.set({ state: 'pending' }, restore.pending)
+      this.set({ state: 'in_flight' }, restore.inFlight)
+      this.set({ state: 'started' }, restore.started)
+      this.set({ state: 'abandoned' }, restore.abandoned)
+    },
+  })
+  new Gauge({
     name: 'qrvisor_sessions_max',
     help: 'MAX_SESSIONS: live sessions allowed at once.',
     registers: [registry],

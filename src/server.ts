@@ -21,7 +21,13 @@ import { createApp } from './http/app.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
 import { createQrImageRenderer, type QrImageRenderer } from './qr/renderer.ts'
-import { createSessionService, type SupervisedSessionService } from './session/service.ts'
+import {
+  createSessionService,
+  openSessionService,
+  type SupervisedSessionService,
+} from './session/service.ts'
+import { openStore, type CampaignStore } from './store/index.ts'
+import type { StartResult } from './session/api.ts'
 import { createWebSocketHub, type WebSocketHubOptions } from './ws/hub.ts'
 import { toMermaid } from './inspect/diagram.ts'
 import { createWebRoutes } from './web/index.ts'
@@ -41,6 +47,11 @@ export interface StartServerOptions {
   engine?: Engine
   /** Replaces the QR image renderer (benchmarks compare the seed's inline rendering). */
   qrImages?: QrImageRenderer
+  /**
+   * `false`: keep everything in memory, no store (benchmarks' in-memory baseline). Default: the
+   * configured store (`DATABASE_URL`, else SQLite in `DATA_DIR`).
+   */
+  store?: false
   /** Overrides of the WebSocket hub's limits (tests use a short heartbeat). */
   websocket?: Pick<
     WebSocketHubOptions,
@@ -53,8 +64,10 @@ export interface RunningServer {
   url: string
   port: number
   config: Config
-  sessions: SupervisedSessionService
+  sessions: SupervisedSessionService<StartResult | Promise<StartResult>>
   engine: Engine
+  /** The durable store; null when the server runs in memory (`store: false`). */
+  store: CampaignStore | null
   /** Graceful shutdown; resolves once every session is torn down and every socket closed. */
   close(): Promise<void>
 }
@@ -89,12 +102,44 @@ export async function startServer(
         maxSessions: config.maxSessions ?? SIMULATED_MAX_SESSIONS,
       }
     : await createEngine(config, logger)
-  const sessions = createSessionService({
-    engine,
-    timeouts: config.timeouts,
-    maxSessions,
-    logger,
-  })
+  let store: CampaignStore | null = null
+  let sessions: SupervisedSessionService<StartResult | Promise<StartResult>>
+  let beginRestore = () => {}
+  try {
+    if (overrides.store === false) {
+      sessions = createSessionService({ engine, timeouts: config.timeouts, maxSessions, logger })
+    } else {
+      store = await openStore({
+        dataDir: config.dataDir,
+        databaseUrl: config.store.databaseUrl,
+        logger,
+        bounds: {
+          historyMaxEntries: config.store.historyMaxEntries,
+          endedSessionsMax: config.store.endedSessionsMax,
+          endedSessionsTtlMs: config.store.endedSessionsTtlMs,
+        },
+        writeBehind: {
+          lagMs: config.store.writeLagMs,
+          maxQueued: config.store.writeQueueMax,
+        },
+      })
+      const durable = await openSessionService({
+        engine,
+        timeouts: config.timeouts,
+        maxSessions,
+        logger,
+        store,
+        restoreConcurrency: config.restoreConcurrency,
+      })
+      sessions = durable
+      beginRestore = () => durable.beginRestore()
+    }
+  } catch (error) {
+    // A store that cannot be opened or read stops the start; nothing may outlive it.
+    await store?.close().catch(() => undefined)
+    await engine.close()
+    throw error
+  }
   const metrics = createMetrics({ sessions })
   sessions.observe((event) => metrics.observe(event))
   const qrImages =
@@ -183,10 +228,12 @@ export async function startServer(
     await hub.close()
     await qrImages.close()
     await engine.close()
+    await store?.close()
     throw error
   }
   const { port } = server.address() as AddressInfo
   state = 'ready'
+  beginRestore()
 
   let closing: Promise<void> | undefined
   async function shutdown(): Promise<void> {
@@ -201,6 +248,8 @@ export async function startServer(
     server.closeAllConnections()
     await qrImages.close()
     await engine.close()
+    // Last: the sessions' final statuses (cleaned, shutdown) are written before it closes.
+    await store?.close()
     await stoppedListening
   }
 
@@ -210,6 +259,7 @@ export async function startServer(
     config,
     sessions,
     engine,
+    store,
     close: () => (closing ??= shutdown()),
   }
 }

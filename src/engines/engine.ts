@@ -50,12 +50,18 @@ export interface EngineSessionOptions {
 /** One attempt to run a WhatsApp client. One instance, one start, one stop. */
 export interface EngineSession {
   start(): void
-  stop(): Promise<EngineStopResult>
+  /** With `logout`, the graceful phase first logs the device out of WhatsApp. */
+  stop(options?: { logout?: boolean }): Promise<EngineStopResult>
 }
 
 export interface Engine {
   readonly name: string
   createSession(options: EngineSessionOptions): EngineSession
+  /**
+   * Deletes the campaign's saved login (no session of it runs). Idempotent. Absent from an
+   * engine that saves no login.
+   */
+  forgetLogin?(campaignId: string): Promise<void>
   /** Releases engine-wide resources. Sessions must have been stopped first. */
   close(): Promise<void>
 }

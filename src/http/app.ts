@@ -72,7 +72,10 @@ export function createApp({
 
   app.openapi(healthRoute, (c) => c.json({ status: 'ok' as const }, 200))
   app.openapi(readyRoute, (c) => {
-    if (isReady() && sessions.stats().accepting) return c.json({ status: 'ready' as const }, 200)
+    const { accepting, restore } = sessions.stats()
+    if (isReady() && accepting) {
+      return c.json({ status: 'ready' as const, ...(restore ? { restore } : {}) }, 200)
+    }
     throw new ApiError(503, 'shutting_down', 'The service does not accept new sessions now.', {
       'Retry-After': '5',
     })
@@ -159,7 +162,26 @@ const readyRoute = createRoute({
   tags: probeTags,
   summary: 'Readiness: 200 while new sessions are accepted',
   responses: {
-    200: json('Accepting sessions.', z.strictObject({ status: z.literal('ready') })),
+    200: json(
+      'Accepting sessions (also while linked campaigns are being restored).',
+      z.strictObject({
+        status: z.literal('ready'),
+        restore: z
+          .strictObject({
+            total: z.int(),
+            started: z.int(),
+            pending: z.int(),
+            inFlight: z.int(),
+            abandoned: z.int(),
+            done: z.boolean(),
+          })
+          .optional()
+          .openapi({
+            description:
+              'With a durable store: the restore of the campaigns that were linked and wanted running at start.',
+          }),
+      })
+    ),
     ...errors({ 503: ['shutting_down'] }),
   },
 })

@@ -23,6 +23,7 @@ import {
   campaignListQuery,
   campaignListSchema,
   cleanupAnswerSchema,
+  unlinkAnswerSchema,
   connectionSchema,
   errors,
   json,
@@ -78,7 +79,7 @@ const qrCodeRoute = createRoute({
       ...CAMPAIGN_ERRORS,
       400: ['invalid_campaign_id', 'invalid_body'],
       413: ['invalid_body'],
-      503: ['at_capacity', 'shutting_down'],
+      503: ['at_capacity', 'shutting_down', 'store_unavailable'],
     }),
   },
 })
@@ -106,6 +107,21 @@ const cleanupRoute = createRoute({
   request: { params: campaignIdParam },
   responses: {
     200: json('The session is gone (`hadSession: false` if there was none).', cleanupAnswerSchema),
+    ...errors({ ...CAMPAIGN_ERRORS, 413: ['invalid_body'] }),
+  },
+})
+
+const logoutRoute = createRoute({
+  method: 'post',
+  path: '/{campaignId}/logout',
+  tags,
+  summary: 'Unlink WhatsApp: log the device out and delete the saved login',
+  description:
+    'Stops the session (a live one logs the device out of WhatsApp first), deletes the saved login once the browser is gone, and marks the campaign unlinked and stopped: it is not restored, and the next `qr-code` needs a new scan. Ownership stays. Idempotent. No body needed.',
+  security: bearerSecurity,
+  request: { params: campaignIdParam },
+  responses: {
+    200: json('The campaign is unlinked.', unlinkAnswerSchema),
     ...errors({ ...CAMPAIGN_ERRORS, 413: ['invalid_body'] }),
   },
 })
@@ -176,7 +192,11 @@ export function createCampaignRoutes({
       const query = c.req.valid('query').force
       const force = body.force ?? (query === 'true' || query === '1')
 
-      const result = sessions.requestSession({ campaignId, caller: toCaller(identity), force })
+      const result = await sessions.requestSession({
+        campaignId,
+        caller: toCaller(identity),
+        force,
+      })
       if (!result.ok) {
         switch (result.error) {
           case 'at_capacity':
@@ -192,6 +212,13 @@ export function createCampaignRoutes({
             })
           case 'forbidden':
             throw new ApiError(403, 'forbidden', `You may not act on campaign ${campaignId}.`)
+          case 'store_unavailable':
+            throw new ApiError(
+              503,
+              'store_unavailable',
+              'The service could not record the campaign in its store; try again later.',
+              { 'Retry-After': String(result.retryAfterSeconds) }
+            )
         }
       }
       const { outcome, view } = result
@@ -239,6 +266,33 @@ export function createCampaignRoutes({
         campaignId,
         sessionId: result.sessionId,
         hadSession: result.hadSession,
+      },
+      200
+    )
+  })
+
+  routes.openapi(logoutRoute, async (c) => {
+    const campaignId = c.get('campaignId')
+    const result = await sessions.unlinkCampaign(campaignId)
+    logger.info(
+      {
+        campaignId,
+        session: sessionTag(result.sessionId),
+        hadSession: result.hadSession,
+        loginDeleted: result.loginDeleted,
+        userId: c.get('identity').userId,
+      },
+      'WhatsApp unlinked'
+    )
+    return c.json(
+      {
+        message: result.loginDeleted
+          ? 'WhatsApp unlinked; a new QR code links a phone again'
+          : 'The session was stopped, but a new session started meanwhile and keeps the login',
+        campaignId,
+        sessionId: result.sessionId,
+        hadSession: result.hadSession,
+        loginDeleted: result.loginDeleted,
       },
       200
     )

@@ -24,6 +24,7 @@ const SESSION_REASONS = [
   'engine_failed',
   'logged_out',
   'cleanup_requested',
+  'unlinked',
   'replaced',
   'shutdown',
 ] as const satisfies readonly SessionReason[]
@@ -43,6 +44,7 @@ const ERROR_CODES = [
   'nothing_to_do',
   'at_capacity',
   'shutting_down',
+  'store_unavailable',
   'internal',
 ] as const satisfies readonly ErrorCode[]
 const everyCode: readonly (typeof ERROR_CODES)[number][] = [] as ErrorCode[]
@@ -161,6 +163,19 @@ export const cleanupAnswerSchema = z
     hadSession: z.boolean(),
   })
   .openapi('CleanupAnswer')
+
+export const unlinkAnswerSchema = z
+  .strictObject({
+    message: z.string(),
+    campaignId: z.string(),
+    sessionId: sessionId.nullable(),
+    hadSession: z.boolean(),
+    loginDeleted: z.boolean().openapi({
+      description:
+        'The saved WhatsApp login was deleted (false only if a new session of the campaign started meanwhile and runs on it).',
+    }),
+  })
+  .openapi('UnlinkAnswer')
 
 export const simulatorActionSchema = z
   .strictObject({ campaignId: z.string(), sessionId: sessionId.nullable(), message: z.string() })

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { RestoreProgress } from './restore.ts'
 import type { HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 
 export type { HistoryEntry, SessionReason, SessionStatus }
@@ -60,6 +61,14 @@ export type StartResult =
   | { ok: false; error: 'at_capacity'; retryAfterSeconds: number }
   | { ok: false; error: 'shutting_down' }
   | { ok: false; error: 'forbidden' }
+  /** The durable store could not record the new campaign's owner: nothing was started. */
+  | { ok: false; error: 'store_unavailable'; retryAfterSeconds: number }
+
+export interface StartRequest {
+  campaignId: string
+  caller: Caller
+  force?: boolean
+}
 
 export interface CleanupResult {
   campaignId: string
@@ -67,6 +76,14 @@ export interface CleanupResult {
   sessionId: string | null
   hadSession: boolean
 }
+
+export interface UnlinkResult extends CleanupResult {
+  /** The campaign's saved WhatsApp login was deleted (false if a new session took it meanwhile). */
+  loginDeleted: boolean
+}
+
+/** The restore of linked campaigns after a start (see `restore.ts`). */
+export type { RestoreProgress }
 
 /**
  * What a subscriber receives. `subscribed` is always first and replays the current state;
@@ -142,16 +159,27 @@ export interface SessionStats {
   live: number
   maxSessions: number
   byStatus: Record<SessionStatus, number>
+  /** With a durable store: how the restore of linked campaigns goes; null without one. */
+  restore: RestoreProgress | null
 }
 
 export interface SessionService {
-  /** Starts a session or joins the live one. Answers at once; never waits for a QR. */
-  requestSession(request: { campaignId: string; caller: Caller; force?: boolean }): StartResult
+  /**
+   * Starts a session or joins the live one; never waits for a QR. In memory it answers at once;
+   * with a durable store, the first request for a campaign this process does not know waits for
+   * its owner to be committed.
+   */
+  requestSession(request: StartRequest): StartResult | Promise<StartResult>
   /**
    * Tears the campaign's sessions down; resolves once the engines of the sessions live now are
    * gone (a session requested meanwhile is not waited for). Idempotent.
    */
   cleanupSession(campaignId: string): Promise<CleanupResult>
+  /**
+   * Unlinks the campaign: its sessions stop, a live one logging the device out of WhatsApp first,
+   * then its saved login is deleted. The campaign stays its owner's, and is not restored.
+   */
+  unlinkCampaign(campaignId: string): Promise<UnlinkResult>
   /** Always answers; a campaign never seen is `idle`. */
   getCampaign(campaignId: string): CampaignView
   /** The owner of a campaign, or undefined if nobody started one yet. */

@@ -68,6 +68,8 @@ export interface CampaignContext {
   endedFrom: SessionStatus | null
   history: HistoryEntry[]
   teardown: { forced: boolean; durationMs: number } | null
+  /** Unlinking: the engine logs the device out of WhatsApp before it stops. */
+  logout: boolean
 }
 
 export type CampaignEvent =
@@ -75,6 +77,7 @@ export type CampaignEvent =
   | { type: 'PREDECESSOR.STOPPED' }
   | { type: 'SESSION.REQUESTED'; force: boolean }
   | { type: 'CLEANUP.REQUESTED' }
+  | { type: 'UNLINK.REQUESTED' }
   | { type: 'SHUTDOWN.REQUESTED' }
   | EngineControlEvent
 
@@ -204,7 +207,9 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       }),
       startEngine: ({ context, self }) =>
         engines.start(context.campaignId, context.sessionId, self),
-      stopEngine: ({ context, self }) => engines.stop(context.sessionId, self),
+      stopEngine: ({ context, self }) =>
+        engines.stop(context.sessionId, self, { logout: context.logout }),
+      markLogout: assign({ logout: true }),
       recordQr: enqueueActions(({ context, event, enqueue }) => {
         if (event.type !== 'ENGINE.QR_RECEIVED') return
         const at = now()
@@ -283,12 +288,17 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       endedFrom: null,
       history: [],
       teardown: null,
+      logout: false,
     }),
     initial: 'idle',
     on: {
       'CLEANUP.REQUESTED': {
         target: '.cleaning',
         actions: { type: 'markEndedBy', params: { reason: 'cleanup_requested' } },
+      },
+      'UNLINK.REQUESTED': {
+        target: '.cleaning',
+        actions: [{ type: 'markEndedBy', params: { reason: 'unlinked' } }, 'markLogout'],
       },
       'SHUTDOWN.REQUESTED': {
         target: '.cleaning',
@@ -442,6 +452,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
             actions: 'recordTeardown',
           },
           'CLEANUP.REQUESTED': {},
+          'UNLINK.REQUESTED': {},
           'SHUTDOWN.REQUESTED': {},
         },
         after: {
@@ -473,6 +484,8 @@ export const CAMPAIGN_EVENTS: Record<CampaignEvent['type'], string> = {
   'PREDECESSOR.STOPPED': "The campaign's previous session is gone; its engine profile is free.",
   'SESSION.REQUESTED': 'Someone asked for a QR again (`force` to replace the session).',
   'CLEANUP.REQUESTED': 'Someone asked to tear the session down.',
+  'UNLINK.REQUESTED':
+    'Someone unlinked the campaign: the engine logs the device out of WhatsApp as it stops.',
   'SHUTDOWN.REQUESTED': 'The service is shutting down.',
   'ENGINE.QR_RECEIVED': 'The engine shows a QR (first one, or a rotation).',
   'ENGINE.AUTHENTICATED': 'The phone scanned the QR, or saved auth was accepted.',

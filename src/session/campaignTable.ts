@@ -10,6 +10,8 @@
  * the owner of a campaign that was ever linked (reached `ready`): its WhatsApp login stays
  * saved, so forgetting who owns it would hand the login to whoever asks next. Those owners are
  * kept for the life of the process (a short string each, and only a phone's scan adds one).
+ * With a durable store every owner is kept (`keepOwner`): the store keeps it, so must the table.
+ * A campaign the store remembers comes back with its last session as a tombstone (`recall`).
  *
  * Why not `spawnChild`: XState copies a machine's `snapshot.children` on every spawn and stop,
  * so one machine with N children costs O(N²) (10k children: 14.6 s to spawn). Each campaign
@@ -40,7 +42,13 @@ import {
 import { CreationOrder, pageAfter, type Page, type Positioned } from './creationOrder.ts'
 import { SessionEventBus, type SessionListener } from './events.ts'
 import { Shards, type Shard } from './shards.ts'
-import { SESSION_STATUSES, type SessionFailure, type SessionStatus } from './status.ts'
+import {
+  SESSION_STATUSES,
+  type HistoryEntry,
+  type SessionFailure,
+  type SessionReason,
+  type SessionStatus,
+} from './status.ts'
 import { Tombstones, tombstoneOf, type Tombstone } from './tombstones.ts'
 import { endedView, liveView, type CampaignFacts } from './views.ts'
 
@@ -92,8 +100,11 @@ export class CampaignTable {
   private readonly listingByOwner = new Map<string, CreationOrder<CampaignRecord>>()
   private nextPosition = 1
   private readonly liveSessions = new Map<string, LiveSession>()
-  /** Owners of campaigns that were ever linked, kept after their records are forgotten. */
-  private readonly linkedOwners = new Map<string, string>()
+  /**
+   * Owners kept after their records are forgotten: of campaigns that were ever linked, and with a
+   * durable store, of every campaign it keeps.
+   */
+  private readonly keptOwners = new Map<string, string>()
   private readonly tombstones: Tombstones
   private readonly shards: Shards
   private readonly events: SessionEventBus
@@ -119,7 +130,47 @@ export class CampaignTable {
   }
 
   ownerOf(campaignId: string): string | undefined {
-    return this.campaigns.get(campaignId)?.owner ?? this.linkedOwners.get(campaignId)
+    return this.campaigns.get(campaignId)?.owner ?? this.keptOwners.get(campaignId)
+  }
+
+  /** Keeps the campaign's owner for the life of the process (the durable store's owners). */
+  keepOwner(campaignId: string, owner: string): void {
+    this.keptOwners.set(campaignId, owner)
+  }
+
+  /**
+   * Remembers a campaign from before a restart, with its last session as a tombstone (bounded as
+   * every tombstone is). Call oldest first, before any session of it starts.
+   */
+  recall(campaignId: string, owner: string, last: Tombstone | undefined): void {
+    this.keepOwner(campaignId, owner)
+    if (!last || this.campaigns.has(campaignId)) return
+    const record = this.remember(campaignId, owner)
+    record.last = last
+    record.lastActivity = last.endedAt
+    this.tombstones.add(last, this.options.now(), this.onTombstoneEvicted)
+  }
+
+  /** A live session as it stands now, for the durable store. */
+  sessionState(sessionId: string):
+    | {
+        campaignId: string
+        status: SessionStatus
+        reason: SessionReason | null
+        detail: string | null
+        history: HistoryEntry[]
+      }
+    | undefined {
+    const session = this.liveSessions.get(sessionId)
+    if (!session) return undefined
+    const { context } = session.actor.getSnapshot()
+    return {
+      campaignId: session.campaignId,
+      status: session.status,
+      reason: context.reason,
+      detail: session.failure?.detail ?? context.detail,
+      history: context.history,
+    }
   }
 
   current(campaignId: string): LiveSession | undefined {
@@ -166,7 +217,7 @@ export class CampaignTable {
   ): LiveSession {
     const record =
       this.campaigns.get(campaignId) ??
-      this.remember(campaignId, this.linkedOwners.get(campaignId) ?? owner)
+      this.remember(campaignId, this.keptOwners.get(campaignId) ?? owner)
     const input: CampaignInput = {
       campaignId,
       sessionId,
@@ -402,7 +453,7 @@ export class CampaignTable {
         this.statusCounts[emitted.status]++
         session.status = emitted.status
         if (emitted.status === 'ready' && record) {
-          this.linkedOwners.set(record.campaignId, record.owner)
+          this.keptOwners.set(record.campaignId, record.owner)
         }
         const teardown =
           emitted.status === 'cleaned' ? session.actor.getSnapshot().context.teardown : null

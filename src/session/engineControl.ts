@@ -36,8 +36,11 @@ interface Running {
 export interface EngineControl {
   /** Starts the session's engine; its events are sent to the session's actor. */
   start(campaignId: string, sessionId: string, actor: Session): void
-  /** Stops it (if it ever started) and sends `ENGINE.STOPPED` once it is gone, never before. */
-  stop(sessionId: string, actor: Session): void
+  /**
+   * Stops it (if it ever started) and sends `ENGINE.STOPPED` once it is gone, never before. With
+   * `logout`, the engine first logs the device out of WhatsApp (within the same bound).
+   */
+  stop(sessionId: string, actor: Session, options?: { logout?: boolean }): void
   /**
    * Stops the engine of a session whose actor failed with a bug (so `stopEngine` never ran).
    * Expects anything of the engine, since it may be the reason.
@@ -69,12 +72,14 @@ export function createEngineControl(engine: Engine): EngineControl {
         )
       }
     },
-    stop(sessionId, actor) {
+    stop(sessionId, actor, options = {}) {
       const entry = running.get(sessionId)
       if (entry?.stopping) return
       if (entry) entry.stopping = true
       const stopped = entry
-        ? entry.session.stop().catch(() => ({ forced: true, durationMs: 0 }))
+        ? entry.session
+            .stop(options.logout ? { logout: true } : undefined)
+            .catch(() => ({ forced: true, durationMs: 0 }))
         : Promise.resolve({ forced: false, durationMs: 0 })
       void stopped.then(({ forced, durationMs }) => {
         running.delete(sessionId)

@@ -34,9 +34,14 @@ import type {
   CleanupResult,
   SessionEvent,
   SessionService,
+  StartRequest,
   StartResult,
   Subscription,
+  UnlinkResult,
 } from './api.ts'
+import { Durability } from './durability.ts'
+import { RestoreQueue, type RestoreLaunch } from './restore.ts'
+import type { SessionStore } from './sessionStore.ts'
 
 export interface SessionTimeouts {
   initMs: number
@@ -62,7 +67,20 @@ export interface SessionServiceOptions {
   random?: () => number
 }
 
-export interface SupervisedSessionService extends SessionService {
+/** A service with a durable store: see `openSessionService`. */
+export interface DurableSessionOptions extends SessionServiceOptions {
+  store: SessionStore
+  /** `RESTORE_CONCURRENCY`: restored sessions launching at once. */
+  restoreConcurrency: number
+}
+
+/** How long a client waits before asking again when the store did not answer a claim. */
+const STORE_RETRY_AFTER_SECONDS = 5
+
+export interface SupervisedSessionService<
+  Answer extends StartResult | Promise<StartResult> = StartResult,
+> extends SessionService {
+  requestSession(request: StartRequest): Answer
   /**
    * Attaches an XState inspection observer to the supervisor and every campaign actor (each
    * campaign actor is the root of its own small system); it first gets an `@xstate.actor` and an
@@ -76,10 +94,122 @@ export interface SupervisedSessionService extends SessionService {
   readonly supervisor: ReturnType<typeof createActor<SupervisorMachine>>
 }
 
+export interface DurableSessionService extends SupervisedSessionService<Promise<StartResult>> {
+  /**
+   * Starts the restore of the campaigns that were linked and wanted `running` (once; the
+   * composition root calls it when the server listens).
+   */
+  beginRestore(): void
+}
+
 /** Margin the machine's own teardown deadline leaves above the engine's bounded stop. */
 const TEARDOWN_MARGIN_MS = 1_000
 
+/** The session service in memory: everything it knows is gone with the process. */
 export function createSessionService(options: SessionServiceOptions): SupervisedSessionService {
+  return buildService(options)
+}
+
+/**
+ * The session service on a durable store: loads every campaign's owner and last session first,
+ * commits a new campaign's owner before answering, writes status changes behind, and restores the
+ * linked campaigns (`beginRestore`).
+ *
+ * @example
+ * const sessions = await openSessionService({ engine, timeouts, maxSessions: 100, store, restoreConcurrency: 2 })
+ * sessions.beginRestore()
+ */
+export async function openSessionService(
+  options: DurableSessionOptions
+): Promise<DurableSessionService> {
+  const { store, restoreConcurrency } = options
+  let durability: Durability | undefined
+  const base = buildService(options, (registry, now) => {
+    durability = new Durability({ store, registry, timeouts: options.timeouts, now })
+    return durability
+  })
+  const logger = options.logger ?? silentLogger
+  const durable = durability!
+  const toRestore = await durable.load()
+
+  const launch = (campaignId: string): RestoreLaunch => {
+    if (!base.stats().accepting) return { stop: true }
+    if (!durable.isLinked(campaignId) || durable.wanted(campaignId) !== 'running') {
+      return { skipped: true }
+    }
+    const owner = base.ownerOf(campaignId)
+    if (owner === undefined || base.getCampaign(campaignId).hasActiveSession) {
+      return { skipped: true }
+    }
+    const result = base.requestSession({ campaignId, caller: { userId: owner, admin: false } })
+    if (!result.ok) return result.error === 'forbidden' ? { skipped: true } : { stop: true }
+    return result.outcome === 'started' ? { started: result.view.sessionId! } : { skipped: true }
+  }
+  const queue = new RestoreQueue(toRestore, {
+    concurrency: restoreConcurrency,
+    launch,
+    onDone: (progress) => logger.info({ ...progress }, 'restore of linked campaigns finished'),
+  })
+  base.observe((event) => {
+    if (!event.sessionId) return
+    if (event.type === 'qr' || event.type === 'ready') queue.settled(event.sessionId)
+    else if (event.type === 'status' && !event.hasActiveSession) queue.settled(event.sessionId)
+  })
+  let restoreBegun = false
+
+  return {
+    ...base,
+    async requestSession(request) {
+      const { campaignId, caller } = request
+      if (!base.stats().accepting) return { ok: false, error: 'shutting_down' }
+      if (!durable.isKnown(campaignId)) {
+        try {
+          await durable.claim(campaignId, caller.userId)
+        } catch (error) {
+          logger.error({ err: error, campaignId }, 'the store could not record the owner')
+          return {
+            ok: false,
+            error: 'store_unavailable',
+            retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
+          }
+        }
+      }
+      const taken = queue.take(campaignId)
+      const result = base.requestSession(request)
+      if (result.ok) {
+        durable.setWanted(campaignId, 'running')
+        if (taken && result.outcome === 'started') queue.hold(result.view.sessionId!)
+      }
+      return result
+    },
+    cleanupSession(campaignId) {
+      durable.setWanted(campaignId, 'stopped')
+      return base.cleanupSession(campaignId)
+    },
+    async unlinkCampaign(campaignId) {
+      durable.setWanted(campaignId, 'stopped')
+      const result = await base.unlinkCampaign(campaignId)
+      if (result.loginDeleted) durable.setLinked(campaignId, false)
+      return result
+    },
+    stats: () => ({ ...base.stats(), restore: queue.progress() }),
+    beginRestore() {
+      if (restoreBegun) return
+      restoreBegun = true
+      queue.pump()
+    },
+    shutdown() {
+      queue.stop()
+      return base.shutdown()
+    },
+  }
+}
+
+/** `withDurability` is called once, with the table, when a durable store is given. */
+function buildService(
+  options: SessionServiceOptions,
+  withDurability?: (registry: CampaignTable, now: () => number) => Durability
+): SupervisedSessionService {
   const {
     timeouts,
     maxSessions,
@@ -107,6 +237,8 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     tombstoneTtlMs,
     onListenerError: (error) => logger.error({ err: error }, 'a session subscriber failed'),
   })
+  const durability = withDurability?.(registry, now)
+  if (durability) registry.observe(durability.record)
   const machine = createSupervisorMachine({
     registry,
     maxSessions,
@@ -161,6 +293,26 @@ export function createSessionService(options: SessionServiceOptions): Supervised
     }
   })
 
+  function cleanup(campaignId: string, logout: boolean): Promise<CleanupResult> {
+    if (supervisor.getSnapshot().status !== 'active') {
+      return Promise.resolve<CleanupResult>({
+        campaignId,
+        sessionId: registry.lastEnded(campaignId)?.sessionId ?? null,
+        hadSession: false,
+      })
+    }
+    let result: Promise<CleanupResult> | undefined
+    supervisor.send({
+      type: 'CLEANUP.REQUESTED',
+      campaignId,
+      logout,
+      reply: (answer) => (result = answer),
+    })
+    if (!result)
+      throw new Error('cleanupSession was called re-entrantly from within the supervisor')
+    return result
+  }
+
   function isAccepting(): boolean {
     const snapshot = supervisor.getSnapshot()
     return snapshot.status === 'active' && snapshot.context.accepting
@@ -184,23 +336,16 @@ export function createSessionService(options: SessionServiceOptions): Supervised
         throw new Error('requestSession was called re-entrantly from within the supervisor')
       return result
     },
-    cleanupSession(campaignId) {
-      if (supervisor.getSnapshot().status !== 'active') {
-        return Promise.resolve<CleanupResult>({
-          campaignId,
-          sessionId: registry.lastEnded(campaignId)?.sessionId ?? null,
-          hadSession: false,
-        })
+    cleanupSession: (campaignId) => cleanup(campaignId, false),
+    async unlinkCampaign(campaignId): Promise<UnlinkResult> {
+      const result = await cleanup(campaignId, true)
+      // A session requested meanwhile runs on the saved login: it is left alone, and linked.
+      if (registry.current(campaignId)) {
+        logger.warn({ campaignId }, 'unlink: a new session started meanwhile; its login is kept')
+        return { ...result, loginDeleted: false }
       }
-      let result: Promise<CleanupResult> | undefined
-      supervisor.send({
-        type: 'CLEANUP.REQUESTED',
-        campaignId,
-        reply: (answer) => (result = answer),
-      })
-      if (!result)
-        throw new Error('cleanupSession was called re-entrantly from within the supervisor')
-      return result
+      await options.engine.forgetLogin?.(campaignId)
+      return { ...result, loginDeleted: true }
     },
     getCampaign: (campaignId) => registry.view(campaignId),
     ownerOf: (campaignId) => registry.ownerOf(campaignId),
@@ -215,6 +360,7 @@ export function createSessionService(options: SessionServiceOptions): Supervised
       maxSessions,
       campaigns: registry.campaignCount,
       ...registry.stats(),
+      restore: null,
     }),
     inspect(observer) {
       const onSupervisor = supervisor.system.inspect(observer)

@@ -21,22 +21,27 @@ export type SessionStatus = (typeof SESSION_STATUSES)[number]
 
 /**
  * Why a session left its happy path. The first five are also the WebSocket `error` codes;
- * the last three say who ended a session that did not fail.
+ * the last four say who ended a session that did not fail.
  */
-export type SessionReason =
-  | 'init_timeout'
-  | 'scan_timeout'
-  | 'auth_timeout'
-  | 'engine_failed'
-  | 'logged_out'
-  | 'cleanup_requested'
-  | 'replaced'
-  | 'shutdown'
+export const FAILURE_REASONS = [
+  'init_timeout',
+  'scan_timeout',
+  'auth_timeout',
+  'engine_failed',
+  'logged_out',
+] as const
 
-export type FailureReason = Extract<
-  SessionReason,
-  'init_timeout' | 'scan_timeout' | 'auth_timeout' | 'engine_failed' | 'logged_out'
->
+export type FailureReason = (typeof FAILURE_REASONS)[number]
+
+export const SESSION_REASONS = [
+  ...FAILURE_REASONS,
+  'cleanup_requested',
+  'unlinked',
+  'replaced',
+  'shutdown',
+] as const
+
+export type SessionReason = (typeof SESSION_REASONS)[number]
 
 /** How a session ended badly, as its subscribers are told (the WebSocket `error`). */
 export interface SessionFailure {

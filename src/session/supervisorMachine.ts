@@ -71,6 +71,8 @@ export type SupervisorEvent =
   | {
       type: 'CLEANUP.REQUESTED'
       campaignId: string
+      /** Unlink: each session's engine logs the device out of WhatsApp as it stops. */
+      logout?: boolean
       reply: (result: Promise<CleanupResult>) => void
     }
   | { type: 'RESTART.DUE'; campaignId: string }
@@ -224,7 +226,8 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           Promise.resolve({ campaignId, sessionId: null, hadSession: false }),
           () => {
             const sessions = registry.sessionsOf(campaignId)
-            for (const session of sessions) session.actor.send({ type: 'CLEANUP.REQUESTED' })
+            const type = event.logout ? 'UNLINK.REQUESTED' : 'CLEANUP.REQUESTED'
+            for (const session of sessions) session.actor.send({ type })
             const sessionId = sessions[0]!.sessionId
             // The sessions live now, not the campaign: a session requested meanwhile has its own
             // lifetime, and waiting for it would make the answer unbounded.

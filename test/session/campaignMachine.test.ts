@@ -309,6 +309,35 @@ describe('campaign machine: re-requests and cleanup', () => {
     }
   )
 
+  it('unlinks a ready session: the engine logs the device out as it stops, reason unlinked', async () => {
+    const { actor, status, engineSession, emitted } = start()
+    actor.send({ type: 'START' })
+    engineSession().emit({ type: 'ready' })
+    actor.send({ type: 'UNLINK.REQUESTED' })
+    expect(status()).toBe('cleaning')
+    actor.send({ type: 'UNLINK.REQUESTED' })
+    await advance(0)
+    expect(status()).toBe('cleaned')
+    expect(engineSession().stopCalls).toBe(1)
+    expect(engineSession().loggedOut).toBe(true)
+    expect(actor.getSnapshot().context.reason).toBe('unlinked')
+    expect(emitted.filter((e) => e.type === 'status').map((e) => e.status)).toEqual([
+      'initializing',
+      'ready',
+      'cleaning',
+      'cleaned',
+    ])
+  })
+
+  it('does not log out on a plain cleanup', async () => {
+    const { actor, engineSession } = start()
+    actor.send({ type: 'START' })
+    engineSession().emit({ type: 'ready' })
+    actor.send({ type: 'CLEANUP.REQUESTED' })
+    await advance(0)
+    expect(engineSession().loggedOut).toBe(false)
+  })
+
   it('cleans up from idle without ever starting an engine', async () => {
     const { actor, status } = start()
     actor.send({ type: 'CLEANUP.REQUESTED' })

@@ -3,6 +3,9 @@
  * tokens signed like `npm run token` does, and WebSocket clients that queue what they receive so a
  * test waits on messages, never on fixed sleeps. Everything opened here is closed by `closeAll()`.
  */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { WebSocket, type ClientOptions } from 'ws'
 import { signToken } from '../../scripts/token.ts'
 import { loadConfig } from '../../src/config.ts'
@@ -40,13 +43,23 @@ export interface TestServer extends RunningServer {
 
 const servers = new Set<TestServer>()
 const sockets = new Set<TestSocket>()
+/** The DATA_DIRs made for servers that were given none; removed by `closeAll()`. */
+const dataDirs = new Set<string>()
 
-/** Starts the real service with `FAST_ENV` and the given overrides. */
+/**
+ * Starts the real service with `FAST_ENV` and the given overrides, in a DATA_DIR of its own (its
+ * SQLite store and saved logins) unless `env` names one.
+ */
 export async function startTestServer(
   env: Record<string, string> = {},
   options: StartServerOptions = {}
 ): Promise<TestServer> {
-  const running = await startServer(loadConfig({ ...FAST_ENV, ...env }), {
+  let dataDir = env.DATA_DIR
+  if (!dataDir) {
+    dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-edge-'))
+    dataDirs.add(dataDir)
+  }
+  const running = await startServer(loadConfig({ ...FAST_ENV, DATA_DIR: dataDir, ...env }), {
     logger: silentLogger,
     ...options,
   })
@@ -65,6 +78,8 @@ export async function closeAll(): Promise<void> {
   sockets.clear()
   await Promise.all([...servers].map((server) => server.close()))
   servers.clear()
+  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true })
+  dataDirs.clear()
 }
 
 export function tokenFor(

@@ -16,6 +16,8 @@ export interface ScriptedSession {
   options: EngineSessionOptions
   started: boolean
   stopCalls: number
+  /** True if the first stop asked the engine to log the device out (an unlink). */
+  loggedOut: boolean
   /** Delivers an engine event, as the real engine would. */
   emit(event: EngineEvent): void
   /** Delivers an event even after stop, breaking the contract on purpose. */
@@ -24,6 +26,8 @@ export interface ScriptedSession {
 
 export function createScriptedEngine(stopBehaviour: () => StopBehaviour = () => 'settles') {
   const sessions: ScriptedSession[] = []
+  /** The campaigns whose saved login was deleted (`forgetLogin`), in order. */
+  const forgotten: string[] = []
   const engine: Engine = {
     name: 'scripted',
     createSession(options) {
@@ -32,6 +36,7 @@ export function createScriptedEngine(stopBehaviour: () => StopBehaviour = () => 
         options,
         started: false,
         stopCalls: 0,
+        loggedOut: false,
         emit(event) {
           if (!stopping) options.onEvent(event)
         },
@@ -44,8 +49,9 @@ export function createScriptedEngine(stopBehaviour: () => StopBehaviour = () => 
         start() {
           session.started = true
         },
-        stop() {
+        stop(stopOptions) {
           session.stopCalls++
+          if (!stopping) session.loggedOut = stopOptions?.logout === true
           stopping ??=
             stopBehaviour() === 'settles'
               ? Promise.resolve({ forced: false, durationMs: 5 })
@@ -54,11 +60,15 @@ export function createScriptedEngine(stopBehaviour: () => StopBehaviour = () => 
         },
       }
     },
+    forgetLogin: async (campaignId) => {
+      forgotten.push(campaignId)
+    },
     close: async () => {},
   }
   return {
     engine,
     sessions,
+    forgotten,
     last(): ScriptedSession {
       const session = sessions.at(-1)
       if (!session) throw new Error('no engine session was created')

@@ -1,0 +1,59 @@
+/**
+ * What the session core needs of a durable store: the port that `src/store` (SQLite or
+ * PostgreSQL) fills, declared here so the core depends on no database. The composition root hands
+ * the opened store in; without one the service keeps everything in memory.
+ *
+ * The store keeps the core's vocabulary as text: what it reads back is checked, not trusted (a
+ * record written by another version may name a status this one does not know).
+ *
+ * @module
+ */
+
+/** What the campaign should be doing: `running` after a start request, `stopped` after a cleanup or an unlink. */
+export type WantedState = 'running' | 'stopped'
+
+export interface StoredHistoryEntry {
+  status: string
+  at: number
+  reason?: string
+  detail?: string
+}
+
+/** A session as last written (the whole record; a later save replaces it). */
+export interface StoredSession {
+  sessionId: string
+  campaignId: string
+  status: string
+  reason: string | null
+  detail: string | null
+  history: StoredHistoryEntry[]
+  startedAt: number
+  updatedAt: number
+  /** Null while the session lives (or when the process died under it). */
+  endedAt: number | null
+}
+
+export interface StoredCampaign {
+  campaignId: string
+  owner: string
+  wanted: WantedState
+  /** Its saved WhatsApp login exists and its last session reached ready. */
+  linked: boolean
+  lastSession: StoredSession | null
+}
+
+export interface SessionStore {
+  /**
+   * Makes `owner` the campaign's owner unless it has one; durable once it resolves. Resolves with
+   * the owner either way (the claimant's id if the claim won).
+   */
+  claim(campaignId: string, owner: string): Promise<{ owner: string; created: boolean }>
+  /** Written behind: returns at once. */
+  setWanted(campaignId: string, wanted: WantedState): void
+  /** Written behind: returns at once. */
+  setLinked(campaignId: string, linked: boolean): void
+  /** Written behind: returns at once. The campaign's claim must have resolved before. */
+  saveSession(record: StoredSession): void
+  /** A page of campaigns in id order, after `after`. */
+  listCampaigns(query: { after?: string; limit?: number }): Promise<StoredCampaign[]>
+}
