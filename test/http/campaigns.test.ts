@@ -636,6 +636,10 @@ describe('health, readiness and metrics', () => {
       status: 'ready',
       restore: { total: 0, started: 0, pending: 0, inFlight: 0, abandoned: 0, done: true },
     })
+    const metrics = await fetch(`${server.url}/metrics`).then((response) => response.text())
+    expect(metrics).toMatch(/^qrvisor_restore_campaigns\{state="total"\} 0$/m)
+    expect(metrics).toMatch(/^qrvisor_store_write_queue \d+$/m)
+    expect(metrics).toMatch(/^qrvisor_store_write_failing 0$/m)
 
     const token = await tokenFor('alice')
     await api(server, 'PUT', '/api/simulator/campaigns/slow/behaviour', {
