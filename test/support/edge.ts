@@ -3,6 +3,9 @@
  * tokens signed like `npm run token` does, and WebSocket clients that queue what they receive so a
  * test waits on messages, never on fixed sleeps. Everything opened here is closed by `closeAll()`.
  */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { WebSocket, type ClientOptions } from 'ws'
 import { signToken } from '../../scripts/token.ts'
 import { loadConfig } from '../../src/config.ts'
@@ -41,17 +44,36 @@ export interface TestServer extends RunningServer {
 const servers = new Set<TestServer>()
 const sockets = new Set<TestSocket>()
 
-/** Starts the real service with `FAST_ENV` and the given overrides. */
+/**
+ * Starts the real service with `FAST_ENV` and the given overrides. Unless `env` names one, each
+ * server gets a DATA_DIR of its own (what it saves, such as simulated logins, must not reach the
+ * next test), removed when it closes.
+ */
 export async function startTestServer(
   env: Record<string, string> = {},
   options: StartServerOptions = {}
 ): Promise<TestServer> {
-  const running = await startServer(loadConfig({ ...FAST_ENV, ...env }), {
-    logger: silentLogger,
-    ...options,
-  })
+  const ownDataDir = env.DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), 'qrvisor-edge-')) : ''
+  const removeOwnDataDir = () => {
+    if (ownDataDir !== '') rmSync(ownDataDir, { recursive: true, force: true })
+  }
+  let running: RunningServer
+  try {
+    const dataDirEnv = ownDataDir === '' ? {} : { DATA_DIR: ownDataDir }
+    running = await startServer(loadConfig({ ...FAST_ENV, ...dataDirEnv, ...env }), {
+      logger: silentLogger,
+      ...options,
+    })
+  } catch (error) {
+    removeOwnDataDir()
+    throw error
+  }
   const server: TestServer = {
     ...running,
+    async close() {
+      await running.close()
+      removeOwnDataDir()
+    },
     simulator: running.engine as SimulatedEngine,
     wsUrl: `${running.url.replace('http', 'ws')}/ws/campaigns`,
   }
