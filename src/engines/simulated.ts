@@ -59,6 +59,8 @@ export interface SimulatedEngineOptions {
 }
 
 export interface SimulatedEngine extends Engine {
+  /** Deletes the campaign's saved login (see `Engine.forgetLogin`). */
+  forgetLogin(campaignId: string): Promise<void>
   /** The phone scans the current QR. False when no QR is shown. */
   scan(campaignId: string): boolean
   /** The phone logs the device out. False when no session of the campaign is running. */

@@ -16,8 +16,13 @@ import { WwebjsSession } from './session.ts'
 
 export type { WwebjsEngineOptions } from './options.ts'
 
+export interface WwebjsEngine extends Engine {
+  /** Deletes the campaign's profile, its saved login (see `Engine.forgetLogin`). */
+  forgetLogin(campaignId: string): Promise<void>
+}
+
 /** Creates the wwebjs engine. Run `runJanitor` (./janitor.ts) once before the first session. */
-export function createWwebjsEngine(options: WwebjsEngineOptions): Engine {
+export function createWwebjsEngine(options: WwebjsEngineOptions): WwebjsEngine {
   for (const name of ['destroyTimeoutMs', 'killTimeoutMs'] as const) {
     if (!(options[name] > 0)) throw new Error(`wwebjs engine: ${name} must be a positive number`)
   }
