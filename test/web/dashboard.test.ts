@@ -110,12 +110,15 @@ describe('the dashboard (/) in a real browser', () => {
     await page.getByLabel('Campaign id').fill('gina-shop')
     await page.getByRole('button', { name: 'Show QR code' }).click()
     await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    const unlink = page.getByRole('button', { name: 'Unlink WhatsApp' })
+    // Nothing is linked while the first QR waits for its scan: nothing to unlink.
+    await expect.poll(() => page.locator('#link-status').textContent()).toBe('Waiting for the scan')
+    expect(await unlink.isVisible()).toBe(false)
     await page.getByRole('button', { name: 'Scan the QR' }).click()
     await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
     const linked = await connection()
     expect(linked.status).toBe('ready')
 
-    const unlink = page.getByRole('button', { name: 'Unlink WhatsApp' })
     const dialog = page.getByRole('dialog', { name: 'Unlink WhatsApp from gina-shop?' })
     await unlink.click()
     await dialog.waitFor()

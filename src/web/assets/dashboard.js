@@ -337,7 +337,7 @@ function applyStatus(status, reason, active) {
   badge.dataset.status = status
   badge.textContent = statusLabel(status)
   // Also once linked: starting over restarts the session (WhatsApp reconnects with its saved
-  // login; to link another phone, log the device out from the phone first).
+  // login; to link another phone, unlink first).
   $('restart-button').hidden = !active
   if (status === 'ready') {
     link.outcome = 'linked'
@@ -519,11 +519,15 @@ function renderCountdown() {
 
 // ---- Unlinking -------------------------------------------------------------------------------
 
-/** Offered while the campaign has a session, or may still keep the login of its last one. */
+/**
+ * Offered while the campaign may keep a login: its session reached ready (and nobody logged it out
+ * since), or holds an engine that may run on a saved login (starting, or scanned and syncing). Not
+ * while a QR waits for its first scan: nothing is linked, and “Start over” or “Clean up” end that.
+ */
 function renderUnlinkButton() {
-  const button = $('unlink-button')
-  button.hidden =
-    !link.campaignId || link.outcome === 'unlinked' || !(link.active || link.mayBeLinked)
+  const mayRunOnALogin = link.active && link.status !== 'awaitingScan'
+  $('unlink-button').hidden =
+    !link.campaignId || link.outcome === 'unlinked' || !(link.mayBeLinked || mayRunOnALogin)
 }
 
 function openUnlinkDialog() {
