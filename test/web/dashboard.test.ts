@@ -168,6 +168,22 @@ describe('the dashboard (/) in a real browser', () => {
     expect(again.status).toBe('awaitingScan')
   }, 60_000)
 
+  it('shows an unlink made elsewhere (another tab, the API) in the panel', async () => {
+    const token = await service.token('ivan')
+    const page = await openDashboard(token)
+    await page.getByLabel('Campaign id').fill('ivan-shop')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    await page.getByRole('button', { name: 'Scan the QR' }).click()
+    await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
+
+    await service.api(token, 'POST', '/api/campaigns/ivan-shop/logout')
+    await page.locator('#outcome[data-kind="unlinked"]').waitFor({ timeout: 10_000 })
+    expect(await page.locator('#outcome-title').textContent()).toBe('Unlinked')
+    expect(await page.getByRole('button', { name: 'Link again' }).isVisible()).toBe(true)
+    expect(await page.getByRole('button', { name: 'Unlink WhatsApp' }).isVisible()).toBe(false)
+  }, 60_000)
+
   it('says why an unlink failed, and the campaign stays linked', async () => {
     const token = await service.token('hank')
     const page = await openDashboard(token)

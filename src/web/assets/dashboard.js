@@ -552,6 +552,7 @@ async function unlink(campaignId) {
   renderLink('Unlinking WhatsApp…')
   try {
     const answer = await api.post(`/api/campaigns/${encodeURIComponent(campaignId)}/logout`)
+    syncCampaign(campaignId)
     if (link.campaignId !== campaignId) return
     if (answer.loginDeleted) {
       showUnlinked()
@@ -559,7 +560,6 @@ async function unlink(campaignId) {
     } else {
       renderLink(answer.message)
     }
-    syncCampaign(campaignId)
   } catch (error) {
     if (error.status === 401) return handleApiError(error)
     if (link.campaignId !== campaignId) return
