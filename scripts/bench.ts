@@ -133,7 +133,7 @@ async function runStoreBenchmark(): Promise<void> {
   const results: CoreStoreFigures[] = []
   try {
     console.log(
-      '| N | store | per start (wall) | CPU per start | answer p99 | loop delay p99 (max) | write lag p99: starts / whole run (max) | longest batch | heap per live session | shutdown |'
+      '| N | store | per start (wall) | CPU per start | answer p99 | loop delay p99 (max) | write lag p99: starts / QRs / scans and timeouts / shutdown; whole run (max) | longest batch | heap per live session | shutdown |'
     )
     console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for (const n of storeSizes) {
@@ -156,7 +156,7 @@ async function runStoreBenchmark(): Promise<void> {
         results.push(r)
         const w = r.writes
         console.log(
-          `| ${n.toLocaleString('en')} | ${design} | ${r.startUsPerSession.toFixed(1)} µs | ${r.startCpuUsPerSession.toFixed(1)} µs | ${ms(r.answerP99Ms)} | ${ms(r.loopDelayP99Ms)} (${ms(r.loopDelayMaxMs)}) | ${w ? `${ms(w.lagP99MsByPhase.starts)} / ${ms(w.lagP99Ms)} (${ms(w.lagMaxMs)})` : '–'} | ${w ? ms(w.longestBatchMs) : '–'} | ${kib(r.heapPerSessionBytes)} | ${r.shutdownMs.toFixed(0)} ms |`
+          `| ${n.toLocaleString('en')} | ${design} | ${r.startUsPerSession.toFixed(1)} µs | ${r.startCpuUsPerSession.toFixed(1)} µs | ${ms(r.answerP99Ms)} | ${ms(r.loopDelayP99Ms)} (${ms(r.loopDelayMaxMs)}) | ${w ? `${ms(w.lagP99MsByPhase.starts)} / ${ms(w.lagP99MsByPhase.qrs)} / ${ms(w.lagP99MsByPhase.scansAndTimeouts)} / ${ms(w.lagP99MsByPhase.shutdown)}; ${ms(w.lagP99Ms)} (${ms(w.lagMaxMs)})` : '–'} | ${w ? ms(w.longestBatchMs) : '–'} | ${kib(r.heapPerSessionBytes)} | ${r.shutdownMs.toFixed(0)} ms |`
         )
       }
     }
