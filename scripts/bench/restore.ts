@@ -19,7 +19,7 @@
  *
  * The engine: the simulated one (the configuration's delays: a launch takes SIM_QR_DELAY_MS, 300 ms,
  * to authenticate, then 500 ms to ready). Until it keeps saved logins under DATA_DIR by itself,
- * each seeded campaign is set to start as a saved login does (`startup: 'restored'`: authenticated,
+ * each seeded campaign has a saved login under DATA_DIR, so it starts as a saved login does (authenticated,
  * then ready, no QR).
  *
  * @module
@@ -30,7 +30,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { loadConfig } from '../../src/config.ts'
+import { systemClock } from '../../src/clock.ts'
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
+import { simulatedLoginFiles } from '../../src/engines/simulatedLogins.ts'
 import { silentLogger } from '../../src/logger.ts'
 import { startServer } from '../../src/server.ts'
 import { openStore } from '../../src/store/index.ts'
@@ -129,9 +131,11 @@ async function run(): Promise<RestoreFigures> {
       authDelayMs: AUTH_DELAY_MS,
       destroyTimeoutMs: config.timeouts.destroyMs,
       killTimeoutMs: config.timeouts.killMs,
+      dataDir,
     })
-    // TODO: seed the simulated engine's saved logins under DATA_DIR once it keeps them there.
-    for (let i = 0; i < N; i++) engine.setBehaviour(`r${i}`, { startup: 'restored' })
+    // Each campaign's saved login, as a phone's scan in an earlier run left it.
+    const logins = simulatedLoginFiles(dataDir, systemClock)
+    for (let i = 0; i < N; i++) logins.save(`r${i}`)
 
     const loop = monitorEventLoopDelay({ resolution: 1 })
     loop.enable()
