@@ -108,6 +108,11 @@ export interface WriteBehindOptions {
   maxQueued: number
   /** Records written per transaction; the loop is yielded between transactions. */
   batchRows: number
+  /**
+   * Transactions written at once (each on its own connection). A record is in one of them at most:
+   * a change made while its record is being written goes in a later round.
+   */
+  parallelBatches: number
   /** Retries of a failed batch back off from `lagMs`, doubling, up to this. */
   retryMaxMs: number
 }
@@ -116,6 +121,7 @@ export const DEFAULT_WRITE_BEHIND: WriteBehindOptions = {
   lagMs: 50,
   maxQueued: 10_000,
   batchRows: 200,
+  parallelBatches: 1,
   retryMaxMs: 5_000,
 }
 
