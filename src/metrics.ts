@@ -10,6 +10,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { SESSION_STATUSES } from './session/api.ts'
 import type { SessionEvent, SessionService } from './session/api.ts'
+import type { CampaignStore } from './store/campaignStore.ts'
 
 export interface Metrics {
   readonly registry: Registry
@@ -25,6 +26,8 @@ export interface Metrics {
 
 export interface MetricsOptions {
   sessions: Pick<SessionService, 'stats'>
+  /** The durable store, when there is one: its write-behind queue and failures. */
+  store?: Pick<CampaignStore, 'health'>
   /** Also collect Node's process metrics (CPU, memory, event loop lag). */
   processMetrics?: boolean
 }
@@ -47,7 +50,7 @@ const MAX_TRACKED_SESSIONS = 50_000
  * const metrics = createMetrics({ sessions })
  * app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'Content-Type': metrics.contentType }))
  */
-export function createMetrics({ sessions, processMetrics = true }: MetricsOptions): Metrics {
+export function createMetrics({ sessions, store, processMetrics = true }: MetricsOptions): Metrics {
   const registry = new Registry()
   if (processMetrics) collectDefaultMetrics({ register: registry, prefix: 'qrvisor_' })
 
@@ -84,6 +87,32 @@ export function createMetrics({ sessions, processMetrics = true }: MetricsOption
       this.set({ state: 'abandoned' }, restore.abandoned)
     },
   })
+  if (store) {
+    new Gauge({
+      name: 'qrvisor_store_write_queue',
+      help: 'Changed records waiting to be written to the store.',
+      registers: [registry],
+      collect() {
+        this.set(store.health().queued)
+      },
+    })
+    new Gauge({
+      name: 'qrvisor_store_write_failing',
+      help: '1 while writes to the store fail (they are retried), else 0.',
+      registers: [registry],
+      collect() {
+        this.set(store.health().failing === null ? 0 : 1)
+      },
+    })
+    new Gauge({
+      name: 'qrvisor_store_changes_dropped',
+      help: 'Changes not queued because the queue was full (the database had been failing); each such record is written again with its next change.',
+      registers: [registry],
+      collect() {
+        this.set(store.health().dropped)
+      },
+    })
+  }
   new Gauge({
     name: 'qrvisor_sessions_max',
     help: 'MAX_SESSIONS: live sessions allowed at once.',

@@ -140,7 +140,7 @@ export async function startServer(
     await engine.close()
     throw error
   }
-  const metrics = createMetrics({ sessions })
+  const metrics = createMetrics({ sessions, ...(store ? { store } : {}) })
   sessions.observe((event) => metrics.observe(event))
   const qrImages =
     overrides.qrImages ??

@@ -324,6 +324,55 @@ describe('POST /api/campaigns/:campaignId/cleanup-session', () => {
   })
 })
 
+describe('POST /api/campaigns/:campaignId/logout', () => {
+  it('unlinks a linked campaign: the session ends unlinked, the next QR needs a scan, the owner stays', async () => {
+    const server = await startTestServer()
+    const alice = await tokenFor('alice')
+    const bob = await tokenFor('bob')
+    const started = await api(server, 'POST', '/api/campaigns/c1/qr-code', { token: alice })
+    await waitForStatus(server, alice, 'c1', 'awaitingScan')
+    await api(server, 'POST', '/api/simulator/campaigns/c1/scan', { token: alice })
+    await waitForStatus(server, alice, 'c1', 'ready')
+
+    const unlinked = await api(server, 'POST', '/api/campaigns/c1/logout', { token: alice })
+    expect(unlinked.status).toBe(200)
+    expect(unlinked.json).toEqual({
+      message: 'WhatsApp unlinked; a new QR code links a phone again',
+      campaignId: 'c1',
+      sessionId: started.json.sessionId,
+      hadSession: true,
+      loginDeleted: true,
+    })
+    expect(server.simulator.liveCount()).toBe(0)
+    const connection = await api(server, 'GET', '/api/campaigns/c1/connection', { token: alice })
+    expect(connection.json).toMatchObject({ status: 'cleaned', reason: 'unlinked' })
+    expect(connection.json.history.at(-1)).toMatchObject({ status: 'cleaned', reason: 'unlinked' })
+    expect(await server.store!.getCampaign('c1')).toMatchObject({
+      owner: 'alice',
+      linked: false,
+      wanted: 'stopped',
+    })
+
+    expect((await api(server, 'POST', '/api/campaigns/c1/qr-code', { token: bob })).status).toBe(
+      403
+    )
+    await api(server, 'POST', '/api/campaigns/c1/qr-code', { token: alice })
+    await waitForStatus(server, alice, 'c1', 'awaitingScan')
+  })
+
+  it('is idempotent, and unlinks a campaign with no session', async () => {
+    const server = await startTestServer()
+    const token = await tokenFor('alice')
+    await api(server, 'POST', '/api/campaigns/c2/qr-code', { token })
+    await api(server, 'POST', '/api/campaigns/c2/cleanup-session', { token })
+    for (let i = 0; i < 2; i++) {
+      const { status, json } = await api(server, 'POST', '/api/campaigns/c2/logout', { token })
+      expect(status).toBe(200)
+      expect(json).toMatchObject({ hadSession: false, loginDeleted: true })
+    }
+  })
+})
+
 describe('GET /api/campaigns', () => {
   it("lists the caller's campaigns, and every campaign to an admin", async () => {
     const server = await startTestServer()
@@ -481,6 +530,7 @@ describe('ownership', () => {
       ['POST', '/api/campaigns/hers/qr-code'],
       ['GET', '/api/campaigns/hers/connection'],
       ['POST', '/api/campaigns/hers/cleanup-session'],
+      ['POST', '/api/campaigns/hers/logout'],
       ['POST', '/api/simulator/campaigns/hers/scan'],
       ['POST', '/api/simulator/campaigns/hers/disconnect'],
       ['POST', '/api/simulator/campaigns/hers/crash'],
@@ -580,7 +630,16 @@ describe('health, readiness and metrics', () => {
   it('answers /healthz and /readyz without a token, and /readyz 503 once shutting down', async () => {
     const server = await startTestServer()
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
-    expect((await fetch(`${server.url}/readyz`)).status).toBe(200)
+    const ready = await fetch(`${server.url}/readyz`)
+    expect(ready.status).toBe(200)
+    expect(await ready.json()).toEqual({
+      status: 'ready',
+      restore: { total: 0, started: 0, pending: 0, inFlight: 0, abandoned: 0, done: true },
+    })
+    const metrics = await fetch(`${server.url}/metrics`).then((response) => response.text())
+    expect(metrics).toMatch(/^qrvisor_restore_campaigns\{state="total"\} 0$/m)
+    expect(metrics).toMatch(/^qrvisor_store_write_queue \d+$/m)
+    expect(metrics).toMatch(/^qrvisor_store_write_failing 0$/m)
 
     const token = await tokenFor('alice')
     await api(server, 'PUT', '/api/simulator/campaigns/slow/behaviour', {
