@@ -186,16 +186,9 @@ async function restartKeepsEverything(store: Record<string, string>): Promise<vo
   expect((await connection(url, 'bob', 'spring-sale')).status).toBe(403)
 
   // broken-phone: its session failed and ended before the restart.
-  const behaviour = await call(
-    url,
-    'alice',
-    'PUT',
-    '/api/simulator/campaigns/broken-phone/behaviour',
-    {
-      startup: 'error',
-    }
-  )
-  expect(behaviour.status).toBe(200)
+  const failing = { startup: 'error' }
+  const behaviour = '/api/simulator/campaigns/broken-phone/behaviour'
+  expect((await call(url, 'alice', 'PUT', behaviour, failing)).status).toBe(200)
   expect((await requestQr(url, 'alice', 'broken-phone')).status).toBe(202)
   const failed = await connectionWhen(
     url,
