@@ -44,6 +44,7 @@ export interface Config {
   wsAllowedOrigins: string[] | null
   simulator: { qrDelayMs: number; qrRotateMs: number }
   store: StoreConfig
+  webhooks: WebhookConfig
   /** `RESTORE_CONCURRENCY`: restored sessions launching at once (default: 2 wwebjs, 100 simulated). */
   restoreConcurrency: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -62,6 +63,27 @@ export interface StoreConfig {
   writeLagMs: number
   /** `STORE_WRITE_QUEUE_MAX`: changed records queued at most while the database fails. */
   writeQueueMax: number
+}
+
+export interface WebhookConfig {
+  /** `WEBHOOK_URL`, `WEBHOOK_SECRET`, `WEBHOOK_EVENTS`: the service-wide endpoint; null: none. */
+  service: { url: string; secret: string; events: string[] } | null
+  /** `WEBHOOK_ALLOW_PRIVATE` */
+  allowPrivate: boolean
+  /** `WEBHOOK_TIMEOUT_MS` */
+  timeoutMs: number
+  /** `WEBHOOK_RETRY_BASE_MS` */
+  retryBaseMs: number
+  /** `WEBHOOK_RETRY_MAX_MS` */
+  retryMaxMs: number
+  /** `WEBHOOK_MAX_ATTEMPTS` */
+  maxAttempts: number
+  /** `WEBHOOK_CONCURRENCY` */
+  concurrency: number
+  /** `WEBHOOK_ENDPOINT_CONCURRENCY` */
+  endpointConcurrency: number
+  /** `WEBHOOK_RETENTION_MS` */
+  retentionMs: number
 }
 
 /** A configuration value is missing or wrong; the message names the variable. */
@@ -199,6 +221,41 @@ const environmentSchema = z.object({
   STORE_WRITE_LAG_MS: duration(0).default(50),
   STORE_WRITE_QUEUE_MAX: integer(1).default(10_000),
   RESTORE_CONCURRENCY: integer(1, 10_000).optional(),
+  WEBHOOK_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  WEBHOOK_SECRET: z
+    .string()
+    .refine(
+      (secret) => {
+        const base64 = secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : ''
+        return /^[A-Za-z0-9+/]+={0,2}$/.test(base64) && Buffer.from(base64, 'base64').length >= 24
+      },
+      { error: 'must be a Standard Webhooks secret: whsec_ and base64 of at least 24 random bytes' }
+    )
+    .optional(),
+  WEBHOOK_EVENTS: z
+    .string()
+    .transform((value) =>
+      value
+        .split(',')
+        .map((name) => name.trim())
+        .filter(Boolean)
+    )
+    .pipe(
+      z.array(
+        z.enum(['session.status', 'session.qr'], {
+          error: 'must list session.status and/or session.qr, comma-separated',
+        })
+      )
+    )
+    .optional(),
+  WEBHOOK_ALLOW_PRIVATE: boolean.default(false),
+  WEBHOOK_TIMEOUT_MS: duration(1).default(10_000),
+  WEBHOOK_RETRY_BASE_MS: duration(1).default(5_000),
+  WEBHOOK_RETRY_MAX_MS: duration(1).default(60 * 60_000),
+  WEBHOOK_MAX_ATTEMPTS: integer(1, 100).default(8),
+  WEBHOOK_CONCURRENCY: integer(1, 1_000).default(32),
+  WEBHOOK_ENDPOINT_CONCURRENCY: integer(1, 100).default(4),
+  WEBHOOK_RETENTION_MS: duration(1).default(7 * 24 * 60 * 60_000),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       error: 'must be one of fatal, error, warn, info, debug, trace, silent',
@@ -236,6 +293,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.JWT_SECRET !== undefined) keys.push({ kind: 'secret', secret: e.JWT_SECRET })
   if (e.JWT_PUBLIC_KEY !== undefined) keys.push({ kind: 'publicKey', pem: e.JWT_PUBLIC_KEY })
   if (e.JWT_JWKS_URL !== undefined) keys.push({ kind: 'jwks', url: e.JWT_JWKS_URL })
+  if ((e.WEBHOOK_URL === undefined) !== (e.WEBHOOK_SECRET === undefined)) {
+    throw new ConfigError(
+      'Invalid configuration: WEBHOOK_URL and WEBHOOK_SECRET go together ' +
+        `(${e.WEBHOOK_URL === undefined ? 'WEBHOOK_SECRET is set without WEBHOOK_URL' : 'WEBHOOK_URL is set without WEBHOOK_SECRET'}); ` +
+        'to make a secret: echo "whsec_$(openssl rand -base64 32)".'
+    )
+  }
   const [key] = keys
   if (key === undefined || keys.length > 1) {
     throw new ConfigError(
@@ -275,6 +339,24 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       writeLagMs: e.STORE_WRITE_LAG_MS,
       writeQueueMax: e.STORE_WRITE_QUEUE_MAX,
     },
+    webhooks: {
+      service:
+        e.WEBHOOK_URL !== undefined && e.WEBHOOK_SECRET !== undefined
+          ? {
+              url: e.WEBHOOK_URL,
+              secret: e.WEBHOOK_SECRET,
+              events: e.WEBHOOK_EVENTS ?? ['session.status'],
+            }
+          : null,
+      allowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      retryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+      retryMaxMs: e.WEBHOOK_RETRY_MAX_MS,
+      maxAttempts: e.WEBHOOK_MAX_ATTEMPTS,
+      concurrency: e.WEBHOOK_CONCURRENCY,
+      endpointConcurrency: e.WEBHOOK_ENDPOINT_CONCURRENCY,
+      retentionMs: e.WEBHOOK_RETENTION_MS,
+    },
     restoreConcurrency: e.RESTORE_CONCURRENCY ?? (e.WA_ENGINE === 'wwebjs' ? 2 : 100),
     logLevel: e.LOG_LEVEL,
   }
@@ -282,7 +364,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** Secrets are never echoed back in an error message. */
 function redact(name: string, value: string | undefined): string | undefined {
-  if (name === 'JWT_SECRET') return '[redacted]'
+  if (name === 'JWT_SECRET' || name === 'WEBHOOK_SECRET') return '[redacted]'
   // A database URL may carry a password.
   if (name === 'DATABASE_URL' && value) return value.replace(/\/\/[^@/]*@/, '//[redacted]@')
   return value

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'invalid_campaign_id'
   | 'invalid_body'
   | 'invalid_query'
+  | 'invalid_webhook_url'
   | 'not_found'
   | 'method_not_allowed'
   | 'nothing_to_do'

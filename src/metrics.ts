@@ -11,6 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { SESSION_STATUSES } from './session/api.ts'
 import type { SessionEvent, SessionService } from './session/api.ts'
 import type { CampaignStore } from './store/campaignStore.ts'
+import type { Webhooks } from './webhooks/webhooks.ts'
 
 export interface Metrics {
   readonly registry: Registry
@@ -28,6 +29,8 @@ export interface MetricsOptions {
   sessions: Pick<SessionService, 'stats'>
   /** The durable store, when there is one: its write-behind queue and failures. */
   store?: Pick<CampaignStore, 'health'>
+  /** The webhooks, when there are: deliveries, failures, the outbox's depth and lag. */
+  webhooks?: Pick<Webhooks, 'counters' | 'depth'>
   /** Also collect Node's process metrics (CPU, memory, event loop lag). */
   processMetrics?: boolean
 }
@@ -50,7 +53,12 @@ const MAX_TRACKED_SESSIONS = 50_000
  * const metrics = createMetrics({ sessions })
  * app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'Content-Type': metrics.contentType }))
  */
-export function createMetrics({ sessions, store, processMetrics = true }: MetricsOptions): Metrics {
+export function createMetrics({
+  sessions,
+  store,
+  webhooks,
+  processMetrics = true,
+}: MetricsOptions): Metrics {
   const registry = new Registry()
   if (processMetrics) collectDefaultMetrics({ register: registry, prefix: 'qrvisor_' })
 
@@ -110,6 +118,66 @@ export function createMetrics({ sessions, store, processMetrics = true }: Metric
       registers: [registry],
       collect() {
         this.set(store.health().dropped)
+      },
+    })
+  }
+  if (webhooks) {
+    const counted: Array<[string, string, keyof ReturnType<Webhooks['counters']>]> = [
+      ['qrvisor_webhook_attempts_total', 'Webhook delivery attempts.', 'attempts'],
+      ['qrvisor_webhook_delivered_total', 'Webhook deliveries answered 2xx.', 'delivered'],
+      [
+        'qrvisor_webhook_failures_total',
+        'Webhook attempts that failed (each retry counts).',
+        'failures',
+      ],
+      [
+        'qrvisor_webhook_given_up_total',
+        'Webhook deliveries given up (failed after the last attempt).',
+        'gaveUp',
+      ],
+      [
+        'qrvisor_webhook_endpoints_disabled_total',
+        'Webhook endpoints disabled by a 410 Gone.',
+        'disabled',
+      ],
+    ]
+    for (const [name, help, key] of counted) {
+      new Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.reset()
+          this.inc(webhooks.counters()[key])
+        },
+      })
+    }
+    new Gauge({
+      name: 'qrvisor_webhook_in_flight',
+      help: 'Webhook attempts in flight.',
+      registers: [registry],
+      collect() {
+        this.set(webhooks.counters().inFlight)
+      },
+    })
+    new Gauge({
+      name: 'qrvisor_webhook_queue',
+      help: 'Webhook deliveries in the outbox, by status (pending, failed).',
+      labelNames: ['status'],
+      registers: [registry],
+      async collect() {
+        const depth = await webhooks.depth()
+        this.set({ status: 'pending' }, depth.pending)
+        this.set({ status: 'failed' }, depth.failed)
+      },
+    })
+    new Gauge({
+      name: 'qrvisor_webhook_lag_seconds',
+      help: 'Age of the oldest pending webhook delivery (0 when none is pending).',
+      registers: [registry],
+      async collect() {
+        const { oldestPendingAt } = await webhooks.depth()
+        this.set(oldestPendingAt === null ? 0 : Math.max(0, Date.now() - oldestPendingAt) / 1000)
       },
     })
   }

@@ -27,6 +27,8 @@ import {
   type SupervisedSessionService,
 } from './session/service.ts'
 import { openStore, type CampaignStore } from './store/index.ts'
+import { createWebhooks, type Webhooks } from './webhooks/webhooks.ts'
+import { forwardSessionEvents, type SessionEventForwarding } from './webhooks/sessionEvents.ts'
 import type { StartResult } from './session/api.ts'
 import { createWebSocketHub, type WebSocketHubOptions } from './ws/hub.ts'
 import { toMermaid } from './inspect/diagram.ts'
@@ -68,6 +70,8 @@ export interface RunningServer {
   engine: Engine
   /** The durable store; null when the server runs in memory (`store: false`). */
   store: CampaignStore | null
+  /** The webhooks (they need the store's outbox); null without a store. */
+  webhooks: Webhooks | null
   /** Graceful shutdown; resolves once every session is torn down and every socket closed. */
   close(): Promise<void>
 }
@@ -103,11 +107,13 @@ export async function startServer(
       }
     : await createEngine(config, logger)
   let store: CampaignStore | null = null
-  let sessions: SupervisedSessionService<StartResult | Promise<StartResult>>
+  let opened: SupervisedSessionService<StartResult | Promise<StartResult>> | undefined
   let beginRestore = () => {}
+  let webhooks: Webhooks | null = null
+  let forwarding: SessionEventForwarding | null = null
   try {
     if (overrides.store === false) {
-      sessions = createSessionService({ engine, timeouts: config.timeouts, maxSessions, logger })
+      opened = createSessionService({ engine, timeouts: config.timeouts, maxSessions, logger })
     } else {
       store = await openStore({
         dataDir: config.dataDir,
@@ -131,16 +137,28 @@ export async function startServer(
         store,
         restoreConcurrency: config.restoreConcurrency,
       })
-      sessions = durable
+      opened = durable
       beginRestore = () => durable.beginRestore()
+      webhooks = createWebhooks({ store, ...config.webhooks, logger })
+      await webhooks.start()
+      forwarding = forwardSessionEvents({ sessions: durable, webhooks, logger })
     }
   } catch (error) {
-    // A store that cannot be opened or read stops the start; nothing may outlive it.
-    await store?.close().catch(() => undefined)
+    // A store that cannot be opened or read, or a service-wide webhook URL that is refused, stops
+    // the start; nothing may outlive it.
+    forwarding?.unsubscribe()
+    await webhooks?.stop().catch(() => undefined)
+    await opened?.shutdown().catch(() => undefined)
     await engine.close()
+    await store?.close().catch(() => undefined)
     throw error
   }
-  const metrics = createMetrics({ sessions, ...(store ? { store } : {}) })
+  const sessions = opened!
+  const metrics = createMetrics({
+    sessions,
+    ...(store ? { store } : {}),
+    ...(webhooks ? { webhooks } : {}),
+  })
   sessions.observe((event) => metrics.observe(event))
   const qrImages =
     overrides.qrImages ??
@@ -155,6 +173,7 @@ export async function startServer(
     qrImages,
     metrics,
     simulator,
+    ...(webhooks ? { webhooks } : {}),
     logger,
     isReady: () => state === 'ready',
     corsOrigins: config.corsOrigins,
@@ -228,6 +247,8 @@ export async function startServer(
     await hub.close()
     await qrImages.close()
     await engine.close()
+    forwarding?.unsubscribe()
+    await webhooks?.stop()
     await store?.close()
     throw error
   }
@@ -248,6 +269,11 @@ export async function startServer(
     server.closeAllConnections()
     await qrImages.close()
     await engine.close()
+    // The sessions' final statuses are committed to the outbox, then the worker stops (what it
+    // did not deliver stays in the outbox for the next start).
+    await forwarding?.settled()
+    forwarding?.unsubscribe()
+    await webhooks?.stop()
     // Last: the sessions' final statuses (cleaned, shutdown) are written before it closes.
     await store?.close()
     await stoppedListening
@@ -260,6 +286,7 @@ export async function startServer(
     sessions,
     engine,
     store,
+    webhooks,
     close: () => (closing ??= shutdown()),
   }
 }

@@ -20,6 +20,7 @@ import { answerMethodNotAllowed } from './methodNotAllowed.ts'
 import { requireBearerToken, type AppEnv } from './middleware.ts'
 import { BEARER, errors, json, validationHook } from './schemas.ts'
 import { createSimulatorRoutes, type SimulatorControls } from './simulator.ts'
+import { createWebhookRoutes, type WebhookRoutesOptions } from './webhooks.ts'
 
 export interface AppOptions {
   sessions: SessionService
@@ -29,6 +30,8 @@ export interface AppOptions {
   /** The simulated engine's controls; the `/api/simulator` routes exist only when given. */
   simulator?: SimulatorControls
   logger?: Logger
+  /** The webhooks (with a durable store): their routes exist only then. */
+  webhooks?: WebhookRoutesOptions['webhooks']
   /** False while the process starts or shuts down: `/readyz` answers 503. */
   isReady?: () => boolean
   /**
@@ -61,6 +64,7 @@ export function createApp({
   qrImages,
   metrics,
   simulator,
+  webhooks,
   logger = silentLogger,
   isReady = () => true,
   corsOrigins = [],
@@ -102,6 +106,7 @@ export function createApp({
   api.on(['POST', 'PUT', 'PATCH', 'DELETE'], '*', limitBody)
   api.use(requireBearerToken({ verifier }))
   api.route('/campaigns', createCampaignRoutes({ sessions, qrImages, logger, qrImageWaitMs }))
+  if (webhooks) api.route('/', createWebhookRoutes({ webhooks, sessions, logger }))
   if (simulator) {
     api.route('/simulator/campaigns', createSimulatorRoutes({ simulator, sessions, logger }))
   }

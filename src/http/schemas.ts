@@ -39,6 +39,7 @@ const ERROR_CODES = [
   'invalid_campaign_id',
   'invalid_body',
   'invalid_query',
+  'invalid_webhook_url',
   'not_found',
   'method_not_allowed',
   'nothing_to_do',
@@ -65,7 +66,7 @@ const sessionStatus = z.enum(SESSION_STATUSES).openapi('SessionStatus')
 // Not a named component: zod-to-openapi would make the component nullable for every use.
 const sessionReason = z.enum(SESSION_REASONS).openapi({
   description:
-    'Why a session left its happy path; the last three say who ended a session that did not fail.',
+    'Why a session left its happy path; the last four say who ended a session that did not fail.',
 })
 const isoTime = z.iso.datetime()
 const sessionId = z.string().openapi({ description: 'A capability: never logged.' })

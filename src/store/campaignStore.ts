@@ -19,8 +19,6 @@ import type { WebhookOutbox } from './webhookOutbox.ts'
 /** What the campaign should be doing: `running` after a start request, `stopped` after a cleanup or an unlink. */
 export type WantedState = 'running' | 'stopped'
 
-export const WANTED_STATES: readonly WantedState[] = ['running', 'stopped']
-
 /** One step of a session's history, as the core records it. */
 export interface HistoryRecord {
   status: string

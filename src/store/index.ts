@@ -6,5 +6,5 @@
 export * from './campaignStore.ts'
 export { StoreClosedError, StoreOpenError } from './errors.ts'
 export type { StoreOptions } from './kyselyStore.ts'
-export { openStore, SQLITE_FILE, type OpenStoreOptions } from './openStore.ts'
+export { openStore, SQLITE_FILE } from './openStore.ts'
 export * from './webhookOutbox.ts'

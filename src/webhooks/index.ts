@@ -6,13 +6,7 @@
  */
 export { checkWebhookUrl, isPublicAddress, WebhookUrlError, type Resolve } from './addressPolicy.ts'
 export { retryDelay } from './backoff.ts'
-export {
-  DEFAULT_DELIVERY_OPTIONS,
-  type AttemptReport,
-  type DeliveryCounters,
-  type DeliveryOptions,
-} from './deliveryWorker.ts'
 export * from './events.ts'
-export { newSigningSecret, signWebhook } from './signing.ts'
-export type { SendResult, WebhookRequest, WebhookSender } from './webhookSender.ts'
+export { newSigningSecret } from './signing.ts'
+export type { WebhookSender } from './webhookSender.ts'
 export * from './webhooks.ts'
