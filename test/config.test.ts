@@ -193,4 +193,58 @@ describe('CORS_ORIGINS and WS_ALLOWED_ORIGINS', () => {
       )
     }
   })
+
+  it('reads the store, the restore and the webhooks, with their defaults', () => {
+    const defaults = loadConfig({ JWT_SECRET: SECRET })
+    expect(defaults.store).toEqual({
+      databaseUrl: null,
+      historyMaxEntries: 50,
+      endedSessionsMax: 20,
+      endedSessionsTtlMs: 7 * 24 * 60 * 60_000,
+      writeLagMs: 50,
+      writeQueueMax: 10_000,
+    })
+    expect(defaults.restoreConcurrency).toBe(2)
+    expect(loadConfig({ JWT_SECRET: SECRET, WA_ENGINE: 'simulated' }).restoreConcurrency).toBe(100)
+    expect(defaults.webhooks).toMatchObject({ service: null, allowPrivate: false, maxAttempts: 8 })
+
+    const hook = `whsec_${Buffer.alloc(32, 1).toString('base64')}`
+    const set = loadConfig({
+      JWT_SECRET: SECRET,
+      DATABASE_URL: 'postgres://qrvisor:pw@db:5432/qrvisor',
+      RESTORE_CONCURRENCY: '10',
+      WEBHOOK_URL: 'https://backend.example.com/hook',
+      WEBHOOK_SECRET: hook,
+      WEBHOOK_EVENTS: 'session.status, session.qr',
+    })
+    expect(set.store.databaseUrl).toBe('postgres://qrvisor:pw@db:5432/qrvisor')
+    expect(set.restoreConcurrency).toBe(10)
+    expect(set.webhooks.service).toEqual({
+      url: 'https://backend.example.com/hook',
+      secret: hook,
+      events: ['session.status', 'session.qr'],
+    })
+  })
+
+  it('refuses a bad store or webhook setting, without echoing a password or a secret', () => {
+    const badUrl = failure({ JWT_SECRET: SECRET, DATABASE_URL: 'mysql://u:hunter2@db/x' })
+    expect(badUrl).toMatch(/DATABASE_URL must be a postgres/)
+    expect(badUrl).not.toContain('hunter2')
+    expect(failure({ JWT_SECRET: SECRET, RESTORE_CONCURRENCY: '0' })).toMatch(
+      /RESTORE_CONCURRENCY must be at least 1/
+    )
+    expect(failure({ JWT_SECRET: SECRET, WEBHOOK_URL: 'https://x.example.com/' })).toMatch(
+      /WEBHOOK_URL and WEBHOOK_SECRET go together/
+    )
+    const badSecret = failure({
+      JWT_SECRET: SECRET,
+      WEBHOOK_URL: 'https://x.example.com/',
+      WEBHOOK_SECRET: 'not-a-secret-at-all',
+    })
+    expect(badSecret).toMatch(/WEBHOOK_SECRET must be a Standard Webhooks secret/)
+    expect(badSecret).not.toContain('not-a-secret-at-all')
+    expect(failure({ JWT_SECRET: SECRET, WEBHOOK_EVENTS: 'session.everything' })).toMatch(
+      /WEBHOOK_EVENTS must list session.status/
+    )
+  })
 })
