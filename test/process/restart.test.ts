@@ -80,6 +80,13 @@ async function start(env: Record<string, string>): Promise<Running> {
   return { service, url, pid }
 }
 
+/** Nothing went wrong that the service noticed: no error or fatal line in its log. */
+function expectNoErrorLogged({ service }: Running): void {
+  expect(
+    service.lines.filter((line) => typeof line.level === 'number' && line.level >= 50)
+  ).toEqual([])
+}
+
 async function stopGracefully({ service, pid }: Running): Promise<Exit> {
   service.child.kill('SIGTERM')
   const exit = await service.exited
@@ -217,6 +224,7 @@ async function restartKeepsEverything(store: Record<string, string>): Promise<vo
   expect(logout.body.loginDeleted).toBe(true)
   const unlinkedBefore = await connectionWhen(url, 'alice', 'unlinked', hasEnded, 'the unlink')
 
+  expectNoErrorLogged(first)
   expect(await stopGracefully(first)).toEqual({ code: 0, signal: null })
 
   const second = await start(env)
@@ -277,6 +285,7 @@ async function restartKeepsEverything(store: Record<string, string>): Promise<vo
   expect(qr.body).toMatchObject({ status: 'awaitingScan', isConnected: false })
   expect(qr.body.qrCode).toMatch(/^data:image\/png;base64,/)
 
+  expectNoErrorLogged(second)
   expect(await stopGracefully(second)).toEqual({ code: 0, signal: null })
 }
 
@@ -391,6 +400,7 @@ async function killDuringBursts(
     expect(ready.status).toBe(200)
     expect(ready.body.status).toBe('ready')
     await expectOwners(running.url, acknowledged)
+    expectNoErrorLogged(running)
   }
   expect(await stopGracefully(running)).toEqual({ code: 0, signal: null })
 }
