@@ -173,10 +173,13 @@ async function seed(server: RunningServer, token: string): Promise<void> {
     SEEDS.map(async (seed) => {
       const path = `/api/simulator/campaigns/${seed.campaignId}`
       await api('PUT', `${path}/behaviour`, { startup: seed.startup })
-      await api('POST', `/api/campaigns/${seed.campaignId}/qr-code`)
-      if (seed.scan) {
-        await reach(server, seed.campaignId, 'awaitingScan')
-        await api('POST', `${path}/scan`)
+      const answer = await api('POST', `/api/campaigns/${seed.campaignId}/qr-code`)
+      // Linked in an earlier run with this DATA_DIR: it came back ready, nothing to scan.
+      if (seed.scan && answer.status !== 'ready') {
+        await reach(server, seed.campaignId, 'awaitingScan', 'ready')
+        if (server.sessions.getCampaign(seed.campaignId).status === 'awaitingScan') {
+          await api('POST', `${path}/scan`)
+        }
       }
       // Later sessions of these campaigns behave normally again, so "Try again" works.
       if (seed.startup !== 'qr') await api('PUT', `${path}/behaviour`, { startup: 'qr' })
@@ -187,12 +190,19 @@ async function seed(server: RunningServer, token: string): Promise<void> {
   )
 }
 
-/** Resolves true once the campaign reaches `status` (or has been there), false after 20 s. */
-function reach(server: RunningServer, campaignId: string, status: SessionStatus): Promise<boolean> {
+/** Resolves true once the campaign reaches one of `statuses` (or has been there), false after 20 s. */
+function reach(
+  server: RunningServer,
+  campaignId: string,
+  ...statuses: SessionStatus[]
+): Promise<boolean> {
   return new Promise((resolve) => {
     const seen = () => {
       const view = server.sessions.getCampaign(campaignId)
-      return view.status === status || view.history.some((entry) => entry.status === status)
+      return (
+        statuses.includes(view.status) ||
+        view.history.some((entry) => statuses.includes(entry.status))
+      )
     }
     if (seen()) return resolve(true)
     const subscription = server.sessions.subscribe({ campaignId }, () => {

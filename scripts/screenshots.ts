@@ -9,7 +9,9 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { SignJWT } from 'jose'
 import { chromium, type Page } from 'playwright-core'
 import { loadConfig } from '../src/config.ts'
@@ -25,6 +27,8 @@ const OFFLINE_DETAIL =
   'initialize() failed: net::ERR_NAME_NOT_RESOLVED at https://web.whatsapp.com/'
 
 const secret = randomBytes(32).toString('base64url')
+/** A store and saved logins of its own: an earlier run's campaigns must not be restored. */
+const dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-screenshots-'))
 const simulated = createSimulatedEngine()
 simulated.setBehaviour('welcome-series', { startup: 'restored' })
 simulated.setBehaviour('autumn-promo', { startup: 'hang' })
@@ -58,6 +62,7 @@ const server = await startServer(
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'silent',
+    DATA_DIR: dataDir,
     INIT_TIMEOUT_MS: '1500',
     SCAN_TIMEOUT_MS: '90000',
   }),
@@ -114,6 +119,19 @@ try {
   await dashboard(1280, 800, 'dashboard.png', true)
   await dashboard(390, 844, 'dashboard-phone.png', false)
 
+  // The confirmation before unlinking a linked campaign (cancelled: nothing is unlinked).
+  const unlinking = await browser.newPage({ viewport: { width: 1280, height: 800 } })
+  await unlinking.goto(`${server.url}/#token=${token}`)
+  await unlinking.getByLabel('Campaign id').fill('welcome-series')
+  await unlinking.getByRole('button', { name: 'Show QR code' }).click()
+  await unlinking.locator('#outcome[data-kind="linked"]').waitFor()
+  await unlinking.getByRole('button', { name: 'Unlink WhatsApp' }).click()
+  await unlinking.getByRole('dialog').waitFor()
+  await settle(unlinking)
+  await unlinking.screenshot({ path: `${OUT}/dashboard-unlink.png` })
+  await unlinking.keyboard.press('Escape')
+  await unlinking.close()
+
   // A session that starts while the inspector is open, so its whole story is in the log.
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } })
   await page.goto(`${server.url}/inspect#token=${token}`)
@@ -128,6 +146,7 @@ try {
 } finally {
   await browser.close()
   await server.close()
+  rmSync(dataDir, { recursive: true, force: true })
 }
 console.log(`Screenshots written to ${OUT}/`)
 

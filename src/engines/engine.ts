@@ -12,7 +12,10 @@
  *   `terminated`, after which the instance is dead.
  * - `stop()` is idempotent (every call returns the same promise), never rejects, and settles
  *   within `destroyTimeoutMs + killTimeoutMs`: a graceful phase, then a forced one. Once `stop()`
- *   has been called, no event is delivered any more.
+ *   has been called, no event is delivered any more. `stop({ logout: true })` ends the login too:
+ *   the graceful phase first logs the device out of WhatsApp (when the session is authenticated),
+ *   and the campaign's saved login is deleted.
+ * - `forgetLogin()` deletes a campaign's saved login once no session of it runs (an unlink).
  *
  * @module
  */
@@ -34,10 +37,22 @@ export type EngineEvent =
   | { type: 'ready' }
   | { type: 'terminated'; kind: EngineTerminationKind; detail: string }
 
+export interface EngineStopOptions {
+  /**
+   * End the login as well (an unlink): the graceful phase first logs the device out of WhatsApp,
+   * if the session is authenticated and alive (best effort: a failed or hung logout only tears
+   * down, within the same bound), and the campaign's saved login is deleted in every case. The
+   * first call's options decide; later calls return the first call's promise.
+   */
+  logout?: boolean
+}
+
 export interface EngineStopResult {
   /** True when the graceful phase did not finish in time and the engine was killed. */
   forced: boolean
   durationMs: number
+  /** With `logout: true`: true when WhatsApp was told to log the device out, and accepted it. */
+  loggedOut?: boolean
 }
 
 export interface EngineSessionOptions {
@@ -50,16 +65,18 @@ export interface EngineSessionOptions {
 /** One attempt to run a WhatsApp client. One instance, one start, one stop. */
 export interface EngineSession {
   start(): void
-  /** With `logout`, the graceful phase first logs the device out of WhatsApp. */
-  stop(options?: { logout?: boolean }): Promise<EngineStopResult>
+  stop(options?: EngineStopOptions): Promise<EngineStopResult>
 }
 
 export interface Engine {
   readonly name: string
   createSession(options: EngineSessionOptions): EngineSession
   /**
-   * Deletes the campaign's saved login (no session of it runs). Idempotent. Absent from an
-   * engine that saves no login.
+   * Deletes the campaign's saved login, so its next session needs a new scan. Call it once no
+   * session of the campaign runs (it rejects if one does, and waits for a teardown in progress).
+   * Idempotent: resolves at once when there is nothing to delete. It touches only the campaign's
+   * own entry under the engine's data directory, and rejects a campaign id that would leave it.
+   * Absent from an engine that saves no login (test doubles).
    */
   forgetLogin?(campaignId: string): Promise<void>
   /** Releases engine-wide resources. Sessions must have been stopped first. */

@@ -20,6 +20,8 @@ export interface EngineChoice {
 export async function createEngine(config: Config, logger: Logger): Promise<EngineChoice> {
   if (config.engine === 'simulated') {
     const engine = createSimulatedEngine({
+      // Linked campaigns' logins are saved under DATA_DIR, so a restart finds them linked.
+      dataDir: config.dataDir,
       qrDelayMs: config.simulator.qrDelayMs,
       qrRotateMs: config.simulator.qrRotateMs,
       destroyTimeoutMs: config.timeouts.destroyMs,

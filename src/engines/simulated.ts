@@ -1,8 +1,9 @@
 /**
  * The simulated engine: an in-process stand-in for whatsapp-web.js that behaves like the real
  * one, for the demo, the tests and load tests. It plays WhatsApp's part (QRs every 20 s, the
- * link remembered as saved auth would be) and lets the caller play the phone's part (scan,
- * disconnect, crash) and pick how a campaign's next session starts and tears down.
+ * link saved as a login, under DATA_DIR when given: ./simulatedLogins.ts) and lets the caller play
+ * the phone's part (scan, disconnect, crash) and pick how a campaign's next session starts and
+ * tears down.
  *
  * All waiting goes through the injected clock, so tests run it in simulated time.
  *
@@ -15,8 +16,11 @@ import type {
   EngineEvent,
   EngineSession,
   EngineSessionOptions,
+  EngineStopOptions,
   EngineStopResult,
+  EngineTerminationKind,
 } from './engine.ts'
+import { simulatedLoginFiles, type SimulatedLogins } from './simulatedLogins.ts'
 
 export type StartupBehaviour = 'qr' | 'hang' | 'error' | 'restored'
 export type TeardownBehaviour = 'normal' | 'hang'
@@ -28,6 +32,12 @@ export interface SimulatedBehaviour {
 
 export interface SimulatedEngineOptions {
   clock?: Clock
+  /**
+   * The service's DATA_DIR: each linked campaign's login is saved in
+   * `<dataDir>/simulated/<campaignId>.json` and survives a restart. Without it, links are kept in
+   * memory only (bounded by `maxRememberedCampaigns`).
+   */
+  dataDir?: string
   /** Start until the first QR (WhatsApp's page load). */
   qrDelayMs?: number
   /** Interval between QR rotations. */
@@ -42,13 +52,15 @@ export interface SimulatedEngineOptions {
   killDelayMs?: number
   killTimeoutMs?: number
   /**
-   * Campaigns whose behaviour or link is remembered, at most (10,000). Past it, the older half
-   * is forgotten: their next sessions behave by default and are not linked.
+   * Campaigns whose behaviour or (without `dataDir`) link is remembered, at most (10,000). Past
+   * it, the older half is forgotten: their next sessions behave by default and are not linked.
    */
   maxRememberedCampaigns?: number
 }
 
 export interface SimulatedEngine extends Engine {
+  /** Deletes the campaign's saved login (see `Engine.forgetLogin`). */
+  forgetLogin(campaignId: string): Promise<void>
   /** The phone scans the current QR. False when no QR is shown. */
   scan(campaignId: string): boolean
   /** The phone logs the device out. False when no session of the campaign is running. */
@@ -63,7 +75,10 @@ export interface SimulatedEngine extends Engine {
   liveCount(): number
   /** Running engine instances of one campaign. */
   liveCountOf(campaignId: string): number
-  /** Campaigns with a behaviour or a link remembered (bounded by `maxRememberedCampaigns`). */
+  /**
+   * Campaigns with a behaviour or (without `dataDir`) a link remembered in memory (bounded by
+   * `maxRememberedCampaigns`). Saved logins under `dataDir` are not counted: they are the disk's.
+   */
   rememberedCount(): number
   /** Counts since the engine was created, to prove nothing leaks. */
   counters(): { started: number; stopped: number; forcedStops: number }
@@ -71,10 +86,13 @@ export interface SimulatedEngine extends Engine {
 
 const DEFAULT_BEHAVIOUR: SimulatedBehaviour = { startup: 'qr', teardown: 'normal' }
 
-/** What the simulator remembers of a campaign beyond its sessions. */
+/** What the simulator remembers of a campaign beyond its sessions, in memory. */
 interface CampaignMemory {
   behaviour: SimulatedBehaviour
-  /** Linked, as saved auth would be: its next session starts without a QR. */
+  /**
+   * Linked, as saved auth would be: its next session starts without a QR. Used only without a
+   * data directory; with one, the saved login file is the one truth (./simulatedLogins.ts).
+   */
   linked: boolean
 }
 
@@ -90,6 +108,7 @@ export function fakeWhatsAppQr(): string {
 export function createSimulatedEngine(options: SimulatedEngineOptions = {}): SimulatedEngine {
   const {
     clock = systemClock,
+    dataDir,
     qrDelayMs = 300,
     qrRotateMs = 20_000,
     authDelayMs = 500,
@@ -104,6 +123,15 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
    * oldest change first. Anyone may set a behaviour, for any campaign: this bounds what that keeps.
    */
   const memory = new Map<string, CampaignMemory>()
+  /** The saved logins: files under the data directory, or the links kept in `memory`. */
+  const logins: SimulatedLogins =
+    dataDir === undefined
+      ? {
+          has: (campaignId) => memory.get(campaignId)?.linked ?? false,
+          save: (campaignId) => void remember(campaignId, { linked: true }),
+          forget: (campaignId) => void remember(campaignId, { linked: false }),
+        }
+      : simulatedLoginFiles(dataDir, clock)
   /** The newest running instance of each campaign: the one the phone talks to. */
   const current = new Map<string, SimulatedSession>()
   const live = new Set<SimulatedSession>()
@@ -113,6 +141,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     private timer: TimerHandle | undefined
     private showingQr = false
     private terminated = false
+    private authenticated = false
     private stopping: Promise<EngineStopResult> | undefined
     private readonly behaviour: SimulatedBehaviour
 
@@ -132,9 +161,9 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       if (startup === 'hang') return
       if (startup === 'error') {
         this.schedule(qrDelayMs, () => this.terminate('start_failed', 'simulated start failure'))
-      } else if (startup === 'restored' || isLinked(this.options.campaignId)) {
+      } else if (startup === 'restored' || logins.has(this.options.campaignId)) {
         this.schedule(qrDelayMs, () => {
-          this.deliver({ type: 'authenticated' })
+          this.authenticate()
           this.schedule(authDelayMs, () => this.deliver({ type: 'ready' }))
         })
       } else {
@@ -145,17 +174,23 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     scan(): boolean {
       if (!this.showingQr || this.isDead()) return false
       this.showingQr = false
-      this.deliver({ type: 'authenticated' })
+      this.authenticate()
       this.schedule(authDelayMs, () => {
-        remember(this.options.campaignId, { linked: true })
+        try {
+          logins.save(this.options.campaignId)
+        } catch (error) {
+          this.terminate('engine_error', `the login could not be saved: ${String(error)}`)
+          return
+        }
         this.deliver({ type: 'ready' })
       })
       return true
     }
 
-    terminate(kind: 'start_failed' | 'logged_out' | 'crashed', detail: string): boolean {
+    /** A crash keeps the saved login; only the phone (a logout) or an unlink deletes it. */
+    terminate(kind: EngineTerminationKind, detail: string): boolean {
       if (this.isDead()) return false
-      if (kind === 'logged_out') remember(this.options.campaignId, { linked: false })
+      if (kind === 'logged_out') logins.forget(this.options.campaignId)
       this.deliver({ type: 'terminated', kind, detail })
       this.terminated = true
       this.showingQr = false
@@ -163,13 +198,21 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       return true
     }
 
-    stop(): Promise<EngineStopResult> {
-      this.stopping ??= this.runStop()
+    stop(options: EngineStopOptions = {}): Promise<EngineStopResult> {
+      this.stopping ??= this.runStop(options.logout === true)
       return this.stopping
     }
 
-    private async runStop(): Promise<EngineStopResult> {
+    /** True while started, neither terminated nor asked to stop. */
+    isRunning(): boolean {
+      return live.has(this) && !this.isDead()
+    }
+
+    private async runStop(logout: boolean): Promise<EngineStopResult> {
       const startedAt = clock.now()
+      // The logout comes first, as in the real engine; WhatsApp accepts it from a linked device.
+      const loggedOut = logout && this.authenticated && !this.terminated
+      if (logout) logins.forget(this.options.campaignId)
       this.cancelTimer()
       this.showingQr = false
       const gracefulMs = this.behaviour.teardown === 'hang' ? Infinity : destroyDelayMs
@@ -179,7 +222,13 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       if (current.get(this.options.campaignId) === this) current.delete(this.options.campaignId)
       counts.stopped++
       if (forced) counts.forcedStops++
-      return { forced, durationMs: clock.now() - startedAt }
+      const result = { forced, durationMs: clock.now() - startedAt }
+      return logout ? { ...result, loggedOut } : result
+    }
+
+    private authenticate(): void {
+      this.authenticated = true
+      this.deliver({ type: 'authenticated' })
     }
 
     private showQr(): void {
@@ -219,13 +268,13 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     return memory.get(campaignId)?.behaviour ?? DEFAULT_BEHAVIOUR
   }
 
-  function isLinked(campaignId: string): boolean {
-    return memory.get(campaignId)?.linked ?? false
-  }
-
   /** Changes what is remembered of a campaign; it becomes the newest, or is dropped if default. */
   function remember(campaignId: string, change: Partial<CampaignMemory>): CampaignMemory {
-    const next = { behaviour: behaviourOf(campaignId), linked: isLinked(campaignId), ...change }
+    const next = {
+      behaviour: behaviourOf(campaignId),
+      linked: memory.get(campaignId)?.linked ?? false,
+      ...change,
+    }
     memory.delete(campaignId)
     const isDefault =
       !next.linked &&
@@ -265,7 +314,13 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     setBehaviour: (campaignId, behaviour) =>
       remember(campaignId, { behaviour: { ...behaviourOf(campaignId), ...behaviour } }).behaviour,
     behaviourOf,
-    isLinked,
+    isLinked: (campaignId) => logins.has(campaignId),
+    async forgetLogin(campaignId) {
+      if (running(campaignId)?.isRunning()) {
+        throw new Error(`a session of campaign ${campaignId} is running: stop it first`)
+      }
+      logins.forget(campaignId)
+    },
     rememberedCount: () => memory.size,
     liveCount: () => live.size,
     liveCountOf(campaignId) {

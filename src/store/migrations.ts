@@ -152,6 +152,48 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute()
     },
   },
+
+  '0003_cluster': {
+    async up(db: AnyDb) {
+      // The nodes of a cluster (PostgreSQL): who is alive, where, and how loaded (heartbeats).
+      await db.schema
+        .createTable('cluster_nodes')
+        .addColumn('node_id', 'text', (column) => column.primaryKey())
+        .addColumn('url', 'text', (column) => column.notNull())
+        .addColumn('heartbeat_at', 'bigint', (column) => column.notNull())
+        .addColumn('started_at', 'bigint', (column) => column.notNull())
+        .addColumn('live_sessions', 'integer', (column) => column.notNull().defaultTo(0))
+        .addColumn('max_sessions', 'integer', (column) => column.notNull().defaultTo(0))
+        .addColumn('draining', 'integer', (column) =>
+          column
+            .notNull()
+            .defaultTo(0)
+            .check(sql`draining in (0, 1)`)
+        )
+        .execute()
+      // Who runs each campaign's session: the owner node, the fencing token (an epoch that only
+      // grows) and the expiry, by the database's clock (epoch ms).
+      await db.schema
+        .createTable('campaign_leases')
+        .addColumn('campaign_id', 'text', (column) => column.primaryKey())
+        .addColumn('owner_node', 'text', (column) => column.notNull())
+        .addColumn('owner_url', 'text', (column) => column.notNull())
+        .addColumn('epoch', 'bigint', (column) => column.notNull())
+        .addColumn('expires_at', 'bigint', (column) => column.notNull())
+        .addColumn('released', 'integer', (column) =>
+          column
+            .notNull()
+            .defaultTo(0)
+            .check(sql`released in (0, 1)`)
+        )
+        .execute()
+      await db.schema
+        .createIndex('campaign_leases_by_owner')
+        .on('campaign_leases')
+        .columns(['owner_node', 'expires_at'])
+        .execute()
+    },
+  },
 }
 
 /**

@@ -71,8 +71,33 @@ export interface WebhookDeliveriesTable {
   delivered_at: number | null
 }
 
+/** A node of a cluster, as its heartbeats say (PostgreSQL only; see src/cluster). */
+export interface ClusterNodesTable {
+  node_id: string
+  url: string
+  /** Epoch ms by the database's clock. */
+  heartbeat_at: number
+  started_at: number
+  live_sessions: Generated<number>
+  max_sessions: Generated<number>
+  draining: Generated<number>
+}
+
+/** The lease on a campaign's session: one owner node, a fencing epoch, an expiry (database clock). */
+export interface CampaignLeasesTable {
+  campaign_id: string
+  owner_node: string
+  owner_url: string
+  epoch: number
+  expires_at: number
+  /** 1 once the owner gave it up (its engine is gone): a new owner needs not wait. */
+  released: Generated<number>
+}
+
 export interface Database {
   campaigns: CampaignsTable
+  cluster_nodes: ClusterNodesTable
+  campaign_leases: CampaignLeasesTable
   sessions: SessionsTable
   webhook_endpoints: WebhookEndpointsTable
   webhook_deliveries: WebhookDeliveriesTable

@@ -15,6 +15,10 @@
  *   after `helpers-injected`) its helpers are already there, so it emits `authenticated` again
  *   and `ready`.
  * - `logout`: the phone unlinks the device (WhatsApp navigates to `?post_logout=1`).
+ *
+ * whatsapp-web.js's own `logout()` (an unlink from our side) calls `Socket.logout()` in the page
+ * and waits for it: the page tells WhatsApp's server (here `/signal/logged-out`, which a test may
+ * leave unanswered to hang the logout), then loads again as a logged-out page (`?post_logout=1`).
  */
 const FAKE_WHATSAPP_SCRIPT = `
 function emitter(target) {
@@ -31,6 +35,12 @@ function emitter(target) {
   return target
 }
 const Socket = emitter({ state: 'UNPAIRED', hasSynced: false })
+Socket.logout = async () => {
+  await fetch('/signal/logged-out')
+  setTimeout(() => {
+    location.href = '/?post_logout=1'
+  })
+}
 const Conn = emitter({ ref: 'fake-ref-1' })
 // Called by whatsapp-web.js after it injected its helpers, on the way to 'ready'. The stand-in
 // has no account to describe, so it fails here, after telling the test.
@@ -86,4 +96,4 @@ window.addEventListener('load', () => {
 export const FAKE_WHATSAPP_PAGE = `<!doctype html><title>WhatsApp (stand-in)</title><script>${FAKE_WHATSAPP_SCRIPT}</script><p>scan me</p>`
 
 export type PhoneCommand = 'rotate' | 'synced' | 'logout'
-export type PageSignal = 'injected' | 'helpers-injected'
+export type PageSignal = 'injected' | 'helpers-injected' | 'logged-out'

@@ -1,6 +1,21 @@
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import type { EngineEvent } from '../../src/engines/engine.ts'
-import { createSimulatedEngine, fakeWhatsAppQr } from '../../src/engines/simulated.ts'
+import type { EngineEvent, EngineSession, EngineStopOptions } from '../../src/engines/engine.ts'
+import {
+  createSimulatedEngine,
+  fakeWhatsAppQr,
+  type SimulatedEngine,
+} from '../../src/engines/simulated.ts'
 
 const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms)
 
@@ -154,6 +169,155 @@ describe('simulated engine', () => {
     engine.setBehaviour('spring-sale', { teardown: 'hang' })
     expect(engine.rememberedCount()).toBe(1)
     engine.setBehaviour('spring-sale', { teardown: 'normal' })
+    expect(engine.rememberedCount()).toBe(0)
+  })
+})
+
+// Issue 11: a restart must find linked campaigns linked, as the real engine finds its profiles.
+describe('simulated engine with a data directory (saved logins)', () => {
+  let dataDir: string
+  const loginFile = (campaignId: string) => join(dataDir, 'simulated', `${campaignId}.json`)
+
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-simulated-'))
+  })
+  afterEach(() => {
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  /** A session of `campaignId` scanned until ready; resolves with its engine and session. */
+  async function linked(engine: SimulatedEngine, campaignId = 'spring-sale') {
+    const linking = run(engine, campaignId, `${campaignId}-s1`)
+    await advance(300)
+    expect(engine.scan(campaignId)).toBe(true)
+    await advance(500)
+    expect(linking.events.map((e) => e.type)).toEqual(['qr', 'authenticated', 'ready'])
+    return linking
+  }
+
+  async function stopped(session: EngineSession, options?: EngineStopOptions) {
+    const stopping = session.stop(options)
+    await advance(20)
+    return stopping
+  }
+
+  it('saves the login at ready; a new engine on the same directory starts without a QR', async () => {
+    const first = createSimulatedEngine({ dataDir })
+    const { session } = run(first)
+    await advance(300)
+    first.scan('spring-sale')
+    expect(existsSync(loginFile('spring-sale'))).toBe(false) // not before ready
+    await advance(500)
+    expect(JSON.parse(readFileSync(loginFile('spring-sale'), 'utf8'))).toMatchObject({
+      campaignId: 'spring-sale',
+    })
+    expect(readdirSync(join(dataDir, 'simulated'))).toEqual(['spring-sale.json'])
+    await stopped(session)
+    await first.close()
+
+    const restarted = createSimulatedEngine({ dataDir })
+    expect(restarted.isLinked('spring-sale')).toBe(true)
+    expect(restarted.isLinked('other')).toBe(false)
+    const restored = run(restarted, 'spring-sale', 's2')
+    await advance(800)
+    expect(restored.events.map((e) => e.type)).toEqual(['authenticated', 'ready'])
+    await stopped(restored.session)
+  })
+
+  it('keeps the login through a crash', async () => {
+    const engine = createSimulatedEngine({ dataDir })
+    const { session } = await linked(engine)
+    expect(engine.crash('spring-sale')).toBe(true)
+    await stopped(session)
+    expect(existsSync(loginFile('spring-sale'))).toBe(true)
+  })
+
+  it('deletes the login when the phone logs the device out', async () => {
+    const engine = createSimulatedEngine({ dataDir })
+    const { session, events } = await linked(engine)
+    expect(engine.disconnect('spring-sale')).toBe(true)
+    expect(events.at(-1)).toMatchObject({ type: 'terminated', kind: 'logged_out' })
+    expect(existsSync(loginFile('spring-sale'))).toBe(false)
+    await stopped(session)
+    expect(createSimulatedEngine({ dataDir }).isLinked('spring-sale')).toBe(false)
+  })
+
+  it('stop({ logout: true }) logs a ready session out and deletes the login', async () => {
+    const engine = createSimulatedEngine({ dataDir })
+    const { session } = await linked(engine)
+    const result = await stopped(session, { logout: true })
+    expect(result).toEqual({ forced: false, durationMs: 20, loggedOut: true })
+    expect(existsSync(loginFile('spring-sale'))).toBe(false)
+    expect(engine.isLinked('spring-sale')).toBe(false)
+    // The first call decides: a later stop without logout returns the same promise.
+    expect(session.stop()).toBe(session.stop({ logout: true }))
+
+    const next = run(engine, 'spring-sale', 's2')
+    await advance(300)
+    expect(next.events.map((e) => e.type)).toEqual(['qr'])
+    await stopped(next.session)
+  })
+
+  it('stop({ logout: true }) before the scan deletes a saved login without a logout, and stays bounded', async () => {
+    const engine = createSimulatedEngine({ dataDir, destroyTimeoutMs: 1_000, killDelayMs: 10 })
+    const { session } = await linked(engine)
+    await stopped(session)
+    engine.setBehaviour('spring-sale', { startup: 'hang', teardown: 'hang' })
+    const hanging = run(engine, 'spring-sale', 's2')
+    const stopping = hanging.session.stop({ logout: true })
+    await advance(1_010)
+    expect(await stopping).toEqual({ forced: true, durationMs: 1_010, loggedOut: false })
+    expect(existsSync(loginFile('spring-sale'))).toBe(false)
+  })
+
+  it('a plain stop keeps the login', async () => {
+    const engine = createSimulatedEngine({ dataDir })
+    const { session } = await linked(engine)
+    expect(await stopped(session)).toEqual({ forced: false, durationMs: 20 })
+    expect(existsSync(loginFile('spring-sale'))).toBe(true)
+  })
+
+  it('forgetLogin deletes the login, is idempotent, and refuses while a session runs', async () => {
+    const engine = createSimulatedEngine({ dataDir })
+    const { session } = await linked(engine)
+    await expect(engine.forgetLogin('spring-sale')).rejects.toThrow(/running: stop it first/)
+    expect(existsSync(loginFile('spring-sale'))).toBe(true)
+    await stopped(session)
+
+    await engine.forgetLogin('spring-sale')
+    expect(existsSync(loginFile('spring-sale'))).toBe(false)
+    expect(engine.isLinked('spring-sale')).toBe(false)
+    await engine.forgetLogin('spring-sale')
+    await engine.forgetLogin('never-linked')
+  })
+
+  it('forgetLogin refuses a campaign id that would leave its directory, and deletes nothing', async () => {
+    const engine = createSimulatedEngine({ dataDir })
+    await linked(engine, 'victim').then(({ session }) => stopped(session))
+    mkdirSync(join(dataDir, 'simulated', 'sub'))
+    writeFileSync(join(dataDir, 'keep.json'), '{}')
+    for (const campaignId of ['../keep', 'sub/../victim', '/etc/passwd']) {
+      await expect(engine.forgetLogin(campaignId)).rejects.toThrow(/refused/)
+    }
+    expect(existsSync(join(dataDir, 'keep.json'))).toBe(true)
+    expect(existsSync(loginFile('victim'))).toBe(true)
+  })
+})
+
+describe('simulated engine without a data directory', () => {
+  it('keeps links in memory only, and forgetLogin forgets them', async () => {
+    const engine = createSimulatedEngine()
+    const { session } = run(engine)
+    await advance(300)
+    engine.scan('spring-sale')
+    await advance(500)
+    const stopping = session.stop()
+    await advance(20)
+    await stopping
+    expect(engine.isLinked('spring-sale')).toBe(true)
+    expect(createSimulatedEngine().isLinked('spring-sale')).toBe(false)
+    await engine.forgetLogin('spring-sale')
+    expect(engine.isLinked('spring-sale')).toBe(false)
     expect(engine.rememberedCount()).toBe(0)
   })
 })

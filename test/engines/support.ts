@@ -46,6 +46,10 @@ export interface StandIn {
   nextPageRequest(): Promise<void>
   /** Resolves when a fake WhatsApp page next reports this step (see fakeWhatsApp.ts). */
   nextSignal(signal: PageSignal): Promise<void>
+  /** How many times fake WhatsApp pages have reported this step so far. */
+  signalCount(signal: PageSignal): number
+  /** Leaves the pages' reports of this step unanswered from now on: the step hangs in the page. */
+  holdSignal(signal: PageSignal): void
   /** Plays the phone on every fake WhatsApp page connected now (behaviour 'whatsapp'). */
   sendToPhone(command: PhoneCommand): void
   close(): Promise<void>
@@ -61,6 +65,8 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
   let waiters: Array<() => void> = []
   let pageRequests = 0
   let signalWaiters: Array<{ signal: PageSignal; resolve: () => void }> = []
+  const signalCounts = new Map<string, number>()
+  const heldSignals = new Set<string>()
   const phones = new Set<ServerResponse>()
   const server: Server = createServer({ key, cert }, (request, response) => {
     if (request.url === '/stalled.js') {
@@ -73,7 +79,9 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
       const ready = signalWaiters.filter((waiter) => waiter.signal === signal)
       signalWaiters = signalWaiters.filter((waiter) => waiter.signal !== signal)
       for (const { resolve } of ready) resolve()
-      response.end()
+      signalCounts.set(signal, (signalCounts.get(signal) ?? 0) + 1)
+      if (heldSignals.has(signal)) stalled.add(response)
+      else response.end()
       return
     }
     if (request.url === '/commands') {
@@ -107,6 +115,8 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
     ],
     pageRequests: () => pageRequests,
     nextSignal: (signal) => new Promise((resolve) => signalWaiters.push({ signal, resolve })),
+    signalCount: (signal) => signalCounts.get(signal) ?? 0,
+    holdSignal: (signal) => void heldSignals.add(signal),
     sendToPhone(command) {
       for (const phone of phones) phone.write(`data: ${command}\n\n`)
     },

@@ -4,7 +4,8 @@
  * never shows up, when cleanup comes during a launch, and when Chromium dies; and that each time
  * the session ends `cleaned` with no process and no profile lock left.
  */
-import { rmSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createWwebjsEngine } from '../../src/engines/wwebjs/index.ts'
 import type { SessionEvent, SessionStatus } from '../../src/session/api.ts'
@@ -75,6 +76,21 @@ function startSession(service: SupervisedSessionService) {
       `status ${status}`
     )
   return { campaignId, sessionId, events, statuses, reached }
+}
+
+/** A session of a new campaign, linked: the stand-in's phone scans, WhatsApp syncs, `ready`. */
+async function linkedSession(service: SupervisedSessionService) {
+  const injected = whatsapp.nextSignal('injected')
+  const session = startSession(service)
+  await session.reached('awaitingScan')
+  await within(injected, 5_000, 'the end of the injection')
+  const helpersInjected = whatsapp.nextSignal('helpers-injected')
+  whatsapp.sendToPhone('synced')
+  await session.reached('authenticating')
+  await within(helpersInjected, 10_000, 'the injection of the helpers')
+  whatsapp.sendToPhone('synced')
+  await session.reached('ready')
+  return session
 }
 
 function expectNothingLeft(
@@ -198,16 +214,7 @@ describe('a session on the wwebjs engine', () => {
 
   it('when the phone scans: authenticating, ready; cleanup then tears the linked session down', async () => {
     const service = serviceWith(whatsapp.chromiumArgs)
-    const injected = whatsapp.nextSignal('injected')
-    const session = startSession(service)
-    await session.reached('awaitingScan')
-    await within(injected, 5_000, 'the end of the injection')
-    const helpersInjected = whatsapp.nextSignal('helpers-injected')
-    whatsapp.sendToPhone('synced')
-    await session.reached('authenticating')
-    await within(helpersInjected, 10_000, 'the injection of the helpers')
-    whatsapp.sendToPhone('synced')
-    await session.reached('ready')
+    const session = await linkedSession(service)
     expect(service.getCampaign(session.campaignId).isConnected).toBe(true)
     const group = markedBrowser(session.sessionId)!.pgid
 
@@ -219,6 +226,26 @@ describe('a session on the wwebjs engine', () => {
       'cleaning',
       'cleaned',
     ])
+    expectNothingLeft(service, session.sessionId, [group])
+  })
+
+  it('unlink of a ready session: the device is logged out of WhatsApp, the login deleted, nothing left', async () => {
+    const service = serviceWith(whatsapp.chromiumArgs)
+    const session = await linkedSession(service)
+    const group = markedBrowser(session.sessionId)!.pgid
+    const loggedOut = whatsapp.nextSignal('logged-out')
+
+    const result = await service.unlinkCampaign(session.campaignId)
+    expect(result).toEqual({
+      campaignId: session.campaignId,
+      sessionId: session.sessionId,
+      hadSession: true,
+      loginDeleted: true,
+    })
+    await within(loggedOut, 1_000, 'the logout at WhatsApp')
+    expect(session.statuses().slice(-2)).toEqual(['cleaning', 'cleaned'])
+    expect(service.getCampaign(session.campaignId).reason).toBe('unlinked')
+    expect(existsSync(join(dataDir, 'wwebjs', `session-${session.campaignId}`))).toBe(false)
     expectNothingLeft(service, session.sessionId, [group])
   })
 

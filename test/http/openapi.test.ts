@@ -63,6 +63,7 @@ describe('/openapi.json', () => {
       qrImages: createQrImageRenderer(),
       metrics: createMetrics({ sessions: server.sessions, processMetrics: false }),
       simulator: server.simulator,
+      webhooks: server.webhooks!,
     })
     const served = inspectRoutes(app)
       .filter((route) => !route.isMiddleware && route.method !== 'ALL')
@@ -74,6 +75,7 @@ describe('/openapi.json', () => {
       [...documented].sort()
     )
     expect(served).toContain('POST /api/simulator/campaigns/{campaignId}/scan')
+    expect(served).toContain('PUT /api/campaigns/{campaignId}/webhook')
     expect(served.length).toBeGreaterThanOrEqual(9)
   })
 

@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 
 const ANSI = new RegExp(String.fromCharCode(27) + '\\[[0-9;]*m', 'g')
@@ -6,13 +9,22 @@ const ANSI = new RegExp(String.fromCharCode(27) + '\\[[0-9;]*m', 'g')
 describe('npm run demo', () => {
   let demo: ChildProcess | undefined
 
+  let dataDir: string | undefined
+
   afterEach(() => {
     if (demo && demo.exitCode === null) demo.kill('SIGKILL')
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
+    dataDir = undefined
   })
 
   it('serves the pages with seeded campaigns, prints URLs with a token, and stops cleanly on Ctrl-C', async () => {
     demo = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], {
-      env: { ...process.env, PORT: '0', FORCE_COLOR: '0' },
+      env: {
+        ...process.env,
+        PORT: '0',
+        FORCE_COLOR: '0',
+        DATA_DIR: (dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-demo-'))),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let output = ''

@@ -124,6 +124,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         expect(before.map((row) => row.name)).toEqual([
           '0001_campaigns_and_sessions',
           '0002_webhooks',
+          '0003_cluster',
         ])
 
         const again = await open()
@@ -155,18 +156,23 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         expect(await fixture.query('select name from qrvisor_migration order by name')).toEqual([
           { name: '0001_campaigns_and_sessions' },
           { name: '0002_webhooks' },
+          { name: '0003_cluster' },
           { name: '9999_from_a_newer_version' },
         ])
       })
 
-      it('brings a database of the previous version (0001 only) up to date, keeping its data', async () => {
+      it('brings a database of the first version (0001 only) up to date, keeping its data', async () => {
         const store = await open()
         await store.claim('spring-sale', 'alice')
         await store.close()
-        // As the previous version left it: without the webhook tables.
+        // As the first version left it: without the webhook and cluster tables.
         await fixture.query('drop table webhook_deliveries')
         await fixture.query('drop table webhook_endpoints')
-        await fixture.query("delete from qrvisor_migration where name = '0002_webhooks'")
+        await fixture.query('drop table campaign_leases')
+        await fixture.query('drop table cluster_nodes')
+        await fixture.query(
+          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster')"
+        )
 
         const upgraded = await open()
         expect((await upgraded.getCampaign('spring-sale'))?.owner).toBe('alice')
@@ -177,7 +183,11 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         })
         await upgraded.close()
         const names = await fixture.query('select name from qrvisor_migration order by name')
-        expect(names).toEqual([{ name: '0001_campaigns_and_sessions' }, { name: '0002_webhooks' }])
+        expect(names).toEqual([
+          { name: '0001_campaigns_and_sessions' },
+          { name: '0002_webhooks' },
+          { name: '0003_cluster' },
+        ])
       })
     })
 

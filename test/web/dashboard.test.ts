@@ -98,6 +98,124 @@ describe('the dashboard (/) in a real browser', () => {
     expect(await page.getByRole('button', { name: 'Try again' }).isVisible()).toBe(true)
   }, 60_000)
 
+  // Issue 11: "Unlink WhatsApp" logs the phone out and deletes the login, after a confirmation.
+  it('unlinks a linked campaign once confirmed in a dialog; “Link again” needs a new scan', async () => {
+    const token = await service.token('gina')
+    const connection = () => service.api(token, 'GET', '/api/campaigns/gina-shop/connection')
+    const page = await openDashboard(token)
+    const logoutRequests: string[] = []
+    page.on('request', (request) => {
+      if (request.url().endsWith('/logout')) logoutRequests.push(request.url())
+    })
+    await page.getByLabel('Campaign id').fill('gina-shop')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    const unlink = page.getByRole('button', { name: 'Unlink WhatsApp' })
+    // Nothing is linked while the first QR waits for its scan: nothing to unlink.
+    await expect.poll(() => page.locator('#link-status').textContent()).toBe('Waiting for the scan')
+    expect(await unlink.isVisible()).toBe(false)
+    await page.getByRole('button', { name: 'Scan the QR' }).click()
+    await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
+    const linked = await connection()
+    expect(linked.status).toBe('ready')
+
+    const dialog = page.getByRole('dialog', { name: 'Unlink WhatsApp from gina-shop?' })
+    await unlink.click()
+    await dialog.waitFor()
+    const said = await dialog.textContent()
+    expect(said).toContain('WhatsApp logs this device out')
+    expect(said).toContain('saved login is deleted')
+    expect(said).toContain('a new QR code')
+    expect(said).toContain('The campaign stays yours.')
+    // The safe answer has the focus: Enter cancels; so does Escape. Both give the focus back.
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Cancel')
+    await page.keyboard.press('Enter')
+    await dialog.waitFor({ state: 'hidden' })
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('unlink-button')
+    await page.keyboard.press('Enter')
+    await dialog.waitFor()
+    await page.keyboard.press('Escape')
+    await dialog.waitFor({ state: 'hidden' })
+    expect(await page.locator('#outcome').getAttribute('data-kind')).toBe('linked')
+
+    await unlink.click()
+    await dialog.getByRole('button', { name: 'Unlink', exact: true }).click()
+    await page.locator('#outcome[data-kind="unlinked"]').waitFor({ timeout: 10_000 })
+    // One request: the one confirmed; the two cancelled sent none.
+    expect(logoutRequests).toHaveLength(1)
+    expect(await page.locator('#outcome-title').textContent()).toBe('Unlinked')
+    expect(await page.locator('#qr-box').textContent()).toBe('Unlinked: no phone is linked.')
+    expect(await unlink.isVisible()).toBe(false)
+    const unlinked = await connection()
+    expect(unlinked).toMatchObject({
+      sessionId: linked.sessionId,
+      status: 'cleaned',
+      reason: 'unlinked',
+      hasActiveSession: false,
+    })
+    const row = page.locator('tr[data-campaign="gina-shop"]')
+    await expect.poll(() => row.locator('.badge').textContent()).toBe('Ended')
+    expect(await row.locator('.hint').textContent()).toContain('unlinked')
+    await page.screenshot({ path: screenshotPath('dashboard-unlinked'), fullPage: true })
+
+    // The focus is on “Link again”: the login is gone, so the new session shows a QR to scan.
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Link again')
+    await page.keyboard.press('Enter')
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    await expect.poll(() => page.locator('#link-status').textContent()).toBe('Waiting for the scan')
+    const again = await connection()
+    expect(again.sessionId).not.toBe(linked.sessionId)
+    expect(again.status).toBe('awaitingScan')
+  }, 60_000)
+
+  it('shows an unlink made elsewhere (another tab, the API) in the panel', async () => {
+    const token = await service.token('ivan')
+    const page = await openDashboard(token)
+    await page.getByLabel('Campaign id').fill('ivan-shop')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    await page.getByRole('button', { name: 'Scan the QR' }).click()
+    await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
+
+    await service.api(token, 'POST', '/api/campaigns/ivan-shop/logout')
+    await page.locator('#outcome[data-kind="unlinked"]').waitFor({ timeout: 10_000 })
+    expect(await page.locator('#outcome-title').textContent()).toBe('Unlinked')
+    expect(await page.getByRole('button', { name: 'Link again' }).isVisible()).toBe(true)
+    expect(await page.getByRole('button', { name: 'Unlink WhatsApp' }).isVisible()).toBe(false)
+  }, 60_000)
+
+  it('says why an unlink failed, and the campaign stays linked', async () => {
+    const token = await service.token('hank')
+    const page = await openDashboard(token)
+    await page.getByLabel('Campaign id').fill('hank-shop')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    await page.getByRole('button', { name: 'Scan the QR' }).click()
+    await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
+    // The service refuses, as it does while it shuts down.
+    await page.route('**/api/campaigns/hank-shop/logout', (route) =>
+      route.fulfill({
+        status: 503,
+        contentType: 'application/json',
+        body: JSON.stringify({
+          error: { code: 'shutting_down', message: 'The service is shutting down.' },
+        }),
+      })
+    )
+    await page.getByRole('button', { name: 'Unlink WhatsApp' }).click()
+    await page.getByRole('dialog').getByRole('button', { name: 'Unlink', exact: true }).click()
+    const error = page.locator('#unlink-error')
+    await error.waitFor()
+    expect(await error.textContent()).toBe(
+      'Could not unlink WhatsApp: The service is shutting down.'
+    )
+    expect(await error.getAttribute('role')).toBe('alert')
+    expect(await page.locator('#outcome').getAttribute('data-kind')).toBe('linked')
+    expect(await page.getByRole('button', { name: 'Unlink WhatsApp' }).isEnabled()).toBe(true)
+    const now = await service.api(token, 'GET', '/api/campaigns/hank-shop/connection')
+    expect(now.status).toBe('ready')
+  }, 60_000)
+
   it('shows a session that failed, with its reason and the way to retry', async () => {
     const token = await service.token('bob')
     await service.api(token, 'PUT', '/api/simulator/campaigns/broken/behaviour', {

@@ -72,7 +72,7 @@ describe.each(VIEWPORTS)('the dashboard at $width×$height ($name)', (viewport) 
     await page.getByRole('button', { name: 'Show QR code' }).click()
   }
 
-  it('fits the screen: the QR, its countdown and “Start over” are on it', async () => {
+  it('fits the screen: the QR, its countdown, “Start over” and “Unlink WhatsApp” are on it', async () => {
     const token = await service.token(`fit-${viewport.name}`)
     await service.api(token, 'PUT', '/api/simulator/campaigns/fit-failed/behaviour', {
       startup: 'error',
@@ -96,6 +96,18 @@ describe.each(VIEWPORTS)('the dashboard at $width×$height ($name)', (viewport) 
       )
     )
     expect(rightmost).toBeLessThanOrEqual(viewport.width)
+
+    // Once linked, “Unlink WhatsApp” and its confirmation fit too, buttons within reach (issue 11).
+    await page.getByRole('button', { name: 'Scan the QR' }).click()
+    await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
+    await expectOnScreen(page, '#unlink-button')
+    await page.getByRole('button', { name: 'Unlink WhatsApp' }).click()
+    await page.getByRole('dialog', { name: 'Unlink WhatsApp from fit-campaign?' }).waitFor()
+    await expectOnScreen(page, '#unlink-dialog')
+    await expectOnScreen(page, '#unlink-dialog button[value="unlink"]')
+    await expectNoHorizontalOverflow(page)
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click()
+    await page.locator('#unlink-dialog').waitFor({ state: 'hidden' })
   }, 60_000)
 
   it('says how to get a token, and opens no WebSocket for a token the service refuses', async () => {

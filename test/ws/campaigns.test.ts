@@ -147,9 +147,11 @@ describe('WebSocket /ws/campaigns: subscribing', () => {
   it('says with each status whether it holds an active session, from the state tags', async () => {
     const server = await startTestServer()
     const token = await tokenFor('alice')
-    const { json } = await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })
-    const socket = await openSocket(server)
-    socket.send({ type: 'subscribe', sessionId: json.sessionId })
+    // Subscribed to the campaign before it starts: every status of its session is seen.
+    const socket = await openSocket(server, { token })
+    socket.send({ type: 'subscribe', campaignId: 'c1' })
+    await socket.next((m) => m.type === 'subscribed')
+    await api(server, 'POST', '/api/campaigns/c1/qr-code', { token })
     await socket.next((m) => m.type === 'qr_code')
     await api(server, 'POST', '/api/simulator/campaigns/c1/scan', { token })
     await socket.next((m) => m.type === 'ready')
@@ -159,6 +161,7 @@ describe('WebSocket /ws/campaigns: subscribing', () => {
       .filter((m) => m.type === 'status' || m.type === 'subscribed')
       .map((m) => [m.status, m.hasActiveSession])
     expect(statuses).toEqual([
+      ['idle', false],
       ['initializing', true],
       ['awaitingScan', true],
       ['authenticating', true],

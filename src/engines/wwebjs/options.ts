@@ -37,7 +37,15 @@ export interface SharedState {
   logger: Logger
   profilesRoot: string
   /** Sessions that have started and not finished tearing down. */
-  sessions: Set<{ stop(): Promise<EngineStopResult> }>
-  /** The teardown in progress per campaign: the next session of the campaign waits for it. */
-  teardownsByCampaign: Map<string, Promise<EngineStopResult>>
+  sessions: Set<{
+    readonly campaignId: string
+    /** Started, and neither stopping nor terminated. */
+    isRunning(): boolean
+    stop(): Promise<EngineStopResult>
+  }>
+  /**
+   * The work in progress on each campaign's profile (teardowns, a login's deletion): the next
+   * session of the campaign, or the next deletion, waits for all of it (./profiles.ts).
+   */
+  profileWork: Map<string, Promise<unknown>>
 }

@@ -18,6 +18,8 @@
  * - It never deletes a live profile. `LocalAuth.logout()` would `rm -rf` the profile under a running
  *   Chromium on a phone-side logout; ours does nothing, and the profile is wiped after the browser
  *   is gone (./profiles.ts).
+ * - An unlink (`stop({ logout: true })`) is the one place where whatsapp-web.js's `logout()` is the
+ *   intent. It runs inside the graceful phase, so a hung logout is killed like a hung `destroy()`.
  *
  * @module
  */
@@ -27,6 +29,7 @@ import type {
   EngineEvent,
   EngineSession,
   EngineSessionOptions,
+  EngineStopOptions,
   EngineStopResult,
   EngineTerminationKind,
 } from '../engine.ts'
@@ -41,7 +44,7 @@ import {
   type Page,
   type WwebjsClient,
 } from './patches.ts'
-import { profileDirOf, releaseProfile } from './profiles.ts'
+import { occupyProfile, profileDirOf, releaseProfile } from './profiles.ts'
 import { killSessionProcesses, settlesWithin } from './teardown.ts'
 import { sessionTag } from '../../sessionTag.ts'
 
@@ -69,6 +72,8 @@ export class WwebjsSession implements EngineSession {
   #authenticatedSent = false
   #readySent = false
   #wipeProfileAfterTeardown = false
+  /** Set when whatsapp-web.js's `logout()` resolved during an unlink. */
+  #loggedOut = false
   #client: WwebjsClient | undefined
   #browser: Browser | undefined
   #browserPid: number | undefined
@@ -85,6 +90,14 @@ export class WwebjsSession implements EngineSession {
     this.#profileDir = profileDirOf(shared.profilesRoot, campaignId)
   }
 
+  get campaignId(): string {
+    return this.#campaignId
+  }
+
+  isRunning(): boolean {
+    return this.#started && !this.#stopping
+  }
+
   start(): void {
     if (this.#started || this.#stopping) return
     this.#started = true
@@ -96,8 +109,8 @@ export class WwebjsSession implements EngineSession {
     })
   }
 
-  stop(): Promise<EngineStopResult> {
-    return this.#beginTeardown('stop requested')
+  stop(options: EngineStopOptions = {}): Promise<EngineStopResult> {
+    return this.#beginTeardown('stop requested', options.logout === true)
   }
 
   async #run(): Promise<void> {
@@ -107,10 +120,11 @@ export class WwebjsSession implements EngineSession {
     // (`waitingForPredecessor`). This wait is the engine's own safety, not a second copy of that
     // rule: two Chromiums on one profile corrupt it, the machine's teardown bound may pass before
     // a forced kill is over, and the engine is also used without the machine (bench-wwebjs).
-    const previousTeardown = this.#shared.teardownsByCampaign.get(this.#campaignId)
-    if (previousTeardown) {
-      this.#log.debug('waiting for the previous session of this campaign to be torn down')
-      await previousTeardown
+    // A deletion of the campaign's login (forgetLogin) is waited for the same way.
+    const profileWork = this.#shared.profileWork.get(this.#campaignId)
+    if (profileWork) {
+      this.#log.debug('waiting for the previous work on the profile of this campaign')
+      await profileWork
     }
     if (this.#stopping) return
     // On a full disk Chromium runs on without saving the login, saying nothing: refuse instead.
@@ -312,29 +326,28 @@ export class WwebjsSession implements EngineSession {
     void this.#beginTeardown(`terminated: ${kind}`)
   }
 
-  #beginTeardown(reason: string): Promise<EngineStopResult> {
+  /** The first call decides (`logout` included); later calls return its promise. */
+  #beginTeardown(reason: string, logout = false): Promise<EngineStopResult> {
     if (!this.#teardown) {
       this.#stopping = true
-      const teardown = this.#tearDown(reason)
+      const teardown = this.#tearDown(reason, logout)
       this.#teardown = teardown
-      const { teardownsByCampaign, sessions } = this.#shared
-      teardownsByCampaign.set(this.#campaignId, teardown)
-      void teardown.then(() => {
-        if (teardownsByCampaign.get(this.#campaignId) === teardown) {
-          teardownsByCampaign.delete(this.#campaignId)
-        }
-        sessions.delete(this)
-      })
+      occupyProfile(this.#shared.profileWork, this.#campaignId, teardown)
+      void teardown.then(() => this.#shared.sessions.delete(this))
     }
     return this.#teardown
   }
 
   /** Never rejects; settles within destroyTimeoutMs + killTimeoutMs (plus a few polls). */
-  async #tearDown(reason: string): Promise<EngineStopResult> {
+  async #tearDown(reason: string, logout: boolean): Promise<EngineStopResult> {
     const { clock, options } = this.#shared
     const startedAt = clock.now()
     let forced = false
-    this.#log.debug({ reason }, 'tearing down')
+    let loggedOut = false
+    this.#log.debug({ reason, logout }, 'tearing down')
+    // An unlink: the saved login goes once Chromium is gone, whether WhatsApp heard the logout
+    // or not (it cannot when the session is not linked and live).
+    if (logout) this.#wipeProfileAfterTeardown = true
     try {
       if (this.#client && !this.#browser) {
         // Still launching: destroy() would return at once and the browser would launch anyway.
@@ -342,7 +355,13 @@ export class WwebjsSession implements EngineSession {
         forced = true
         this.#abortLaunch.abort()
       } else if (this.#client) {
-        const closed = await settlesWithin(this.#client.destroy(), options.destroyTimeoutMs, clock)
+        const graceful =
+          logout && this.#canLogOut()
+            ? this.#logOutThenDestroy(this.#client)
+            : this.#client.destroy()
+        const closed = await settlesWithin(graceful, options.destroyTimeoutMs, clock)
+        // Read now: a logout still pending is killed below and cannot have succeeded.
+        loggedOut = this.#loggedOut
         if (!closed) {
           forced = true
           this.#log.warn(
@@ -377,7 +396,36 @@ export class WwebjsSession implements EngineSession {
     }
     this.#client?.removeAllListeners()
     const durationMs = clock.now() - startedAt
-    this.#log.info({ forced, durationMs }, 'engine session torn down')
-    return { forced, durationMs }
+    this.#log.info({ forced, durationMs, ...(logout && { loggedOut }) }, 'engine session torn down')
+    return logout ? { forced, durationMs, loggedOut } : { forced, durationMs }
+  }
+
+  /**
+   * WhatsApp accepts a logout only from a linked device on a live page; otherwise `logout()`
+   * throws (no page, a closed target) and there is nothing to tell WhatsApp anyway.
+   */
+  #canLogOut(): boolean {
+    return (
+      this.#authenticatedSent &&
+      !this.#terminated &&
+      this.#browser?.connected === true &&
+      Boolean(this.#client?.pupPage)
+    )
+  }
+
+  /**
+   * whatsapp-web.js's `logout()`: WhatsApp's own logout in the page, then a browser close. Its
+   * `LocalAuth.logout()` step is ours and does nothing: the profile is wiped after the teardown.
+   * Never rejects; `destroy()` follows in every case (a no-op when the browser is closed).
+   */
+  async #logOutThenDestroy(client: WwebjsClient): Promise<void> {
+    try {
+      await client.logout()
+      this.#loggedOut = true
+      this.#log.info('logged the device out of WhatsApp')
+    } catch (error) {
+      this.#log.warn({ err: error }, 'could not log the device out of WhatsApp; tearing down')
+    }
+    await client.destroy()
   }
 }

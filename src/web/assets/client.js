@@ -159,7 +159,7 @@ export const REASON_TEXTS = {
   engine_failed: 'The WhatsApp engine failed.',
   logged_out: 'The phone logged this device out.',
   cleanup_requested: 'The session was cleaned up.',
-  unlinked: 'WhatsApp was unlinked; a new QR links a phone again.',
+  unlinked: 'WhatsApp was unlinked and its login deleted; linking again needs a new QR scan.',
   replaced: 'A new session replaced this one.',
   shutdown: 'The service was shut down.',
 }

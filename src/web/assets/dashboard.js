@@ -41,8 +41,15 @@ const link = {
   status: 'idle',
   expiresAt: null,
   phaseStartedAt: null,
-  /** 'linked' | 'timedOut' | 'failed' | 'ended' | null: once set, later cleanup statuses do not hide it. */
+  /**
+   * 'linked' | 'timedOut' | 'failed' | 'ended' | 'unlinked' | null: once set, later cleanup statuses
+   * do not hide it.
+   */
   outcome: null,
+  /** The session holds an engine (its last status said hasActiveSession). */
+  active: false,
+  /** The campaign may keep a saved login: its session reached ready, and nobody logged it out since. */
+  mayBeLinked: false,
   /** Messages that arrive while the request is in flight; replayed once its sessionId is known. */
   held: null,
 }
@@ -153,6 +160,13 @@ function wireLinkPanel() {
   $('retry-button').addEventListener('click', () => {
     if (link.campaignId) linkCampaign(link.campaignId, { force: false })
   })
+  $('unlink-button').addEventListener('click', openUnlinkDialog)
+  $('unlink-dialog').addEventListener('close', () => {
+    const dialog = $('unlink-dialog')
+    const campaignId = dialog.dataset.campaign
+    if (dialog.returnValue === 'unlink' && campaignId === link.campaignId) unlink(campaignId)
+    else if (!$('unlink-button').hidden) $('unlink-button').focus()
+  })
   for (const button of document.querySelectorAll('#link-phone [data-phone]')) {
     button.addEventListener('click', () => playPhone(link.campaignId, button.dataset.phone))
   }
@@ -173,9 +187,13 @@ async function linkCampaign(campaignId, { force }) {
     expiresAt: null,
     phaseStartedAt: null,
     outcome: null,
+    active: false,
+    mayBeLinked: false,
     wasLinked: false,
     held: [],
   })
+  $('unlink-error').hidden = true
+  renderUnlinkButton()
   $('link-panel').hidden = false
   $('link-campaign').textContent = campaignId
   setBusy(true)
@@ -265,8 +283,11 @@ function handleLinkMessage(message) {
       link.outcome = message.code && message.code.endsWith('_timeout') ? 'timedOut' : 'failed'
       const outcome = outcomeFor(link.outcome, message.code, message.message)
       outcome.detail = message.detail ?? null
-      if (message.code === 'logged_out') outcome.title = 'Logged out from the phone'
-      else if (link.wasLinked) outcome.title = 'Connection lost'
+      if (message.code === 'logged_out') {
+        outcome.title = 'Logged out from the phone'
+        link.mayBeLinked = false
+        renderUnlinkButton()
+      } else if (link.wasLinked) outcome.title = 'Connection lost'
       renderOutcome(outcome)
       renderLink(null)
       return
@@ -308,11 +329,15 @@ function keepsOutcome(previous, next) {
 function applyStatus(status, reason, active) {
   if (keepsOutcome(link.status, status)) return
   link.status = status
+  link.active = active
+  if (status === 'ready') link.mayBeLinked = true
+  if (reason === 'logged_out' || reason === 'unlinked') link.mayBeLinked = false
+  renderUnlinkButton()
   const badge = $('link-status')
   badge.dataset.status = status
   badge.textContent = statusLabel(status)
   // Also once linked: starting over restarts the session (WhatsApp reconnects with its saved
-  // login; to link another phone, log the device out from the phone first).
+  // login; to link another phone, unlink first).
   $('restart-button').hidden = !active
   if (status === 'ready') {
     link.outcome = 'linked'
@@ -337,6 +362,9 @@ function applyStatus(status, reason, active) {
     else if (link.wasLinked) outcome.title = 'Connection lost'
     renderOutcome(outcome)
     renderLink(null)
+  } else if (status === 'cleaned' && reason === 'unlinked') {
+    // Unlinked from this page or elsewhere (another tab, the API).
+    showUnlinked()
   } else if (status === 'cleaned' && !link.outcome) {
     link.outcome = 'ended'
     renderOutcome(outcomeFor('ended', reason))
@@ -378,12 +406,19 @@ function outcomeFor(kind, reason, message) {
         text: message || reasonText(reason) || 'The session failed.',
         retry: true,
       }
+    case 'unlinked':
+      return {
+        title: 'Unlinked',
+        text: 'WhatsApp is unlinked from this campaign and its login is deleted. “Link again” shows a new QR code to scan.',
+        retry: true,
+        retryLabel: 'Link again',
+      }
     default:
       return { title: 'Session ended', text: reasonText(reason), retry: true }
   }
 }
 
-function renderOutcome({ title, text, retry, detail = null }) {
+function renderOutcome({ title, text, retry, retryLabel = 'Try again', detail = null }) {
   const box = $('outcome')
   box.hidden = false
   box.dataset.kind = link.outcome
@@ -392,6 +427,7 @@ function renderOutcome({ title, text, retry, detail = null }) {
   $('outcome-detail').textContent = detail ?? ''
   $('outcome-detail').hidden = !detail
   $('retry-button').hidden = !retry
+  $('retry-button').textContent = retryLabel
   $('scan-steps').hidden = true
   link.expiresAt = link.outcome === 'linked' ? null : link.expiresAt
   // The box says how it ended; an expired QR stays, dimmed, where it was.
@@ -404,6 +440,7 @@ const QR_BOX_OUTCOMES = {
   timedOut: 'Timed out: no QR code to scan.',
   failed: 'Linking failed: no QR code to scan.',
   ended: 'The session ended.',
+  unlinked: 'Unlinked: no phone is linked.',
 }
 
 function renderLink(message) {
@@ -478,6 +515,70 @@ function renderCountdown() {
   const total = Math.max(1, link.expiresAt - (link.phaseStartedAt ?? link.expiresAt - 30_000))
   bar.style.width = `${Math.min(100, (left / total) * 100)}%`
   if (left === 0) $('qr-box').classList.add('expired')
+}
+
+// ---- Unlinking -------------------------------------------------------------------------------
+
+/**
+ * Offered while the campaign may keep a login: its session reached ready (and nobody logged it out
+ * since), or holds an engine that may run on a saved login (starting, or scanned and syncing). Not
+ * while a QR waits for its first scan: nothing is linked, and “Start over” or “Clean up” end that.
+ */
+function renderUnlinkButton() {
+  const mayRunOnALogin = link.active && link.status !== 'awaitingScan'
+  $('unlink-button').hidden =
+    !link.campaignId || link.outcome === 'unlinked' || !(link.mayBeLinked || mayRunOnALogin)
+}
+
+function openUnlinkDialog() {
+  if (!link.campaignId) return
+  const dialog = $('unlink-dialog')
+  dialog.dataset.campaign = link.campaignId
+  dialog.returnValue = ''
+  $('unlink-campaign').textContent = link.campaignId
+  // Only a live session can log the device out; a stopped one leaves it listed on the phone.
+  $('unlink-logout').textContent = link.active
+    ? 'WhatsApp logs this device out: the phone no longer lists it under Linked devices.'
+    : 'No session is running, so nothing logs the device out now: remove it on the phone too (Settings → Linked devices).'
+  dialog.showModal()
+}
+
+async function unlink(campaignId) {
+  const button = $('unlink-button')
+  button.disabled = true
+  $('link-button').disabled = true
+  $('restart-button').disabled = true
+  $('unlink-error').hidden = true
+  renderLink('Unlinking WhatsApp…')
+  try {
+    const answer = await api.post(`/api/campaigns/${encodeURIComponent(campaignId)}/logout`)
+    syncCampaign(campaignId)
+    if (link.campaignId !== campaignId) return
+    if (answer.loginDeleted) {
+      showUnlinked()
+      $('retry-button').focus()
+    } else {
+      renderLink(answer.message)
+    }
+  } catch (error) {
+    if (error.status === 401) return handleApiError(error)
+    if (link.campaignId !== campaignId) return
+    renderLink(null)
+    $('unlink-error').textContent = `Could not unlink WhatsApp: ${error.message}`
+    $('unlink-error').hidden = false
+  } finally {
+    button.disabled = false
+    if (link.campaignId === campaignId) setBusy(false)
+  }
+}
+
+function showUnlinked() {
+  link.mayBeLinked = false
+  if (link.outcome === 'unlinked') return
+  link.outcome = 'unlinked'
+  renderUnlinkButton()
+  renderOutcome(outcomeFor('unlinked'))
+  renderLink(null)
 }
 
 async function playPhone(campaignId, action) {

@@ -3,7 +3,9 @@
  * the real service on port 0 with the simulated engine, and tokens signed for it.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Hono } from 'hono'
 import { SignJWT } from 'jose'
 import { chromium, type Browser } from 'playwright-core'
@@ -49,7 +51,10 @@ export async function startService(
   extraRoutes: Hono[] = []
 ): Promise<TestService> {
   const secret = randomBytes(32).toString('base64url')
+  // A DATA_DIR of its own (simulated logins are saved there), removed when the server closes.
+  const dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-pages-'))
   const config = loadConfig({
+    DATA_DIR: dataDir,
     WA_ENGINE: 'simulated',
     JWT_SECRET: secret,
     INSPECT: 'true',
@@ -58,7 +63,19 @@ export async function startService(
     LOG_LEVEL: 'silent',
     ...env,
   })
-  const server = await startServer(config, { logger: silentLogger, extraRoutes })
+  const running = await startServer(config, { logger: silentLogger, extraRoutes }).catch(
+    (error: unknown) => {
+      rmSync(dataDir, { recursive: true, force: true })
+      throw error
+    }
+  )
+  const server: RunningServer = {
+    ...running,
+    async close() {
+      await running.close()
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
   return {
     server,
     secret,
