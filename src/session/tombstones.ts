@@ -102,7 +102,7 @@ export function tombstoneOf(
 }
 
 /** The status a finished session is remembered by: how it ended, not only that it did. */
-function outcomeOf(history: HistoryEntry[]): SessionStatus {
+export function outcomeOf(history: HistoryEntry[]): SessionStatus {
   for (let i = history.length - 1; i >= 0; i--) {
     const status = history[i]!.status
     if (status === 'timedOut' || status === 'failed') return status

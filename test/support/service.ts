@@ -47,6 +47,9 @@ const children = new Set<ChildProcess>()
 /** `node dist/main.js` as `npm start` runs it. */
 export const NODE_COMMAND = [process.execPath, '--enable-source-maps', 'dist/main.js']
 
+/** The service from its sources, no build needed (`node --import tsx src/main.ts`). */
+export const SOURCE_COMMAND = [process.execPath, '--import', 'tsx', 'src/main.ts']
+
 /**
  * Starts `npm start` (`how: 'npm'`), `node dist/main.js` (`how: 'node'`) or a command line that
  * ends up running it, in a process group of its own, so a test can signal the whole group as a
@@ -102,6 +105,22 @@ export function killServices(): void {
     }
   }
   children.clear()
+}
+
+/**
+ * Kills (SIGKILL) every service a test started, as `killServices()` does, and resolves once each
+ * one has exited, with the pids that were killed: a test's `afterEach` checks that none runs.
+ */
+export async function stopServices(): Promise<number[]> {
+  const started = [...children]
+  const exits = started.map((child) =>
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  )
+  killServices()
+  await Promise.all(exits)
+  return started.flatMap((child) => (child.pid === undefined ? [] : [child.pid]))
 }
 
 /** Polls (bounded) until `check` answers something; throws with `what` when it never does. */
