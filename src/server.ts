@@ -254,7 +254,8 @@ export async function startServer(
   }
   const { port } = server.address() as AddressInfo
   state = 'ready'
-  beginRestore()
+  // In the next turn: after the caller has said the service listens (the first log line).
+  setImmediate(beginRestore)
 
   let closing: Promise<void> | undefined
   async function shutdown(): Promise<void> {

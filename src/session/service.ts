@@ -148,7 +148,9 @@ export async function openSessionService(
   const queue = new RestoreQueue(toRestore, {
     concurrency: restoreConcurrency,
     launch,
-    onDone: (progress) => logger.info({ ...progress }, 'restore of linked campaigns finished'),
+    onDone: (progress) => {
+      if (progress.total > 0) logger.info({ ...progress }, 'restore of linked campaigns finished')
+    },
   })
   base.observe((event) => {
     if (!event.sessionId) return

@@ -5,7 +5,9 @@
  * code. Every child started here is killed by `killServices()` if a test left it running.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Stream } from 'node:stream'
 import { fileURLToPath } from 'node:url'
@@ -43,6 +45,8 @@ export interface ServiceProcess {
 }
 
 const children = new Set<ChildProcess>()
+/** DATA_DIRs made for services started without one; removed once their services are killed. */
+const dataDirs = new Set<string>()
 
 /** `node dist/main.js` as `npm start` runs it. */
 export const NODE_COMMAND = [process.execPath, '--enable-source-maps', 'dist/main.js']
@@ -62,9 +66,20 @@ export function spawnService(
 ): ServiceProcess {
   const [command = 'npm', ...args] =
     how === 'npm' ? ['npm', 'start'] : how === 'node' ? NODE_COMMAND : how
+  // A DATA_DIR of its own unless the test names one: the store in it is locked to one process.
+  let dataDir = env.DATA_DIR
+  if (!dataDir) {
+    dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-process-'))
+    dataDirs.add(dataDir)
+  }
   const child = spawn(command, args, {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/root',
+      DATA_DIR: dataDir,
+      ...env,
+    },
     stdio: ['ignore', stdout, 'pipe'],
     detached: true,
   })
@@ -105,6 +120,8 @@ export function killServices(): void {
     }
   }
   children.clear()
+  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true })
+  dataDirs.clear()
 }
 
 /**
