@@ -27,6 +27,8 @@ import {
   type SupervisedSessionService,
 } from './session/service.ts'
 import { openStore, type CampaignStore } from './store/index.ts'
+import { describeUrl } from './store/postgres.ts'
+import { lockSingleNode, type NodeLock } from './cluster/singleNode.ts'
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.ts'
 import { forwardSessionEvents, type SessionEventForwarding } from './webhooks/sessionEvents.ts'
 import type { StartResult } from './session/api.ts'
@@ -111,6 +113,7 @@ export async function startServer(
   let beginRestore = () => {}
   let webhooks: Webhooks | null = null
   let forwarding: SessionEventForwarding | null = null
+  let nodeLock: NodeLock | null = null
   try {
     if (overrides.store === false) {
       opened = createSessionService({ engine, timeouts: config.timeouts, maxSessions, logger })
@@ -129,6 +132,11 @@ export async function startServer(
           maxQueued: config.store.writeQueueMax,
         },
       })
+      // Opened first: it says clearly what is wrong with a database it cannot reach or read.
+      if (config.store.databaseUrl) {
+        const url = config.store.databaseUrl
+        nodeLock = await lockSingleNode(url, describeUrl(url))
+      }
       const durable = await openSessionService({
         engine,
         timeouts: config.timeouts,
@@ -151,6 +159,7 @@ export async function startServer(
     await opened?.shutdown().catch(() => undefined)
     await engine.close()
     await store?.close().catch(() => undefined)
+    await nodeLock?.release()
     throw error
   }
   const sessions = opened!
@@ -250,6 +259,7 @@ export async function startServer(
     forwarding?.unsubscribe()
     await webhooks?.stop()
     await store?.close()
+    await nodeLock?.release()
     throw error
   }
   const { port } = server.address() as AddressInfo
@@ -277,6 +287,7 @@ export async function startServer(
     await webhooks?.stop()
     // Last: the sessions' final statuses (cleaned, shutdown) are written before it closes.
     await store?.close()
+    await nodeLock?.release()
     await stoppedListening
   }
 
