@@ -113,7 +113,13 @@ export async function startServer(
   let forwarding: SessionEventForwarding | null = null
   try {
     if (overrides.store === false) {
-      opened = createSessionService({ engine, timeouts: config.timeouts, maxSessions, logger })
+      opened = createSessionService({
+        engine,
+        timeouts: config.timeouts,
+        liveness: config.liveness,
+        maxSessions,
+        logger,
+      })
     } else {
       store = await openStore({
         dataDir: config.dataDir,
@@ -132,6 +138,7 @@ export async function startServer(
       const durable = await openSessionService({
         engine,
         timeouts: config.timeouts,
+        liveness: config.liveness,
         maxSessions,
         logger,
         store,

@@ -300,6 +300,7 @@ describe('faults', () => {
             void session.stop()
             throw new Error('stop threw')
           },
+          probe: () => session.probe(),
         }
       },
       close: async () => {},
