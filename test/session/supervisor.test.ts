@@ -530,6 +530,7 @@ describe('capacity and ownership', () => {
       hasActiveSession: false,
       lastActivity: null,
       expiresAt: null,
+      lastSeenAlive: null,
       history: [],
       qr: null,
     })
