@@ -12,7 +12,7 @@ import type { CoreFigures } from './bench/core.ts'
 const sizes = (process.env.BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number)
 /** Live sessions (at capacity) of the campaign-records benchmark. */
 const campaignSizes = (process.env.BENCH_CAMPAIGN_SIZES ?? '1000,20000').split(',').map(Number)
-/** `BENCH_ONLY=core`, `campaigns`, `http` or `webhooks` runs one part. */
+/** `BENCH_ONLY=core`, `campaigns`, `http`, `webhooks` or `liveness` runs one part. */
 const only = process.env.BENCH_ONLY
 
 function runCore(design: string, n: number): CoreFigures {
@@ -44,6 +44,7 @@ if (only === undefined || only === 'core') runCoreBenchmark()
 if (only === undefined || only === 'campaigns') runCampaignBenchmark()
 if (only === undefined || only === 'http') runHttpBenchmark()
 if (only === undefined || only === 'webhooks') runWebhooksBenchmark()
+if (only === undefined || only === 'liveness') runLivenessBenchmark()
 
 function runCoreBenchmark(): void {
   console.log(
@@ -134,6 +135,16 @@ function runWebhooksBenchmark(): void {
   console.log('')
   const args = process.env.BENCH_WEBHOOKS_FULL ? [] : ['--quick']
   execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bench/webhooks.ts', ...args], {
+    stdio: 'inherit',
+  })
+}
+
+function runLivenessBenchmark(): void {
+  console.log('')
+  console.log('## Liveness: 1,000 ready sessions probed; a frozen wwebjs page to unresponsive')
+  console.log('')
+  const args = process.env.BENCH_LIVENESS_FULL ? [] : ['--quick']
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bench/liveness.ts', ...args], {
     stdio: 'inherit',
   })
 }
