@@ -22,7 +22,7 @@ const restoreCampaigns = Number(process.env.BENCH_RESTORE_CAMPAIGNS ?? '1000')
 const restoreConcurrencies = (process.env.BENCH_RESTORE_CONCURRENCY ?? '100,1000')
   .split(',')
   .map(Number)
-/** `BENCH_ONLY=core`, `store`, `restore`, `campaigns`, `http` or `webhooks` runs one part. */
+/** `BENCH_ONLY=core`, `store`, `restore`, `campaigns`, `http`, `webhooks` or `liveness` runs one part. */
 const only = process.env.BENCH_ONLY
 
 function runCore(design: string, n: number): CoreFigures {
@@ -58,6 +58,7 @@ if (only === undefined || only === 'restore') runRestoreBenchmark()
 if (only === undefined || only === 'campaigns') runCampaignBenchmark()
 if (only === undefined || only === 'http') runHttpBenchmark()
 if (only === undefined || only === 'webhooks') runWebhooksBenchmark()
+if (only === undefined || only === 'liveness') runLivenessBenchmark()
 
 function runCoreBenchmark(): void {
   console.log(
@@ -268,6 +269,16 @@ function runWebhooksBenchmark(): void {
   console.log('')
   const args = process.env.BENCH_WEBHOOKS_FULL ? [] : ['--quick']
   execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bench/webhooks.ts', ...args], {
+    stdio: 'inherit',
+  })
+}
+
+function runLivenessBenchmark(): void {
+  console.log('')
+  console.log('## Liveness: 1,000 ready sessions probed; a frozen wwebjs page to unresponsive')
+  console.log('')
+  const args = process.env.BENCH_LIVENESS_FULL ? [] : ['--quick']
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bench/liveness.ts', ...args], {
     stdio: 'inherit',
   })
 }

@@ -116,7 +116,13 @@ export async function startServer(
   let nodeLock: NodeLock | null = null
   try {
     if (overrides.store === false) {
-      opened = createSessionService({ engine, timeouts: config.timeouts, maxSessions, logger })
+      opened = createSessionService({
+        engine,
+        timeouts: config.timeouts,
+        liveness: config.liveness,
+        maxSessions,
+        logger,
+      })
     } else {
       store = await openStore({
         dataDir: config.dataDir,
@@ -140,6 +146,7 @@ export async function startServer(
       const durable = await openSessionService({
         engine,
         timeouts: config.timeouts,
+        liveness: config.liveness,
         maxSessions,
         logger,
         store,

@@ -32,6 +32,7 @@ export function liveView(
     isConnected: status === 'ready',
     hasActiveSession: snapshot.hasTag('active'),
     expiresAt: context.phaseDeadline,
+    lastSeenAlive: context.lastSeenAliveAt,
     history: context.history,
     qr: status === 'awaitingScan' ? context.qr : null,
   }
@@ -47,6 +48,7 @@ export function endedView(campaign: CampaignFacts, last: Tombstone | undefined):
     isConnected: false,
     hasActiveSession: false,
     expiresAt: null,
+    lastSeenAlive: last?.lastSeenAlive ?? null,
     history: last?.history ?? [],
     qr: null,
   }

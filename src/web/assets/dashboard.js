@@ -660,6 +660,8 @@ function handleMessage(message) {
       update.reason = message.reason ?? null
       update.isConnected = message.status === 'ready'
     }
+    // Ready is seen alive; later probes show in the service's account (GET …/connection).
+    if (message.status === 'ready') update.lastSeenAlive = new Date(message.at).toISOString()
     update.hasActiveSession = message.hasActiveSession
   }
   update.lastActivity = message.at
@@ -733,6 +735,11 @@ function renderRow(campaign) {
   row.detail.textContent = detail ?? ''
   row.detail.hidden = !detail
   row.activity.textContent = clockTime(campaign.lastActivity)
+  if (campaign.lastSeenAlive) {
+    const seen = h('div', { class: 'hint' }, `last seen alive ${clockTime(campaign.lastSeenAlive)}`)
+    seen.title = 'When WhatsApp last answered that it is connected'
+    row.activity.append(seen)
+  }
   row.session.textContent = campaign.sessionId ? campaign.sessionId.slice(0, 8) : '–'
   row.session.title = campaign.sessionId ?? ''
   const history = campaign.history ?? []
