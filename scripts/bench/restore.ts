@@ -86,6 +86,7 @@ async function seed(dataDir: string): Promise<void> {
         startedAt: now,
         updatedAt: now + QR_DELAY_MS + AUTH_DELAY_MS,
         endedAt: null,
+        lastSeenAlive: null,
       })
     }
     await store.flush()

@@ -164,6 +164,7 @@ export class CampaignTable {
         reason: SessionReason | null
         detail: string | null
         history: HistoryEntry[]
+        lastSeenAlive: number | null
       }
     | undefined {
     const session = this.liveSessions.get(sessionId)
@@ -175,6 +176,7 @@ export class CampaignTable {
       reason: context.reason,
       detail: session.failure?.detail ?? context.detail,
       history: context.history,
+      lastSeenAlive: context.lastSeenAliveAt,
     }
   }
 

@@ -148,6 +148,7 @@ export class Durability {
       startedAt: history[0]?.at ?? event.at,
       updatedAt: event.at,
       endedAt: event.status === 'cleaned' ? event.at : null,
+      lastSeenAlive: state.lastSeenAlive,
     })
     if (event.status === 'ready') this.setLinked(state.campaignId, true)
     else if (event.reason === 'logged_out') this.setLinked(state.campaignId, false)
@@ -181,6 +182,7 @@ export class Durability {
         : null,
       history,
       endedAt: Math.min(stored.endedAt ?? stored.updatedAt, now),
+      ...(typeof stored.lastSeenAlive === 'number' ? { lastSeenAlive: stored.lastSeenAlive } : {}),
     }
   }
 }

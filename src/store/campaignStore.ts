@@ -43,6 +43,8 @@ export interface SessionRecord {
   updatedAt: number
   /** Epoch ms when the session ended; null while it lives. Only ended sessions are ever pruned. */
   endedAt: number | null
+  /** Epoch ms of the last liveness probe that found WhatsApp connected; null if none. */
+  lastSeenAlive: number | null
 }
 
 export interface CampaignRecord {
