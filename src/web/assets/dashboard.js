@@ -736,7 +736,11 @@ function renderRow(campaign) {
   row.detail.hidden = !detail
   row.activity.textContent = clockTime(campaign.lastActivity)
   if (campaign.lastSeenAlive) {
-    const seen = h('div', { class: 'hint' }, `last seen alive ${clockTime(campaign.lastSeenAlive)}`)
+    const seen = h(
+      'div',
+      { class: 'hint seen-alive' },
+      `last seen alive ${clockTime(campaign.lastSeenAlive)}`
+    )
     seen.title = 'When WhatsApp last answered that it is connected'
     row.activity.append(seen)
   }
@@ -767,7 +771,7 @@ function renderRow(campaign) {
 
 function createRow(campaignId) {
   const badge = h('span', { class: 'badge' })
-  const reason = h('div', { class: 'hint' })
+  const reason = h('div', { class: 'hint reason' })
   const detail = h('div', { class: 'failure-detail', hidden: true })
   const activity = h('td', { class: 'nowrap', 'data-label': 'Last activity' })
   const session = h('td', { class: 'mono', 'data-label': 'Session' })
