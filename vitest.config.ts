@@ -1,14 +1,15 @@
 import { defineConfig } from 'vitest/config'
 
 /**
- * Tests that drive a real Chromium run after all the others, one file at a time: on a 2-core
- * machine, browsers starting next to the simulated-time suites (or next to each other) starve
- * their deadlines.
+ * Tests that drive a real Chromium, or run the service as several processes under a burst, run
+ * after all the others, one file at a time: on a 2-core machine, browsers and bursts next to the
+ * simulated-time suites (or next to each other) starve their deadlines.
  */
 const REAL_BROWSER_TESTS = [
   'test/engines/wwebjs*.test.ts',
   'test/engines/janitor.test.ts',
   'test/web/**/*.test.ts',
+  'test/process/**/*.test.ts',
 ]
 
 export default defineConfig({

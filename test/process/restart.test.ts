@@ -74,7 +74,8 @@ interface Running {
 
 async function start(env: Record<string, string>): Promise<Running> {
   const service = spawnService(SOURCE_COMMAND, { ...ENV, ...env })
-  const { url, pid } = await listening(service).catch((error: unknown) => {
+  // From its sources (tsx compiles at start): slow on a busy machine.
+  const { url, pid } = await listening(service, 60_000).catch((error: unknown) => {
     throw new Error(`${String(error)}\nstderr:\n${service.stderr.join('\n')}`)
   })
   return { service, url, pid }
@@ -422,7 +423,7 @@ describe('kill -9 during a burst of first requests (SQLite)', () => {
   it('every campaign answered 2xx keeps the owner it was answered for, over three rounds', async () => {
     // 600 requests a round; killed early, midway and late in the burst.
     await killDuringBursts({}, { campaignsPerRound: 300, killAfter: [30, 250, 520] })
-  }, 60_000)
+  }, 180_000)
 })
 
 /** PostgreSQL's server binaries (Debian's `postgresql`), or a server given by TEST_DATABASE_URL. */

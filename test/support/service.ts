@@ -156,15 +156,22 @@ export async function waitFor<T>(
 }
 
 /** The "qrvisor is listening" line: the service's URL and the pid of its node process. */
-export function listening(service: ServiceProcess): Promise<{ url: string; pid: number }> {
-  return waitFor(() => {
-    const line = service.lines.find((entry) => entry.msg === 'qrvisor is listening')
-    if (line) return { url: line.url as string, pid: line.pid as number }
-    if (service.child.exitCode !== null) {
-      throw new Error(`the service exited: ${service.stderr.join('\n')}`)
-    }
-    return undefined
-  }, 'the service listening')
+export function listening(
+  service: ServiceProcess,
+  timeoutMs = 20_000
+): Promise<{ url: string; pid: number }> {
+  return waitFor(
+    () => {
+      const line = service.lines.find((entry) => entry.msg === 'qrvisor is listening')
+      if (line) return { url: line.url as string, pid: line.pid as number }
+      if (service.child.exitCode !== null) {
+        throw new Error(`the service exited: ${service.stderr.join('\n')}`)
+      }
+      return undefined
+    },
+    'the service listening',
+    timeoutMs
+  )
 }
 
 /** Whether a process with this pid still runs (a zombie counts as gone). */
