@@ -1,5 +1,6 @@
 /**
- * The campaign routes of the contract: `qr-code`, `connection`, `cleanup-session` and the list.
+ * The campaign routes of the contract: `qr-code`, `connection`, `cleanup-session`, the list, and the
+ * current QR as an image (`qr.png`, `qr.svg`).
  * Each handler parses, authorizes (middleware), calls one `SessionService` method and shapes the
  * answer.
  *
@@ -7,7 +8,7 @@
  */
 import { createRoute, OpenAPIHono } from '@hono/zod-openapi'
 import { toCaller } from '../auth/identity.ts'
-import { SupersededQrError, type QrImageRenderer } from '../qr/renderer.ts'
+import { SupersededQrError, type QrImageFormat, type QrImageRenderer } from '../qr/renderer.ts'
 import type { CampaignView, SessionService } from '../session/api.ts'
 import type { Logger } from '../logger.ts'
 import { sessionTag } from '../sessionTag.ts'
@@ -30,6 +31,7 @@ import {
   qrCodeAnswerSchema,
   qrCodeBody,
   qrCodeQuery,
+  qrImage,
   validationHook,
 } from './schemas.ts'
 import { connectionJson, isoTime } from './views.ts'
@@ -96,6 +98,30 @@ const connectionRoute = createRoute({
     ...errors(CAMPAIGN_ERRORS),
   },
 })
+
+/** `GET /{campaignId}/qr.png` and `qr.svg`: the current QR as an image. */
+function qrImageRoute(extension: QrImageFormat) {
+  const mediaType = QR_MEDIA_TYPES[extension]
+  return createRoute({
+    method: 'get',
+    path: `/{campaignId}/qr.${extension}`,
+    tags,
+    summary: `The current QR as ${extension === 'png' ? 'a PNG' : 'an SVG'} image`,
+    description:
+      'For clients that cannot hold a WebSocket: poll it while the status is `awaitingScan`. Rendered once per QR (shared with the WebSocket and `qr-code`), never cached by clients.',
+    security: bearerSecurity,
+    request: { params: campaignIdParam },
+    responses: {
+      200: qrImage('The QR the campaign’s live session shows now.', mediaType),
+      ...errors({ ...CAMPAIGN_ERRORS, 404: ['no_qr'] }),
+    },
+  })
+}
+
+const QR_MEDIA_TYPES = { png: 'image/png', svg: 'image/svg+xml' } as const
+
+/** A newer QR may replace the one being rendered: ask again for the newest, this many times. */
+const QR_IMAGE_ATTEMPTS = 3
 
 const cleanupRoute = createRoute({
   method: 'post',
@@ -248,6 +274,29 @@ export function createCampaignRoutes({
     // `?force=` has always answered `invalid_body`, like the body's `force`.
     validationHook({ query: 'invalid_body' })
   )
+
+  for (const extension of ['png', 'svg'] as const) {
+    routes.openapi(qrImageRoute(extension), async (c) => {
+      const campaignId = c.get('campaignId')
+      for (let attempt = 1; attempt <= QR_IMAGE_ATTEMPTS; attempt++) {
+        const { sessionId, qr } = sessions.getCampaign(campaignId)
+        if (qr === null || sessionId === null) break
+        let dataUrl: string
+        try {
+          dataUrl = await qrImages.imageFor({ sessionId, ...qr }, extension)
+        } catch (error) {
+          if (error instanceof SupersededQrError) continue
+          throw error
+        }
+        const bytes = Buffer.from(dataUrl.slice(dataUrl.indexOf(',') + 1), 'base64')
+        return c.body(bytes, 200, {
+          'Content-Type': QR_MEDIA_TYPES[extension],
+          'Cache-Control': 'no-store',
+        })
+      }
+      throw new ApiError(404, 'no_qr', `Campaign ${campaignId} shows no QR code now.`)
+    })
+  }
 
   routes.openapi(connectionRoute, (c) => {
     return c.json(connectionJson(sessions.getCampaign(c.get('campaignId'))), 200)

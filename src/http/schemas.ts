@@ -41,6 +41,7 @@ const ERROR_CODES = [
   'invalid_query',
   'invalid_webhook_url',
   'not_found',
+  'no_qr',
   'method_not_allowed',
   'nothing_to_do',
   'at_capacity',
@@ -156,6 +157,20 @@ export const qrCodeAnswerSchema = z
   })
   .openapi('QrCodeAnswer')
 
+/** A QR image answer (`qr.png`, `qr.svg`): the bytes of the image. */
+export function qrImage(description: string, mediaType: 'image/png' | 'image/svg+xml') {
+  return {
+    description,
+    headers: {
+      'Cache-Control': {
+        description: '`no-store`: the QR changes.',
+        schema: { type: 'string' as const },
+      },
+    },
+    content: { [mediaType]: { schema: z.string().openapi({ format: 'binary' }) } },
+  }
+}
+
 export const cleanupAnswerSchema = z
   .strictObject({
     message: z.string(),
@@ -209,7 +224,7 @@ const ERROR_MEANINGS: Record<number, string> = {
   400: 'Bad input',
   401: 'No token, or a token that does not verify (`WWW-Authenticate: Bearer`)',
   403: 'Another user’s campaign, or outside the token’s `campaigns` claim',
-  404: 'No such route',
+  404: 'Not found',
   409: 'Nothing to do',
   413: 'A body over the size limit (`Connection: close`)',
   500: 'A bug on the service’s side',
