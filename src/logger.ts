@@ -24,6 +24,10 @@ export interface LoggerOptions {
 const REDACT_PATHS = [
   'qr',
   '*.qr',
+  'pairingCode',
+  '*.pairingCode',
+  'phoneNumber',
+  '*.phoneNumber',
   'token',
   '*.token',
   'authorization',

@@ -9,7 +9,7 @@
 import { createRoute, OpenAPIHono } from '@hono/zod-openapi'
 import { toCaller } from '../auth/identity.ts'
 import { SupersededQrError, type QrImageFormat, type QrImageRenderer } from '../qr/renderer.ts'
-import type { CampaignView, SessionService } from '../session/api.ts'
+import type { CampaignView, SessionService, StartResult } from '../session/api.ts'
 import type { Logger } from '../logger.ts'
 import { sessionTag } from '../sessionTag.ts'
 import { jsonBody } from './body.ts'
@@ -28,13 +28,15 @@ import {
   connectionSchema,
   errors,
   json,
+  pairingCodeAnswerSchema,
+  pairingCodeBody,
   qrCodeAnswerSchema,
   qrCodeBody,
   qrCodeQuery,
   qrImage,
   validationHook,
 } from './schemas.ts'
-import { connectionJson, isoTime } from './views.ts'
+import { connectionJson, isoTime, pairingCodeJson } from './views.ts'
 
 export interface CampaignRoutesOptions {
   sessions: SessionService
@@ -77,6 +79,34 @@ const qrCodeRoute = createRoute({
   responses: {
     200: json('The live session was joined (`reused: true`).', qrCodeAnswerSchema),
     202: json('A new session was started (`reused: false`).', qrCodeAnswerSchema),
+    ...errors({
+      ...CAMPAIGN_ERRORS,
+      400: ['invalid_campaign_id', 'invalid_body'],
+      413: ['invalid_body'],
+      503: ['at_capacity', 'shutting_down', 'store_unavailable'],
+    }),
+  },
+})
+
+const pairingCodeRoute = createRoute({
+  method: 'post',
+  path: '/{campaignId}/pairing-code',
+  tags,
+  summary: 'Link with a phone number: start or join a session that shows a pairing code',
+  description:
+    'Instead of a QR, WhatsApp gives an 8-character code to type on the phone (Linked devices → Link with phone number). Answers at once; the code comes over the WebSocket (`pairing_code`) and in `connection`. A live session that links by QR or with another number is replaced (unless it is ready).',
+  security: bearerSecurity,
+  middleware: [jsonBody],
+  request: {
+    params: campaignIdParam,
+    body: { required: true, content: { 'application/json': { schema: pairingCodeBody } } },
+  },
+  responses: {
+    200: json(
+      'The live session was joined (`reused: true`), or it is ready.',
+      pairingCodeAnswerSchema
+    ),
+    202: json('A new session was started (`reused: false`).', pairingCodeAnswerSchema),
     ...errors({
       ...CAMPAIGN_ERRORS,
       400: ['invalid_campaign_id', 'invalid_body'],
@@ -152,6 +182,32 @@ const logoutRoute = createRoute({
   },
 })
 
+/** Answers a refused start request with its error. */
+function refuse(result: Exclude<StartResult, { ok: true }>, campaignId: string): never {
+  switch (result.error) {
+    case 'at_capacity':
+      throw new ApiError(
+        503,
+        'at_capacity',
+        'The service runs as many sessions as it can; try again later.',
+        { 'Retry-After': String(result.retryAfterSeconds) }
+      )
+    case 'shutting_down':
+      throw new ApiError(503, 'shutting_down', 'The service is shutting down.', {
+        'Retry-After': '5',
+      })
+    case 'forbidden':
+      throw new ApiError(403, 'forbidden', `You may not act on campaign ${campaignId}.`)
+    case 'store_unavailable':
+      throw new ApiError(
+        503,
+        'store_unavailable',
+        'The service could not record the campaign in its store; try again later.',
+        { 'Retry-After': String(result.retryAfterSeconds) }
+      )
+  }
+}
+
 /**
  * The `/api/campaigns` routes, to be mounted behind bearer authentication.
  *
@@ -223,30 +279,7 @@ export function createCampaignRoutes({
         caller: toCaller(identity),
         force,
       })
-      if (!result.ok) {
-        switch (result.error) {
-          case 'at_capacity':
-            throw new ApiError(
-              503,
-              'at_capacity',
-              'The service runs as many sessions as it can; try again later.',
-              { 'Retry-After': String(result.retryAfterSeconds) }
-            )
-          case 'shutting_down':
-            throw new ApiError(503, 'shutting_down', 'The service is shutting down.', {
-              'Retry-After': '5',
-            })
-          case 'forbidden':
-            throw new ApiError(403, 'forbidden', `You may not act on campaign ${campaignId}.`)
-          case 'store_unavailable':
-            throw new ApiError(
-              503,
-              'store_unavailable',
-              'The service could not record the campaign in its store; try again later.',
-              { 'Retry-After': String(result.retryAfterSeconds) }
-            )
-        }
-      }
+      if (!result.ok) refuse(result, campaignId)
       const { outcome, view } = result
       logger.info(
         {
@@ -274,6 +307,36 @@ export function createCampaignRoutes({
     // `?force=` has always answered `invalid_body`, like the body's `force`.
     validationHook({ query: 'invalid_body' })
   )
+
+  routes.openapi(pairingCodeRoute, async (c) => {
+    const campaignId = c.get('campaignId')
+    const identity = c.get('identity')
+    const { phoneNumber } = c.req.valid('json')
+    const result = await sessions.requestSession({
+      campaignId,
+      caller: toCaller(identity),
+      pairWithPhoneNumber: phoneNumber,
+    })
+    if (!result.ok) refuse(result, campaignId)
+    const { outcome, view } = result
+    // Never the phone number: it is personal data.
+    logger.info(
+      { campaignId, session: sessionTag(view.sessionId), outcome, userId: identity.userId },
+      'Pairing code requested'
+    )
+    return c.json(
+      {
+        campaignId,
+        sessionId: view.sessionId,
+        status: view.status,
+        isConnected: view.isConnected,
+        pairingCode: pairingCodeJson(view),
+        expiresAt: isoTime(view.expiresAt),
+        reused: outcome !== 'started',
+      },
+      outcome === 'started' ? 202 : 200
+    )
+  })
 
   for (const extension of ['png', 'svg'] as const) {
     routes.openapi(qrImageRoute(extension), async (c) => {

@@ -79,6 +79,48 @@ export const campaignIdParam = z.object({
     .openapi({ param: { name: 'campaignId', in: 'path' }, example: 'spring-sale' }),
 })
 
+const pairingCodeSchema = z
+  .strictObject({
+    code: z
+      .string()
+      .openapi({ description: 'Type it on the phone (8 characters).', example: 'K7QM2XRT' }),
+    expiresAt: isoTime.openapi({
+      description: 'The scan deadline: from the first code, renewals do not move it.',
+    }),
+  })
+  // Not a named component, for the same reason as `sessionReason`: it is nullable in one use.
+  .openapi({ description: 'A pairing code to type on the phone.' })
+
+/** International format, digits only: country code first, no `+`, no spaces (E.164: 8 to 15). */
+export const PHONE_NUMBER_PATTERN = /^[1-9][0-9]{7,14}$/
+
+export const pairingCodeBody = z
+  .strictObject({
+    phoneNumber: z
+      .string({ error: 'must be a string of digits' })
+      .regex(PHONE_NUMBER_PATTERN, {
+        error:
+          'must be the phone number in international format, digits only: the country code first, without "+", spaces or a leading 0 (e.g. 447911123456)',
+      })
+      .openapi({ example: '447911123456' }),
+  })
+  .openapi('PairingCodeRequest')
+
+export const pairingCodeAnswerSchema = z
+  .strictObject({
+    campaignId: z.string(),
+    sessionId: sessionId.nullable(),
+    status: sessionStatus,
+    isConnected: z.boolean(),
+    pairingCode: pairingCodeSchema.nullable().openapi({
+      description:
+        'The code shown now; null until WhatsApp gives one (it comes over the WebSocket as `pairing_code`).',
+    }),
+    expiresAt: isoTime.nullable(),
+    reused: z.boolean(),
+  })
+  .openapi('PairingCodeAnswer')
+
 export const connectionSchema = z
   .strictObject({
     campaignId: z.string(),
@@ -101,6 +143,9 @@ export const connectionSchema = z
         detail: z.string().optional(),
       })
     ),
+    pairingCode: pairingCodeSchema.optional().openapi({
+      description: 'Only while the session, linking with a phone number, shows a code.',
+    }),
   })
   .openapi('Connection')
 
@@ -196,6 +241,10 @@ export const unlinkAnswerSchema = z
 export const simulatorActionSchema = z
   .strictObject({ campaignId: z.string(), sessionId: sessionId.nullable(), message: z.string() })
   .openapi('SimulatorActionAnswer')
+
+export const enterPairingCodeBody = z
+  .strictObject({ code: z.string().max(16).openapi({ example: 'K7QM2XRT' }) })
+  .openapi('EnterPairingCode')
 
 export const behaviourBody = z
   .strictObject({

@@ -1,13 +1,24 @@
 /**
  * What the inspector shows of an actor's context and events, and what it never shows: QR texts,
- * tokens and other secrets. One list of hidden keys, for the inspector's own page
+ * pairing codes and phone numbers, tokens and other secrets. One list of hidden keys, for the inspector's own page
  * (`summarizeContext`) and for the forwarding to Stately (`hideSecrets`).
  *
  * @module
  */
 
-/** Keys whose string values are never shown. */
-const HIDDEN_KEYS = new Set(['qr', 'token', 'secret', 'password', 'authorization'])
+/**
+ * Keys whose string values are never shown. `code` is a pairing code (it links the account like a
+ * QR); `pairWithPhoneNumber` is the phone number a session links with.
+ */
+const HIDDEN_KEYS = new Set([
+  'qr',
+  'code',
+  'pairWithPhoneNumber',
+  'token',
+  'secret',
+  'password',
+  'authorization',
+])
 const MAX_CONTEXT_KEYS = 24
 const MAX_VALUE_LENGTH = 160
 

@@ -29,6 +29,14 @@ export interface QrView {
   expiresAt: number
 }
 
+/** The pairing code a session that links with a phone number shows (type it on the phone). */
+export interface PairingCodeView {
+  /** 8 characters, as WhatsApp shows them; a renewal replaces it. */
+  code: string
+  /** Epoch ms when the scan deadline passes (renewals do not move it). */
+  expiresAt: number
+}
+
 /** What is known of a campaign: its live session, or the tombstone of its last one. */
 export interface CampaignView {
   campaignId: string
@@ -46,6 +54,8 @@ export interface CampaignView {
   history: HistoryEntry[]
   /** The QR currently shown, if the session is awaiting a scan. */
   qr: QrView | null
+  /** The pairing code currently shown, if the session links with a phone number. */
+  pairingCode: PairingCodeView | null
 }
 
 export type StartOutcome =
@@ -68,6 +78,11 @@ export interface StartRequest {
   campaignId: string
   caller: Caller
   force?: boolean
+  /**
+   * Link with this phone number (international format, digits only) by a pairing code instead of
+   * a QR. A live session that is not linking with this number, and not ready, is replaced.
+   */
+  pairWithPhoneNumber?: string
 }
 
 export interface CleanupResult {
@@ -117,6 +132,7 @@ export type SessionEvent = {
       teardown?: { forced: boolean; durationMs: number }
     }
   | { type: 'qr'; qr: string; attempt: number; expiresAt: number }
+  | { type: 'pairing_code'; code: string; expiresAt: number }
   | { type: 'ready' }
   | {
       type: 'error'

@@ -213,7 +213,8 @@ export class CampaignTable {
     supervisor: AnyActorRef,
     campaignId: string,
     sessionId: string,
-    owner: string
+    owner: string,
+    pairWithPhoneNumber?: string
   ): LiveSession {
     const record =
       this.campaigns.get(campaignId) ??
@@ -223,6 +224,7 @@ export class CampaignTable {
       sessionId,
       timeouts: this.options.timeouts,
       awaitPredecessor: (record.draining?.size ?? 0) > 0,
+      ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
     }
     const shard = this.shards.place()
     const actor = createActor(this.options.machine, { id: sessionId, input, parent: shard.actor })
@@ -476,6 +478,9 @@ export class CampaignTable {
           attempt: emitted.attempt,
           expiresAt: emitted.expiresAt,
         }
+        break
+      case 'pairing_code':
+        event = { ...base, type: 'pairing_code', code: emitted.code, expiresAt: emitted.expiresAt }
         break
       case 'ready':
         event = { ...base, type: 'ready' }

@@ -320,7 +320,7 @@ function buildService(
 
   return {
     supervisor,
-    requestSession({ campaignId, caller, force = false }) {
+    requestSession({ campaignId, caller, force = false, pairWithPhoneNumber }) {
       if (!isAccepting()) return { ok: false, error: 'shutting_down' }
       let result: StartResult | undefined
       supervisor.send({
@@ -328,6 +328,7 @@ function buildService(
         campaignId,
         caller,
         force,
+        ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
         reply: (answer) => (result = answer),
       })
       // The supervisor processes an event sent from outside synchronously; no answer means the

@@ -66,6 +66,8 @@ export type SupervisorEvent =
       campaignId: string
       caller: Caller
       force: boolean
+      /** Link by a pairing code for this phone number instead of a QR. */
+      pairWithPhoneNumber?: string
       reply: (result: StartResult) => void
     }
   | {
@@ -102,9 +104,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
   function startSession(
     self: Parameters<CampaignTable['startSession']>[0],
     campaignId: string,
-    owner: string
+    owner: string,
+    pairWithPhoneNumber?: string
   ) {
-    return registry.startSession(self, campaignId, deps.newSessionId(), owner)
+    return registry.startSession(self, campaignId, deps.newSessionId(), owner, pairWithPhoneNumber)
   }
 
   type SessionRequest = Extract<SupervisorEvent, { type: 'SESSION.REQUESTED' }>
@@ -143,6 +146,17 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         event.type === 'SESSION.REQUESTED' && !event.force && currentOf(event)?.status === 'ready',
       isJoinable: ({ event }) =>
         event.type === 'SESSION.REQUESTED' && !event.force && currentOf(event)?.live === true,
+      linksOtherwise: ({ event }) => {
+        if (event.type !== 'SESSION.REQUESTED' || event.pairWithPhoneNumber === undefined) {
+          return false
+        }
+        const current = currentOf(event)
+        return (
+          current?.live === true &&
+          current.session.actor.getSnapshot().context.pairWithPhoneNumber !==
+            event.pairWithPhoneNumber
+        )
+      },
       hasSessionToReplace: ({ event }) => currentOf(event) !== undefined,
       isAtCapacity: () => registry.liveCount >= deps.maxSessions,
       hasLiveSessions: ({ event }) =>
@@ -198,7 +212,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           if (current?.live) current.session.actor.send({ type: 'SESSION.REQUESTED', force: true })
           if (current) registry.retireCurrent(campaignId)
           context.pendingRestarts.delete(campaignId)
-          startSession(self, campaignId, event.caller.userId)
+          startSession(self, campaignId, event.caller.userId, event.pairWithPhoneNumber)
           return { ok: true, outcome: 'started', view: registry.view(campaignId) }
         })
         if (!result.ok) return
@@ -373,6 +387,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           'SESSION.REQUESTED': [
             { guard: 'isNotOwner', actions: 'answerForbidden' },
             { guard: 'isReady', actions: 'joinSession' },
+            { guard: 'linksOtherwise', actions: 'startSession' },
             { guard: 'isJoinable', actions: 'joinSession' },
             { guard: 'hasSessionToReplace', actions: 'startSession' },
             { guard: 'isAtCapacity', actions: 'answerAtCapacity' },
@@ -428,6 +443,8 @@ export const SUPERVISOR_GUARDS: Record<string, string> = {
   isReady: 'Not forced, and the current session is `ready`: answered `ready` with it.',
   isJoinable:
     'Not forced, and the current session is live (not on its way out): joined, no second session.',
+  linksOtherwise:
+    'A pairing-code request, and the live session (not ready) links by QR or with another phone number: it is replaced, as with `force`.',
   hasSessionToReplace:
     'A current session that is forced out or already on its way out (`cleaning`, `timedOut`, `failed`): a new session starts behind it, once its engine is gone.',
   isAtCapacity:

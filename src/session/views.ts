@@ -34,6 +34,7 @@ export function liveView(
     expiresAt: context.phaseDeadline,
     history: context.history,
     qr: status === 'awaitingScan' ? context.qr : null,
+    pairingCode: status === 'awaitingScan' ? context.pairingCode : null,
   }
 }
 
@@ -49,5 +50,6 @@ export function endedView(campaign: CampaignFacts, last: Tombstone | undefined):
     expiresAt: null,
     history: last?.history ?? [],
     qr: null,
+    pairingCode: null,
   }
 }
