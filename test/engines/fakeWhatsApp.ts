@@ -16,6 +16,11 @@
  *   and `ready`.
  * - `logout`: the phone unlinks the device (WhatsApp navigates to `?post_logout=1`).
  *
+ * Linking with a phone number (whatsapp-web.js's `pairWithPhoneNumber`, `requestPairingCode()`):
+ * `WAWebAltDeviceLinkingApi` gives a new code `FAKE0001`, `FAKE0002`, … at each
+ * `startAltLinkingFlow(phoneNumber, showNotification)`, and reports it as the signal
+ * `pairing-code` with `?phone=<the number>`. The person typing the code on the phone is `synced`.
+ *
  * whatsapp-web.js's own `logout()` (an unlink from our side) calls `Socket.logout()` in the page
  * and waits for it: the page tells WhatsApp's server (here `/signal/logged-out`, which a test may
  * leave unanswered to hang the logout), then loads again as a logged-out page (`?post_logout=1`).
@@ -60,7 +65,17 @@ const modules = {
   WAWebCmd: { Cmd },
   WAWebConnModel: { Conn },
   WAWebOfflineHandler: { OfflineMessageHandler: { getOfflineDeliveryProgress: () => 100 } },
-  WAWebAltDeviceLinkingApi: {},
+  WAWebAltDeviceLinkingApi: {
+    setPairingType: (type) => {
+      if (type !== 'ALT_DEVICE_LINKING') throw new Error('unexpected pairing type ' + type)
+    },
+    initializeAltDeviceLinking: async () => {},
+    startAltLinkingFlow: async (phoneNumber) => {
+      pairingCodes += 1
+      await fetch('/signal/pairing-code?phone=' + encodeURIComponent(phoneNumber))
+      return 'FAKE' + String(pairingCodes).padStart(4, '0')
+    },
+  },
   WABase64: { encodeB64: (value) => btoa(String(value)) },
   WAWebCompanionRegClientUtils: { DEVICE_PLATFORM: 'Chrome' },
   WAWebAdvSignatureApi: {},
@@ -77,6 +92,7 @@ const modules = {
 window.require = (name) => modules[name]
 window.Debug = { VERSION: '2.3000.0-fake' }
 let rotations = 1
+let pairingCodes = 0
 window.addEventListener('load', () => {
   new EventSource('/commands').onmessage = ({ data }) => {
     if (data === 'rotate') {
@@ -96,4 +112,4 @@ window.addEventListener('load', () => {
 export const FAKE_WHATSAPP_PAGE = `<!doctype html><title>WhatsApp (stand-in)</title><script>${FAKE_WHATSAPP_SCRIPT}</script><p>scan me</p>`
 
 export type PhoneCommand = 'rotate' | 'synced' | 'logout'
-export type PageSignal = 'injected' | 'helpers-injected' | 'logged-out'
+export type PageSignal = 'injected' | 'helpers-injected' | 'logged-out' | 'pairing-code'

@@ -50,13 +50,18 @@ function engineWith(args: string[], extra: Partial<WwebjsEngineOptions> = {}): E
   return engine
 }
 
-function newSession(engine: Engine, campaignId = `campaign-${++sessionCounter}`) {
+function newSession(
+  engine: Engine,
+  campaignId = `campaign-${++sessionCounter}`,
+  pairWithPhoneNumber?: string
+) {
   const sessionId = `session-${++sessionCounter}-${Date.now()}`
   const log = new EventLog()
   const session: EngineSession = engine.createSession({
     campaignId,
     sessionId,
     onEvent: log.onEvent,
+    ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
   })
   return { session, sessionId, campaignId, log }
 }
@@ -350,6 +355,32 @@ describe('wwebjs engine with a real Chromium', () => {
     expectNothingLeft(sessionId, [group])
     expect(log.types()).toEqual(['qr', 'qr', 'authenticated', 'ready', 'terminated'])
     expect(existsSync(join(dataDir, 'wwebjs', `session-${campaignId}`))).toBe(false)
+  })
+
+  it('links with a phone number: a pairing code (renewed) instead of a QR, then authenticated and ready (issue 14)', async () => {
+    const engine = engineWith(whatsapp.chromiumArgs, { pairingCodeIntervalMs: 1_000 })
+    const { session, sessionId, log } = newSession(engine, undefined, '447911123456')
+    session.start()
+    const first = await within(log.next('pairing_code'), 15_000, 'the first pairing code')
+    expect(first.code).toBe('FAKE0001')
+    expect(whatsapp.lastSignalQuery('pairing-code')?.get('phone')).toBe('447911123456')
+    // whatsapp-web.js asks WhatsApp for a new code every interval while unpaired.
+    expect(await eventually(() => log.events.length >= 2, 5_000)).toBe(true)
+    expect(log.events[1]).toMatchObject({ type: 'pairing_code', code: 'FAKE0002' })
+    const group = markedBrowser(sessionId)!.pgid
+
+    const helpersInjected = whatsapp.nextSignal('helpers-injected')
+    whatsapp.sendToPhone('synced')
+    await within(log.next('authenticated'), 5_000, 'authenticated')
+    await within(helpersInjected, 10_000, 'the injection of the helpers')
+    whatsapp.sendToPhone('synced')
+    await within(log.next('ready'), 5_000, 'ready')
+    const types = log.types()
+    expect(types.filter((type) => type !== 'pairing_code')).toEqual(['authenticated', 'ready'])
+    expect(types.indexOf('authenticated')).toBeGreaterThan(types.lastIndexOf('pairing_code'))
+
+    await session.stop()
+    expectNothingLeft(sessionId, [group])
   })
 
   it('reports logged_out when the phone unlinks the device, and wipes the saved auth once Chromium is gone', async () => {

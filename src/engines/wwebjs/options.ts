@@ -26,7 +26,15 @@ export interface WwebjsEngineOptions {
    * default is longer than the session's init deadline, so that deadline normally decides.
    */
   whatsappLoadTimeoutMs?: number
+  /**
+   * How often WhatsApp Web is asked for a new pairing code while a session that links with a
+   * phone number is unpaired (whatsapp-web.js's `intervalMs`; WhatsApp's own: 180 s).
+   */
+  pairingCodeIntervalMs?: number
 }
+
+/** The default of `pairingCodeIntervalMs`. */
+export const DEFAULT_PAIRING_CODE_INTERVAL_MS = 180_000
 
 /** The default of `whatsappLoadTimeoutMs`. */
 export const DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS = 120_000

@@ -36,7 +36,11 @@ import type {
 import { chromiumEnvironment, markerArgs, markerEnv } from './chromium.ts'
 import { whyNotWritable } from './dataDir.ts'
 import { describeThrown, terminationKindForDisconnect } from './failures.ts'
-import { DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS, type SharedState } from './options.ts'
+import {
+  DEFAULT_PAIRING_CODE_INTERVAL_MS,
+  DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS,
+  type SharedState,
+} from './options.ts'
 import {
   guardLoosePromises,
   HookedLocalAuth,
@@ -60,6 +64,8 @@ export class WwebjsSession implements EngineSession {
   readonly #campaignId: string
   readonly #sessionId: string
   readonly #onEvent: (event: EngineEvent) => void
+  /** Link with this phone number by a pairing code instead of a QR. */
+  readonly #pairWithPhoneNumber: string | undefined
   readonly #log: Logger
   readonly #profileDir: string
   readonly #abortLaunch = new AbortController()
@@ -81,11 +87,15 @@ export class WwebjsSession implements EngineSession {
   readonly #browserPids = new Set<number>()
   #teardown: Promise<EngineStopResult> | undefined
 
-  constructor(shared: SharedState, { campaignId, sessionId, onEvent }: EngineSessionOptions) {
+  constructor(
+    shared: SharedState,
+    { campaignId, sessionId, onEvent, pairWithPhoneNumber }: EngineSessionOptions
+  ) {
     this.#shared = shared
     this.#campaignId = campaignId
     this.#sessionId = sessionId
     this.#onEvent = onEvent
+    this.#pairWithPhoneNumber = pairWithPhoneNumber
     this.#log = shared.logger.child({ campaignId, session: sessionTag(sessionId) })
     this.#profileDir = profileDirOf(shared.profilesRoot, campaignId)
   }
@@ -163,7 +173,12 @@ export class WwebjsSession implements EngineSession {
   }
 
   #createClient(): WwebjsClient {
-    const { chromePath, extraChromiumArgs = [], whatsappLoadTimeoutMs } = this.#shared.options
+    const {
+      chromePath,
+      extraChromiumArgs = [],
+      whatsappLoadTimeoutMs,
+      pairingCodeIntervalMs = DEFAULT_PAIRING_CODE_INTERVAL_MS,
+    } = this.#shared.options
     const args = [
       // Chromium refuses to run as root with its sandbox on; elsewhere the sandbox stays.
       ...(process.getuid?.() === 0 ? ['--no-sandbox'] : []),
@@ -183,6 +198,16 @@ export class WwebjsSession implements EngineSession {
       // The session's scan deadline owns the QR budget.
       qrMaxRetries: 0,
       authTimeoutMs: whatsappLoadTimeoutMs ?? DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS,
+      // With a phone number whatsapp-web.js emits `code` (renewed every interval) instead of `qr`.
+      ...(this.#pairWithPhoneNumber !== undefined
+        ? {
+            pairWithPhoneNumber: {
+              phoneNumber: this.#pairWithPhoneNumber,
+              showNotification: true,
+              intervalMs: pairingCodeIntervalMs,
+            },
+          }
+        : {}),
       puppeteer: {
         executablePath: chromePath,
         headless: true,
@@ -230,6 +255,11 @@ export class WwebjsSession implements EngineSession {
         return
       }
       this.#emit({ type: 'qr', qr })
+    })
+    client.on('code', (code: string) => {
+      // Its renewal timer stops on its own once paired; a code that crosses the scan is stale.
+      if (this.#authenticatedSent) return
+      this.#emit({ type: 'pairing_code', code })
     })
     // whatsapp-web.js may repeat both after a re-injection; the contract wants each once.
     client.on('authenticated', () => {
