@@ -21,6 +21,8 @@
  * @module
  */
 
+import type { ProxySettings } from '../proxy.ts'
+
 /** Why an engine instance ended on its own. */
 export type EngineTerminationKind =
   /** The engine could not be launched or initialized (no browser, no network, profile locked). */
@@ -66,6 +68,8 @@ export interface EngineSessionOptions {
    * emits `pairing_code` events, never `qr`.
    */
   pairWithPhoneNumber?: string
+  /** The campaign's proxy; without it the engine's own default (`WA_PROXY`), if any. */
+  proxy?: ProxySettings
   /** Called for every engine event, never re-entrantly from `start()` and never after `stop()`. */
   onEvent(event: EngineEvent): void
 }

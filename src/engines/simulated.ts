@@ -21,6 +21,7 @@ import type {
   EngineTerminationKind,
 } from './engine.ts'
 import { simulatedLoginFiles, type SimulatedLogins } from './simulatedLogins.ts'
+import { viewOfProxy, type ProxySettings, type ProxyView } from '../proxy.ts'
 
 export type StartupBehaviour = 'qr' | 'hang' | 'error' | 'restored'
 export type TeardownBehaviour = 'normal' | 'hang'
@@ -44,6 +45,8 @@ export interface SimulatedEngineOptions {
   qrRotateMs?: number
   /** Interval between pairing code renewals (WhatsApp Web's: 180 s). */
   pairingCodeRenewMs?: number
+  /** The proxy of sessions that bring none (`WA_PROXY`). */
+  defaultProxy?: ProxySettings
   /** Scan until ready (WhatsApp's history sync). */
   authDelayMs?: number
   /** How long a normal graceful teardown takes. */
@@ -78,6 +81,11 @@ export interface SimulatedEngine extends Engine {
   setBehaviour(campaignId: string, behaviour: Partial<SimulatedBehaviour>): SimulatedBehaviour
   behaviourOf(campaignId: string): SimulatedBehaviour
   isLinked(campaignId: string): boolean
+  /**
+   * The proxy the campaign's running session goes through (a simulated session uses none, but says
+   * which it was given), without its credentials; null when it has none or none runs.
+   */
+  proxyInUse(campaignId: string): ProxyView | null
   /** Running engine instances (started and not yet fully stopped). */
   liveCount(): number
   /** Running engine instances of one campaign. */
@@ -135,6 +143,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     killDelayMs = 10,
     killTimeoutMs = 5_000,
     maxRememberedCampaigns = 10_000,
+    defaultProxy,
   } = options
   /**
    * Only campaigns with something to remember (a behaviour that is not the default, a link),
@@ -171,6 +180,10 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
 
     get campaignId(): string {
       return this.options.campaignId
+    }
+
+    get proxy(): ProxySettings | null {
+      return this.options.proxy ?? defaultProxy ?? null
     }
 
     start(): void {
@@ -358,6 +371,10 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     setBehaviour: (campaignId, behaviour) =>
       remember(campaignId, { behaviour: { ...behaviourOf(campaignId), ...behaviour } }).behaviour,
     behaviourOf,
+    proxyInUse: (campaignId) => {
+      const session = running(campaignId)
+      return session?.isRunning() ? viewOfProxy(session.proxy) : null
+    },
     isLinked: (campaignId) => logins.has(campaignId),
     async forgetLogin(campaignId) {
       if (running(campaignId)?.isRunning()) {

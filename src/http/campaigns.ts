@@ -8,6 +8,7 @@
  */
 import { createRoute, OpenAPIHono } from '@hono/zod-openapi'
 import { toCaller } from '../auth/identity.ts'
+import { parseProxy, viewOfProxy, type ProxySettings } from '../proxy.ts'
 import { SupersededQrError, type QrImageFormat, type QrImageRenderer } from '../qr/renderer.ts'
 import type { CampaignView, SessionService, StartResult } from '../session/api.ts'
 import type { Logger } from '../logger.ts'
@@ -34,6 +35,8 @@ import {
   qrCodeBody,
   qrCodeQuery,
   qrImage,
+  settingsAnswerSchema,
+  settingsBody,
   validationHook,
 } from './schemas.ts'
 import { connectionJson, isoTime, pairingCodeJson } from './views.ts'
@@ -116,6 +119,43 @@ const pairingCodeRoute = createRoute({
   },
 })
 
+const getSettingsRoute = createRoute({
+  method: 'get',
+  path: '/{campaignId}/settings',
+  tags,
+  summary: 'The campaign’s settings (its proxy, without credentials)',
+  security: bearerSecurity,
+  request: { params: campaignIdParam },
+  responses: {
+    200: json('The settings.', settingsAnswerSchema),
+    ...errors(CAMPAIGN_ERRORS),
+  },
+})
+
+const putSettingsRoute = createRoute({
+  method: 'put',
+  path: '/{campaignId}/settings',
+  tags,
+  summary: 'Set the campaign’s proxy, from its next session on',
+  description:
+    'A live session keeps its connection; the next one (`qr-code` with `force`, a restart) goes through the new proxy. Only for a campaign already started once: its first `qr-code` (or `pairing-code`) may carry `proxy` itself.',
+  security: bearerSecurity,
+  middleware: [jsonBody],
+  request: {
+    params: campaignIdParam,
+    body: { required: true, content: { 'application/json': { schema: settingsBody } } },
+  },
+  responses: {
+    200: json('The settings, as kept.', settingsAnswerSchema),
+    ...errors({
+      ...CAMPAIGN_ERRORS,
+      400: ['invalid_campaign_id', 'invalid_body'],
+      404: ['not_found'],
+      413: ['invalid_body'],
+    }),
+  },
+})
+
 const connectionRoute = createRoute({
   method: 'get',
   path: '/{campaignId}/connection',
@@ -181,6 +221,15 @@ const logoutRoute = createRoute({
     ...errors({ ...CAMPAIGN_ERRORS, 413: ['invalid_body'] }),
   },
 })
+
+/** A body's `proxy` (already checked by its schema): settings, null to remove, undefined: absent. */
+function proxyOf(text: string | null | undefined): ProxySettings | null | undefined {
+  if (text === undefined || text === null) return text
+  const parsed = parseProxy(text)
+  if (!parsed.ok)
+    throw new ApiError(400, 'invalid_body', `Invalid body: "proxy": ${parsed.reason}.`)
+  return parsed.proxy
+}
 
 /** Answers a refused start request with its error. */
 function refuse(result: Exclude<StartResult, { ok: true }>, campaignId: string): never {
@@ -274,10 +323,12 @@ export function createCampaignRoutes({
       const query = c.req.valid('query').force
       const force = body.force ?? (query === 'true' || query === '1')
 
+      const proxy = proxyOf(body.proxy)
       const result = await sessions.requestSession({
         campaignId,
         caller: toCaller(identity),
         force,
+        ...(proxy !== undefined ? { proxy } : {}),
       })
       if (!result.ok) refuse(result, campaignId)
       const { outcome, view } = result
@@ -311,11 +362,13 @@ export function createCampaignRoutes({
   routes.openapi(pairingCodeRoute, async (c) => {
     const campaignId = c.get('campaignId')
     const identity = c.get('identity')
-    const { phoneNumber } = c.req.valid('json')
+    const body = c.req.valid('json')
+    const proxy = proxyOf(body.proxy)
     const result = await sessions.requestSession({
       campaignId,
       caller: toCaller(identity),
-      pairWithPhoneNumber: phoneNumber,
+      pairWithPhoneNumber: body.phoneNumber,
+      ...(proxy !== undefined ? { proxy } : {}),
     })
     if (!result.ok) refuse(result, campaignId)
     const { outcome, view } = result
@@ -360,6 +413,29 @@ export function createCampaignRoutes({
       throw new ApiError(404, 'no_qr', `Campaign ${campaignId} shows no QR code now.`)
     })
   }
+
+  routes.openapi(getSettingsRoute, (c) => {
+    const campaignId = c.get('campaignId')
+    return c.json({ campaignId, proxy: viewOfProxy(sessions.proxyOf(campaignId)) }, 200)
+  })
+
+  routes.openapi(putSettingsRoute, (c) => {
+    const campaignId = c.get('campaignId')
+    const proxy = proxyOf(c.req.valid('json').proxy)
+    if (!sessions.setProxy(campaignId, proxy ?? null)) {
+      throw new ApiError(
+        404,
+        'not_found',
+        `Campaign ${campaignId} was never started: give its proxy with its first qr-code request ("proxy").`
+      )
+    }
+    // The address only: the credentials are never logged.
+    logger.info(
+      { campaignId, proxyServer: proxy?.server ?? null, userId: c.get('identity').userId },
+      'Campaign proxy set'
+    )
+    return c.json({ campaignId, proxy: viewOfProxy(proxy ?? null) }, 200)
+  })
 
   routes.openapi(connectionRoute, (c) => {
     return c.json(connectionJson(sessions.getCampaign(c.get('campaignId'))), 200)

@@ -9,6 +9,7 @@ import { z } from '@hono/zod-openapi'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { ErrorCode } from '../errors.ts'
 import { CAMPAIGN_ID_PATTERN, SESSION_STATUSES, type SessionReason } from '../session/api.ts'
+import { parseProxy } from '../proxy.ts'
 import { ApiError } from './errors.ts'
 import { CAMPAIGN_ID_MESSAGE } from './middleware.ts'
 import { LIMIT_MESSAGE } from './paging.ts'
@@ -79,6 +80,24 @@ export const campaignIdParam = z.object({
     .openapi({ param: { name: 'campaignId', in: 'path' }, example: 'spring-sale' }),
 })
 
+/**
+ * A proxy URL in a body: checked here (`parseProxy`), parsed again by the handler. The reason of a
+ * refusal never repeats the URL, which may hold a password.
+ */
+const proxyField = z
+  .string()
+  .max(2048)
+  .superRefine((text, context) => {
+    const parsed = parseProxy(text)
+    if (!parsed.ok) context.addIssue({ code: 'custom', message: parsed.reason })
+  })
+  .nullable()
+  .openapi({
+    description:
+      'The campaign’s proxy from now on: `http://`, `https://` or `socks5://`, with optional credentials (not with `socks5://`); `null` removes it. Never answered back with its credentials.',
+    example: 'http://user:secret@proxy.example:3128',
+  })
+
 const pairingCodeSchema = z
   .strictObject({
     code: z
@@ -103,6 +122,7 @@ export const pairingCodeBody = z
           'must be the phone number in international format, digits only: the country code first, without "+", spaces or a leading 0 (e.g. 447911123456)',
       })
       .openapi({ example: '447911123456' }),
+    proxy: proxyField.optional(),
   })
   .openapi('PairingCodeRequest')
 
@@ -184,7 +204,7 @@ export const qrCodeQuery = z.object({
 })
 
 export const qrCodeBody = z
-  .strictObject({ force: z.boolean().optional() })
+  .strictObject({ force: z.boolean().optional(), proxy: proxyField.optional() })
   .openapi('QrCodeRequest', { description: 'Optional: an empty body counts as `{}`.' })
 
 export const qrCodeAnswerSchema = z
@@ -215,6 +235,24 @@ export function qrImage(description: string, mediaType: 'image/png' | 'image/svg
     content: { [mediaType]: { schema: z.string().openapi({ format: 'binary' }) } },
   }
 }
+
+export const settingsBody = z.strictObject({ proxy: proxyField }).openapi('CampaignSettingsRequest')
+
+export const settingsAnswerSchema = z
+  .strictObject({
+    campaignId: z.string(),
+    proxy: z
+      .strictObject({
+        server: z.string().openapi({ example: 'http://proxy.example:3128' }),
+        hasCredentials: z.boolean(),
+      })
+      .nullable()
+      .openapi({
+        description:
+          'The campaign’s own proxy, without its credentials; null when it has none (`WA_PROXY` then applies, if set).',
+      }),
+  })
+  .openapi('CampaignSettings')
 
 export const cleanupAnswerSchema = z
   .strictObject({

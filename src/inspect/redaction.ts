@@ -19,6 +19,8 @@ const HIDDEN_KEYS = new Set([
   'password',
   'authorization',
 ])
+/** Keys whose values are never shown, whatever they hold: a proxy's username and password. */
+const HIDDEN_VALUES = new Set(['credentials'])
 const MAX_CONTEXT_KEYS = 24
 const MAX_VALUE_LENGTH = 160
 
@@ -31,8 +33,10 @@ export function hideSecrets(value: unknown, depth = 0): unknown {
   if (Object.getPrototypeOf(value) !== Object.prototype) return value
   const copy: Record<string, unknown> = {}
   for (const [key, inner] of Object.entries(value)) {
-    copy[key] =
-      HIDDEN_KEYS.has(key) && typeof inner === 'string' ? '[hidden]' : hideSecrets(inner, depth + 1)
+    const hidden =
+      (HIDDEN_KEYS.has(key) && typeof inner === 'string') ||
+      (HIDDEN_VALUES.has(key) && inner !== undefined && inner !== null)
+    copy[key] = hidden ? '[hidden]' : hideSecrets(inner, depth + 1)
   }
   return copy
 }
@@ -57,6 +61,7 @@ export function summarizeContext(context: Record<string, unknown> | null): Conte
 
 function summarizeValue(key: string, value: unknown): string | number | boolean | null {
   if (HIDDEN_KEYS.has(key) && typeof value === 'string') return '[hidden]'
+  if (HIDDEN_VALUES.has(key) && value !== null && value !== undefined) return '[hidden]'
   if (value === null || value === undefined) return null
   if (typeof value === 'boolean') return value
   if (typeof value === 'number') return isTimeKey(key) && isEpochMs(value) ? iso(value) : value

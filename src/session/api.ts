@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { ProxySettings } from '../proxy.ts'
 import type { RestoreProgress } from './restore.ts'
 import type { HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 
@@ -83,6 +84,11 @@ export interface StartRequest {
    * a QR. A live session that is not linking with this number, and not ready, is replaced.
    */
   pairWithPhoneNumber?: string
+  /**
+   * The campaign's proxy from now on (null: none; absent: unchanged). A live session keeps its
+   * own; the next one uses it.
+   */
+  proxy?: ProxySettings | null
 }
 
 export interface CleanupResult {
@@ -200,6 +206,13 @@ export interface SessionService {
   getCampaign(campaignId: string): CampaignView
   /** The owner of a campaign, or undefined if nobody started one yet. */
   ownerOf(campaignId: string): string | undefined
+  /** The campaign's own proxy (not `WA_PROXY`); null when it set none. */
+  proxyOf(campaignId: string): ProxySettings | null
+  /**
+   * Sets (null: removes) the proxy of a campaign, from its next session on. False when nobody
+   * owns the campaign yet: its first start request claims it, and may carry the proxy.
+   */
+  setProxy(campaignId: string, proxy: ProxySettings | null): boolean
   /**
    * The campaigns the service remembers (a live session, or an ended one it still remembers), a
    * page at a time. A page costs what it holds, not the number of campaigns.

@@ -15,6 +15,7 @@ import type {
   EngineTerminationKind,
 } from '../engines/engine.ts'
 import { explainEngineFailure } from '../engines/failureHint.ts'
+import type { ProxySettings } from '../proxy.ts'
 
 /** What a session's actor hears of its engine (part of the campaign machine's events). */
 export type EngineControlEvent =
@@ -56,7 +57,18 @@ export interface EngineControl {
   liveSessionIds(): string[]
 }
 
-export function createEngineControl(engine: Engine): EngineControl {
+export interface EngineControlOptions {
+  /**
+   * The campaign's proxy when its session starts. Looked up here, not carried by the machine: the
+   * credentials never enter an actor's context or events, which the inspector shows.
+   */
+  proxyOf?: (campaignId: string) => ProxySettings | null
+}
+
+export function createEngineControl(
+  engine: Engine,
+  { proxyOf = () => null }: EngineControlOptions = {}
+): EngineControl {
   const running = new Map<string, Running>()
 
   return {
@@ -67,11 +79,13 @@ export function createEngineControl(engine: Engine): EngineControl {
         actor.send(toMachineEvent(sessionId, event))
       }
       try {
+        const proxy = proxyOf(campaignId)
         const session = engine.createSession({
           campaignId,
           sessionId,
           onEvent: relay,
           ...(pairWithPhoneNumber ? { pairWithPhoneNumber } : {}),
+          ...(proxy ? { proxy } : {}),
         })
         running.set(sessionId, { session, stopping: false })
         session.start()

@@ -221,7 +221,9 @@ function buildService(
     random = Math.random,
   } = options
   validateTimeouts(timeouts)
-  const engines = createEngineControl(options.engine)
+  const engines = createEngineControl(options.engine, {
+    proxyOf: (campaignId) => registry.proxyOf(campaignId),
+  })
   const now = () => clock.now()
   const registry = new CampaignTable({
     machine: createCampaignMachine({ engines, now }),
@@ -320,7 +322,7 @@ function buildService(
 
   return {
     supervisor,
-    requestSession({ campaignId, caller, force = false, pairWithPhoneNumber }) {
+    requestSession({ campaignId, caller, force = false, pairWithPhoneNumber, proxy }) {
       if (!isAccepting()) return { ok: false, error: 'shutting_down' }
       let result: StartResult | undefined
       supervisor.send({
@@ -329,6 +331,7 @@ function buildService(
         caller,
         force,
         ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
+        ...(proxy !== undefined ? { proxy } : {}),
         reply: (answer) => (result = answer),
       })
       // The supervisor processes an event sent from outside synchronously; no answer means the
@@ -350,6 +353,8 @@ function buildService(
     },
     getCampaign: (campaignId) => registry.view(campaignId),
     ownerOf: (campaignId) => registry.ownerOf(campaignId),
+    proxyOf: (campaignId) => registry.proxyOf(campaignId),
+    setProxy: (campaignId, proxy) => registry.setProxy(campaignId, proxy),
     listCampaigns({ limit = Infinity, ...query } = {}) {
       const page = registry.listCampaigns({ ...query, limit })
       return { campaigns: page.entries, next: page.next }

@@ -16,7 +16,8 @@ import type { Caller, CleanupResult, StartResult } from './api.ts'
 import type { CampaignOutput } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
 import { pruneRestarts, shouldPrune, spendRestart, type RestartPolicy } from './restartPolicy.ts'
-import type { CampaignTable } from './campaignTable.ts'
+import type { CampaignTable, SessionSettings } from './campaignTable.ts'
+import type { ProxySettings } from '../proxy.ts'
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './restartPolicy.ts'
 
@@ -68,6 +69,8 @@ export type SupervisorEvent =
       force: boolean
       /** Link by a pairing code for this phone number instead of a QR. */
       pairWithPhoneNumber?: string
+      /** The campaign's proxy from now on (null: none); unchanged when absent. */
+      proxy?: ProxySettings | null
       reply: (result: StartResult) => void
     }
   | {
@@ -105,9 +108,9 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     self: Parameters<CampaignTable['startSession']>[0],
     campaignId: string,
     owner: string,
-    pairWithPhoneNumber?: string
+    settings: SessionSettings = {}
   ) {
-    return registry.startSession(self, campaignId, deps.newSessionId(), owner, pairWithPhoneNumber)
+    return registry.startSession(self, campaignId, deps.newSessionId(), owner, settings)
   }
 
   type SessionRequest = Extract<SupervisorEvent, { type: 'SESSION.REQUESTED' }>
@@ -191,8 +194,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         if (event.type !== 'SESSION.REQUESTED') return
         reply('joinSession', event, () => {
           const { session, status } = currentOf(event)!
-          // Only past every refusal: a refused request keeps nothing.
+          // Only past every refusal: a refused request keeps nothing. A proxy applies from the
+          // campaign's next session on: the live one keeps its connection.
           registry.touch(event.campaignId)
+          if (event.proxy !== undefined) registry.setProxy(event.campaignId, event.proxy)
           session.actor.send({ type: 'SESSION.REQUESTED', force: false })
           return {
             ok: true,
@@ -212,7 +217,12 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           if (current?.live) current.session.actor.send({ type: 'SESSION.REQUESTED', force: true })
           if (current) registry.retireCurrent(campaignId)
           context.pendingRestarts.delete(campaignId)
-          startSession(self, campaignId, event.caller.userId, event.pairWithPhoneNumber)
+          startSession(self, campaignId, event.caller.userId, {
+            ...(event.pairWithPhoneNumber !== undefined
+              ? { pairWithPhoneNumber: event.pairWithPhoneNumber }
+              : {}),
+            ...(event.proxy !== undefined ? { proxy: event.proxy } : {}),
+          })
           return { ok: true, outcome: 'started', view: registry.view(campaignId) }
         })
         if (!result.ok) return

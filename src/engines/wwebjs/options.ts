@@ -6,6 +6,7 @@
 import type { Clock } from '../../clock.ts'
 import type { Logger } from '../../logger.ts'
 import type { EngineStopResult } from '../engine.ts'
+import type { ProxySettings } from '../../proxy.ts'
 
 export interface WwebjsEngineOptions {
   /** The service's DATA_DIR; profiles live under `<dataDir>/wwebjs/`. */
@@ -31,6 +32,8 @@ export interface WwebjsEngineOptions {
    * phone number is unpaired (whatsapp-web.js's `intervalMs`; WhatsApp's own: 180 s).
    */
   pairingCodeIntervalMs?: number
+  /** The proxy of sessions that bring none of their own (`WA_PROXY`). */
+  defaultProxy?: ProxySettings
 }
 
 /** The default of `pairingCodeIntervalMs`. */

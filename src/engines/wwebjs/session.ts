@@ -51,6 +51,7 @@ import {
 import { occupyProfile, profileDirOf, releaseProfile } from './profiles.ts'
 import { killSessionProcesses, settlesWithin } from './teardown.ts'
 import { sessionTag } from '../../sessionTag.ts'
+import type { ProxySettings } from '../../proxy.ts'
 
 // whatsapp-web.js is CommonJS: only the default import carries every class.
 const { Client } = wweb
@@ -66,6 +67,8 @@ export class WwebjsSession implements EngineSession {
   readonly #onEvent: (event: EngineEvent) => void
   /** Link with this phone number by a pairing code instead of a QR. */
   readonly #pairWithPhoneNumber: string | undefined
+  /** The campaign's proxy, or the engine's default; undefined: Chromium connects directly. */
+  readonly #proxy: ProxySettings | undefined
   readonly #log: Logger
   readonly #profileDir: string
   readonly #abortLaunch = new AbortController()
@@ -89,8 +92,9 @@ export class WwebjsSession implements EngineSession {
 
   constructor(
     shared: SharedState,
-    { campaignId, sessionId, onEvent, pairWithPhoneNumber }: EngineSessionOptions
+    { campaignId, sessionId, onEvent, pairWithPhoneNumber, proxy }: EngineSessionOptions
   ) {
+    this.#proxy = proxy ?? shared.options.defaultProxy
     this.#shared = shared
     this.#campaignId = campaignId
     this.#sessionId = sessionId
@@ -185,6 +189,8 @@ export class WwebjsSession implements EngineSession {
       // Containers give /dev/shm 64 MB, which Chromium outgrows; /tmp is used instead.
       '--disable-dev-shm-usage',
       ...markerArgs(this.#campaignId, this.#sessionId),
+      // The address only: Chromium asks for credentials on a 407, answered below.
+      ...(this.#proxy ? [`--proxy-server=${this.#proxy.server}`] : []),
       ...extraChromiumArgs,
     ]
     const authStrategy = new HookedLocalAuth(
@@ -198,6 +204,8 @@ export class WwebjsSession implements EngineSession {
       // The session's scan deadline owns the QR budget.
       qrMaxRetries: 0,
       authTimeoutMs: whatsappLoadTimeoutMs ?? DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS,
+      // whatsapp-web.js gives them to puppeteer's page.authenticate() before the first navigation.
+      ...(this.#proxy?.credentials ? { proxyAuthentication: this.#proxy.credentials } : {}),
       // With a phone number whatsapp-web.js emits `code` (renewed every interval) instead of `qr`.
       ...(this.#pairWithPhoneNumber !== undefined
         ? {
