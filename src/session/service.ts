@@ -178,6 +178,7 @@ export async function openSessionService(
       const result = base.requestSession(request)
       if (result.ok) {
         durable.setWanted(campaignId, 'running')
+        if (request.proxy !== undefined) durable.setProxy(campaignId, request.proxy)
         if (taken && result.outcome === 'started') queue.hold(result.view.sessionId!)
       }
       return result
@@ -191,6 +192,11 @@ export async function openSessionService(
       const result = await base.unlinkCampaign(campaignId)
       if (result.loginDeleted) durable.setLinked(campaignId, false)
       return result
+    },
+    setProxy(campaignId, proxy) {
+      const set = base.setProxy(campaignId, proxy)
+      if (set) durable.setProxy(campaignId, proxy)
+      return set
     },
     stats: () => ({ ...base.stats(), restore: queue.progress() }),
     beginRestore() {

@@ -194,6 +194,13 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute()
     },
   },
+
+  '0004_campaign_proxy': {
+    async up(db: AnyDb) {
+      // A campaign's own proxy (JSON: its address and credentials); null: none of its own.
+      await db.schema.alterTable('campaigns').addColumn('proxy', 'text').execute()
+    },
+  },
 }
 
 /**

@@ -4,6 +4,9 @@
  * the credentials are never answered nor logged. Real server, simulated engine (which reports
  * the proxy it was given).
  */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -121,5 +124,38 @@ describe('a campaign’s proxy', () => {
     // The campaign's own settings: WA_PROXY is the service's, not shown as the campaign's.
     const settings = await api(server, 'GET', '/api/campaigns/c3/settings', { token })
     expect(settings.json.proxy).toBeNull()
+  })
+
+  it('is kept in the store: after a restart the campaign still goes through it', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-proxy-'))
+    try {
+      const token = await tokenFor('alice')
+      const first = await startTestServer({ DATA_DIR: dataDir })
+      await api(first, 'POST', '/api/campaigns/c5/qr-code', {
+        token,
+        body: { proxy: 'http://ann:hunter2@proxy.example:3128' },
+      })
+      await api(first, 'POST', '/api/campaigns/c6/qr-code', { token })
+      await api(first, 'PUT', '/api/campaigns/c6/settings', {
+        token,
+        body: { proxy: 'https://other.example' },
+      })
+      await first.close()
+
+      const second = await startTestServer({ DATA_DIR: dataDir })
+      const c5 = await api(second, 'GET', '/api/campaigns/c5/settings', { token })
+      expect(c5.json.proxy).toEqual({ server: 'http://proxy.example:3128', hasCredentials: true })
+      const c6 = await api(second, 'GET', '/api/campaigns/c6/settings', { token })
+      expect(c6.json.proxy).toEqual({ server: 'https://other.example:443', hasCredentials: false })
+      await api(second, 'POST', '/api/campaigns/c5/qr-code', { token })
+      await eventually(() => second.simulator.proxyInUse('c5') !== null)
+      expect(second.simulator.proxyInUse('c5')).toEqual({
+        server: 'http://proxy.example:3128',
+        hasCredentials: true,
+      })
+    } finally {
+      await closeAll()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
   })
 })
