@@ -127,6 +127,37 @@ describe('the dashboard (/) in a real browser', () => {
     expect(await page.locator('#link-status').textContent()).toBe('Linked')
   }, 60_000)
 
+  // Issue 14: a proxy per campaign, set from the panel; only its address is ever shown.
+  it('sets the campaign’s proxy from the panel, showing its address only', async () => {
+    const token = await service.token('ivan')
+    const page = await openDashboard(token)
+    await page.getByLabel('Campaign id').fill('ivan-shop')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    await expect
+      .poll(() => page.locator('#proxy-current').textContent())
+      .toBe('No proxy of its own (the service default applies, if any).')
+
+    await page.getByLabel('Proxy').fill('socks5://ivan:hunter2@proxy.example:1080')
+    await page.getByRole('button', { name: 'Save proxy' }).click()
+    await expect
+      .poll(() => page.locator('#proxy-current').textContent())
+      .toMatch(/not saved.*SOCKS5/)
+
+    await page.getByLabel('Proxy').fill('http://ivan:hunter2@proxy.example:3128')
+    await page.getByRole('button', { name: 'Save proxy' }).click()
+    await expect
+      .poll(() => page.locator('#proxy-current').textContent())
+      .toMatch(/^Through http:\/\/proxy\.example:3128 \(with credentials\)\. Saved/)
+    expect(await page.getByLabel('Proxy').inputValue()).toBe('')
+    expect(await page.content()).not.toContain('hunter2')
+    const settings = await service.api(token, 'GET', '/api/campaigns/ivan-shop/settings')
+    expect(settings.proxy).toEqual({ server: 'http://proxy.example:3128', hasCredentials: true })
+
+    await page.getByRole('button', { name: 'Remove proxy' }).click()
+    await expect.poll(() => page.locator('#proxy-current').textContent()).toMatch(/^No proxy/)
+  }, 60_000)
+
   it('says so when the phone logs a linked campaign out', async () => {
     const token = await service.token('frank')
     const page = await openDashboard(token)

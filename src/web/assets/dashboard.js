@@ -172,6 +172,13 @@ function wireLinkPanel() {
   for (const button of document.querySelectorAll('#link-phone [data-phone]')) {
     button.addEventListener('click', () => playPhone(link.campaignId, button.dataset.phone))
   }
+  $('proxy-form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    if (link.campaignId) saveProxy(link.campaignId, $('proxy-url').value.trim())
+  })
+  $('proxy-remove').addEventListener('click', () => {
+    if (link.campaignId) saveProxy(link.campaignId, null)
+  })
   $('pairing-toggle').addEventListener('click', () => {
     $('pairing-toggle').hidden = true
     $('pairing-form').hidden = false
@@ -257,6 +264,7 @@ async function linkCampaign(campaignId, { force, phoneNumber = null }) {
     // the page subscribed) once the service has told it.
     upsertCampaign({ ...answer, hasActiveSession: true, history: [] })
     syncCampaign(campaignId)
+    loadProxy(campaignId)
     const held = link.held ?? []
     link.held = null
     for (const message of held) handleLinkMessage(message)
@@ -614,6 +622,40 @@ function renderCountdown() {
   const total = Math.max(1, link.expiresAt - (link.phaseStartedAt ?? link.expiresAt - 30_000))
   bar.style.width = `${Math.min(100, (left / total) * 100)}%`
   if (left === 0) $('qr-box').classList.add('expired')
+}
+
+// ---- The campaign's proxy -------------------------------------------------------------------
+
+async function loadProxy(campaignId) {
+  try {
+    const settings = await api.get(`/api/campaigns/${encodeURIComponent(campaignId)}/settings`)
+    if (campaignId === link.campaignId) showProxy(settings.proxy)
+  } catch {
+    $('proxy-form').hidden = true
+  }
+}
+
+/** `url` null removes the proxy. The field is emptied: a password never stays on the page. */
+async function saveProxy(campaignId, url) {
+  try {
+    const settings = await api.put(`/api/campaigns/${encodeURIComponent(campaignId)}/settings`, {
+      proxy: url,
+    })
+    $('proxy-url').value = ''
+    showProxy(settings.proxy, 'Saved: the next session of the campaign goes through it.')
+  } catch (error) {
+    $('proxy-current').textContent = `The proxy was not saved: ${error.message}`
+  }
+}
+
+/** Only the address is ever shown (the service never answers the credentials). */
+function showProxy(proxy, note = '') {
+  $('proxy-form').hidden = false
+  $('proxy-remove').hidden = !proxy
+  const current = proxy
+    ? `Through ${proxy.server}${proxy.hasCredentials ? ' (with credentials)' : ''}.`
+    : 'No proxy of its own (the service default applies, if any).'
+  $('proxy-current').textContent = note ? `${current} ${note}` : current
 }
 
 // ---- Unlinking -------------------------------------------------------------------------------
