@@ -58,6 +58,13 @@ describe('the inspector never shows a proxy’s credentials', () => {
       proxy: { server: 'http://p:1', credentials: { username: 'ann', password: 'hunter2' } },
     }
     expect(JSON.stringify(hideSecrets(event))).not.toMatch(/ann|hunter2/)
+    // Nor a pairing code, nor the phone number it was asked for.
+    const pairing = {
+      type: 'ENGINE.PAIRING_CODE_RECEIVED',
+      code: 'K7QM2XRT',
+      context: { pairWithPhoneNumber: '447911123456', pairingCode: { code: 'K7QM2XRT' } },
+    }
+    expect(JSON.stringify(hideSecrets(pairing))).not.toMatch(/K7QM2XRT|447911123456/)
     expect(JSON.stringify(summarizeContext({ credentials: { username: 'ann' } }))).not.toContain(
       'ann'
     )

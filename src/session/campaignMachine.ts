@@ -278,7 +278,9 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
           type: 'error' as const,
           sessionId: context.sessionId,
           code,
-          message: describeFailure(code, context.timeouts, context.failureKind),
+          message: describeFailure(code, context.timeouts, context.failureKind, {
+            byPairingCode: context.pairWithPhoneNumber !== null,
+          }),
           detail: context.detail,
           at: now(),
         }

@@ -400,7 +400,7 @@ describe('campaign machine: linking with a phone number (issue 14)', () => {
   })
 
   it('replaces the code on a renewal without moving the deadline, and times out with scan_timeout', async () => {
-    const { actor, status, engineSession } = start({ pairWithPhoneNumber: '447911123456' })
+    const { actor, status, engineSession, emitted } = start({ pairWithPhoneNumber: '447911123456' })
     actor.send({ type: 'START' })
     engineSession().emit({ type: 'pairing_code', code: 'AAAA1111' })
     const deadline = Date.now() + TIMEOUTS.scanMs
@@ -415,6 +415,14 @@ describe('campaign machine: linking with a phone number (issue 14)', () => {
     await advance(1)
     expect(actor.getSnapshot().context.reason).toBe('scan_timeout')
     expect(actor.getSnapshot().context.pairingCode).toBeNull()
+    expect(emitted).toContainEqual(
+      expect.objectContaining({
+        type: 'error',
+        code: 'scan_timeout',
+        message:
+          'The pairing code was not entered on the phone within 30 s; the session was cleaned up.',
+      })
+    )
   })
 
   it('forgets the code once the phone took it', () => {
