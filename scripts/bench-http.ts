@@ -83,6 +83,7 @@ function createBurstEngine(): Engine & { rotateAll(): number } {
           live.delete(options.sessionId)
           return { forced: false, durationMs: 0 }
         },
+        probe: async () => ({ state: 'CONNECTED' }),
       }
     },
     rotateAll() {

@@ -49,6 +49,7 @@ const engine: Engine = {
         clearTimeout(timer)
         return { forced: false, durationMs: 1 }
       },
+      probe: async () => ({ state: 'CONNECTED' }),
     }
   },
   close: () => simulated.close(),

@@ -28,6 +28,8 @@ export interface Config {
   chromePath: string | null
   dataDir: string
   timeouts: { initMs: number; scanMs: number; authMs: number; destroyMs: number; killMs: number }
+  /** `LIVENESS_INTERVAL_MS`, `LIVENESS_TIMEOUT_MS`, `LIVENESS_MISSES`: the probe of ready sessions. */
+  liveness: { intervalMs: number; timeoutMs: number; misses: number }
   /** `MAX_SESSIONS`; null when unset: the engine decides (sized to the machine for wwebjs). */
   maxSessions: number | null
   jwt: JwtConfig
@@ -187,6 +189,9 @@ const environmentSchema = z.object({
   DESTROY_TIMEOUT_MS: duration(1).default(10_000),
   KILL_TIMEOUT_MS: duration(1).default(5_000),
   MAX_SESSIONS: integer(1).optional(),
+  LIVENESS_INTERVAL_MS: duration(1).default(30_000),
+  LIVENESS_TIMEOUT_MS: duration(1).default(10_000),
+  LIVENESS_MISSES: integer(1, 100).default(2),
   JWT_SECRET: z
     .string()
     .min(MIN_SECRET_LENGTH, {
@@ -312,6 +317,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         'to make a secret: echo "whsec_$(openssl rand -base64 32)".'
     )
   }
+  if (e.LIVENESS_TIMEOUT_MS > e.LIVENESS_INTERVAL_MS) {
+    throw new ConfigError(
+      `Invalid configuration: LIVENESS_TIMEOUT_MS (${e.LIVENESS_TIMEOUT_MS}) must not exceed ` +
+        `LIVENESS_INTERVAL_MS (${e.LIVENESS_INTERVAL_MS}): a probe is answered before the next one.`
+    )
+  }
   const [key] = keys
   if (key === undefined || keys.length > 1) {
     throw new ConfigError(
@@ -333,6 +344,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       authMs: e.AUTH_TIMEOUT_MS,
       destroyMs: e.DESTROY_TIMEOUT_MS,
       killMs: e.KILL_TIMEOUT_MS,
+    },
+    liveness: {
+      intervalMs: e.LIVENESS_INTERVAL_MS,
+      timeoutMs: e.LIVENESS_TIMEOUT_MS,
+      misses: e.LIVENESS_MISSES,
     },
     maxSessions: e.MAX_SESSIONS ?? null,
     jwt: { key, issuer: e.JWT_ISSUER ?? null, audience: e.JWT_AUDIENCE ?? null },

@@ -181,6 +181,18 @@ export function createMetrics({
       },
     })
   }
+  new Counter({
+    name: 'qrvisor_liveness_probes_total',
+    help: 'Liveness probes of ready sessions, by outcome (alive, missed); the sessions they ended are qrvisor_session_failures_total{reason="unresponsive"}.',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      const { probes } = sessions.stats()
+      this.reset()
+      this.inc({ outcome: 'alive' }, probes.alive)
+      this.inc({ outcome: 'missed' }, probes.missed)
+    },
+  })
   new Gauge({
     name: 'qrvisor_sessions_max',
     help: 'MAX_SESSIONS: live sessions allowed at once.',

@@ -24,11 +24,14 @@ import { createQrImageRenderer, type QrImageRenderer } from './qr/renderer.ts'
 import {
   createSessionService,
   openSessionService,
+  type DurableSessionService,
   type SupervisedSessionService,
 } from './session/service.ts'
 import { openStore, type CampaignStore } from './store/index.ts'
+import { describeUrl } from './store/postgres.ts'
+import { lockSingleNode, type NodeLock } from './cluster/singleNode.ts'
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.ts'
-import { forwardSessionEvents, type SessionEventForwarding } from './webhooks/sessionEvents.ts'
+import { forwardSessionEvents } from './webhooks/sessionEvents.ts'
 import type { StartResult } from './session/api.ts'
 import { createWebSocketHub, type WebSocketHubOptions } from './ws/hub.ts'
 import { toMermaid } from './inspect/diagram.ts'
@@ -106,54 +109,14 @@ export async function startServer(
         maxSessions: config.maxSessions ?? SIMULATED_MAX_SESSIONS,
       }
     : await createEngine(config, logger)
-  let store: CampaignStore | null = null
-  let opened: SupervisedSessionService<StartResult | Promise<StartResult>> | undefined
-  let beginRestore = () => {}
-  let webhooks: Webhooks | null = null
-  let forwarding: SessionEventForwarding | null = null
+  let opened: OpenedSessions
   try {
-    if (overrides.store === false) {
-      opened = createSessionService({ engine, timeouts: config.timeouts, maxSessions, logger })
-    } else {
-      store = await openStore({
-        dataDir: config.dataDir,
-        databaseUrl: config.store.databaseUrl,
-        logger,
-        bounds: {
-          historyMaxEntries: config.store.historyMaxEntries,
-          endedSessionsMax: config.store.endedSessionsMax,
-          endedSessionsTtlMs: config.store.endedSessionsTtlMs,
-        },
-        writeBehind: {
-          lagMs: config.store.writeLagMs,
-          maxQueued: config.store.writeQueueMax,
-        },
-      })
-      const durable = await openSessionService({
-        engine,
-        timeouts: config.timeouts,
-        maxSessions,
-        logger,
-        store,
-        restoreConcurrency: config.restoreConcurrency,
-      })
-      opened = durable
-      beginRestore = () => durable.beginRestore()
-      webhooks = createWebhooks({ store, ...config.webhooks, logger })
-      await webhooks.start()
-      forwarding = forwardSessionEvents({ sessions: durable, webhooks, logger })
-    }
+    opened = await openSessions(config, { engine, maxSessions, logger, store: overrides.store })
   } catch (error) {
-    // A store that cannot be opened or read, or a service-wide webhook URL that is refused, stops
-    // the start; nothing may outlive it.
-    forwarding?.unsubscribe()
-    await webhooks?.stop().catch(() => undefined)
-    await opened?.shutdown().catch(() => undefined)
     await engine.close()
-    await store?.close().catch(() => undefined)
     throw error
   }
-  const sessions = opened!
+  const { sessions, store, webhooks } = opened
   const metrics = createMetrics({
     sessions,
     ...(store ? { store } : {}),
@@ -247,14 +210,13 @@ export async function startServer(
     await hub.close()
     await qrImages.close()
     await engine.close()
-    forwarding?.unsubscribe()
-    await webhooks?.stop()
-    await store?.close()
+    await opened.close()
     throw error
   }
   const { port } = server.address() as AddressInfo
   state = 'ready'
-  beginRestore()
+  // In the next turn: after the caller has said the service listens (the first log line).
+  setImmediate(opened.beginRestore)
 
   let closing: Promise<void> | undefined
   async function shutdown(): Promise<void> {
@@ -269,13 +231,7 @@ export async function startServer(
     server.closeAllConnections()
     await qrImages.close()
     await engine.close()
-    // The sessions' final statuses are committed to the outbox, then the worker stops (what it
-    // did not deliver stays in the outbox for the next start).
-    await forwarding?.settled()
-    forwarding?.unsubscribe()
-    await webhooks?.stop()
-    // Last: the sessions' final statuses (cleaned, shutdown) are written before it closes.
-    await store?.close()
+    await opened.close()
     await stoppedListening
   }
 
@@ -288,6 +244,107 @@ export async function startServer(
     store,
     webhooks,
     close: () => (closing ??= shutdown()),
+  }
+}
+
+interface OpenedSessions {
+  sessions: SupervisedSessionService<StartResult | Promise<StartResult>>
+  store: CampaignStore | null
+  webhooks: Webhooks | null
+  /** Starts the restore of linked campaigns (once the server listens). */
+  beginRestore(): void
+  /**
+   * After `sessions.shutdown()`: commits the sessions' last events to the outbox, stops the
+   * webhook worker (what it did not deliver stays for the next start), writes the last statuses
+   * and closes the store, then lets another service take the database.
+   */
+  close(): Promise<void>
+}
+
+/**
+ * The session service and what keeps it: in memory (`store: false`), or on the configured store
+ * (after the database's one-service lock on PostgreSQL), with the webhooks fed by its events. A
+ * failure on the way (a store that cannot be opened or read, a service-wide webhook URL that is
+ * refused) closes what was opened and rejects: nothing outlives a failed start.
+ */
+async function openSessions(
+  config: Config,
+  options: { engine: Engine; maxSessions: number; logger: Logger; store?: false }
+): Promise<OpenedSessions> {
+  const { engine, maxSessions, logger } = options
+  const settings = {
+    engine,
+    timeouts: config.timeouts,
+    liveness: config.liveness,
+    maxSessions,
+    logger,
+  }
+  if (options.store === false) {
+    return {
+      sessions: createSessionService(settings),
+      store: null,
+      webhooks: null,
+      beginRestore: () => {},
+      close: async () => {},
+    }
+  }
+  let store: CampaignStore | undefined
+  let nodeLock: NodeLock | undefined
+  let sessions: DurableSessionService | undefined
+  let webhooks: Webhooks | undefined
+  try {
+    store = await openStore({
+      dataDir: config.dataDir,
+      databaseUrl: config.store.databaseUrl,
+      logger,
+      bounds: {
+        historyMaxEntries: config.store.historyMaxEntries,
+        endedSessionsMax: config.store.endedSessionsMax,
+        endedSessionsTtlMs: config.store.endedSessionsTtlMs,
+      },
+      writeBehind: { lagMs: config.store.writeLagMs, maxQueued: config.store.writeQueueMax },
+    })
+    // After the store: it says clearly what is wrong with a database it cannot reach or read.
+    const url = config.store.databaseUrl
+    if (url) nodeLock = await lockSingleNode(url, describeUrl(url))
+    sessions = await openSessionService({
+      ...settings,
+      store,
+      restoreConcurrency: config.restoreConcurrency,
+    })
+    webhooks = createWebhooks({ store, ...config.webhooks, logger })
+    await webhooks.start()
+  } catch (error) {
+    await webhooks?.stop().catch(() => undefined)
+    await sessions?.shutdown().catch(() => undefined)
+    await store?.close().catch(() => undefined)
+    await nodeLock?.release()
+    throw error
+  }
+  return durableSessions(sessions, store, webhooks, nodeLock, logger)
+}
+
+/** The opened durable parts as one, closed in order. */
+function durableSessions(
+  sessions: DurableSessionService,
+  store: CampaignStore,
+  webhooks: Webhooks,
+  nodeLock: NodeLock | undefined,
+  logger: Logger
+): OpenedSessions {
+  const forwarding = forwardSessionEvents({ sessions, webhooks, logger })
+  return {
+    sessions,
+    store,
+    webhooks,
+    beginRestore: () => sessions.beginRestore(),
+    async close() {
+      await forwarding.settled()
+      forwarding.unsubscribe()
+      await webhooks.stop()
+      await store.close()
+      await nodeLock?.release()
+    },
   }
 }
 

@@ -264,3 +264,34 @@ describe('CORS_ORIGINS and WS_ALLOWED_ORIGINS', () => {
     )
   })
 })
+
+describe('LIVENESS_* (issue 15)', () => {
+  it('probes every 30 s, answers within 10 s, 2 misses by default; reads each variable', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).liveness).toEqual({
+      intervalMs: 30_000,
+      timeoutMs: 10_000,
+      misses: 2,
+    })
+    const config = loadConfig({
+      JWT_SECRET: SECRET,
+      LIVENESS_INTERVAL_MS: '60000',
+      LIVENESS_TIMEOUT_MS: '5000',
+      LIVENESS_MISSES: '3',
+    })
+    expect(config.liveness).toEqual({ intervalMs: 60_000, timeoutMs: 5_000, misses: 3 })
+  })
+
+  it('refuses a probe of no time, no misses, or a timeout longer than the interval', () => {
+    expect(failure({ JWT_SECRET: SECRET, LIVENESS_INTERVAL_MS: '0' })).toBe(
+      'Invalid configuration: LIVENESS_INTERVAL_MS must be at least 1 (got "0").'
+    )
+    expect(failure({ JWT_SECRET: SECRET, LIVENESS_MISSES: '0' })).toBe(
+      'Invalid configuration: LIVENESS_MISSES must be at least 1 (got "0").'
+    )
+    expect(
+      failure({ JWT_SECRET: SECRET, LIVENESS_INTERVAL_MS: '1000', LIVENESS_TIMEOUT_MS: '2000' })
+    ).toBe(
+      'Invalid configuration: LIVENESS_TIMEOUT_MS (2000) must not exceed LIVENESS_INTERVAL_MS (1000): a probe is answered before the next one.'
+    )
+  })
+})

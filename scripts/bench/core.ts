@@ -13,6 +13,7 @@
 import { createSimulatedEngine, type SimulatedEngine } from '../../src/engines/simulated.ts'
 import type { EngineSession } from '../../src/engines/engine.ts'
 import { createSessionService } from '../../src/session/service.ts'
+import { heapUsed, round, until } from './support.ts'
 
 const [design = 'qrvisor', nText = '1000'] = process.argv.slice(2)
 const N = Number(nText)
@@ -31,21 +32,6 @@ export interface CoreFigures {
   heapLiveBytes: number
   shutdownMs: number
   wallMs: number
-}
-
-const gc = (globalThis as { gc?: () => void }).gc
-function heapUsed(): number {
-  gc?.()
-  gc?.()
-  return process.memoryUsage().heapUsed
-}
-
-async function until(condition: () => boolean, what: string, limitMs = 600_000): Promise<void> {
-  const deadline = Date.now() + limitMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
 }
 
 function engine(): SimulatedEngine {
@@ -196,8 +182,6 @@ function figures(
     wallMs: round(wallMs),
   }
 }
-
-const round = (x: number) => Math.round(x * 100) / 100
 
 const result = design === 'seed-map' ? await runSeedMap() : await runQrvisor()
 console.log(JSON.stringify(result))

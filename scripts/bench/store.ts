@@ -122,6 +122,7 @@ async function bench(
           startedAt: now,
           updatedAt: now + 50,
           endedAt: null,
+          lastSeenAlive: null,
         })
         enqueueCosts.push(performance.now() - started)
       })

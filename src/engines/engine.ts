@@ -17,6 +17,8 @@
  *   the graceful phase first logs the device out of WhatsApp (when the session is authenticated),
  *   and the campaign's saved login is deleted.
  * - `forgetLogin()` deletes a campaign's saved login once no session of it runs (an unlink).
+ * - `probe()` asks a ready session whether WhatsApp is connected. It may never settle (a frozen
+ *   page): the caller bounds it with its own timeout and ignores a late answer.
  *
  * @module
  */
@@ -74,10 +76,25 @@ export interface EngineSessionOptions {
   onEvent(event: EngineEvent): void
 }
 
+/** What a liveness probe saw. */
+export interface EngineProbeResult {
+  /**
+   * WhatsApp's connection state as the page reports it (whatsapp-web.js's `WAState`):
+   * `CONNECTED` when alive; anything else (`TIMEOUT`, `OPENING`, `unknown`) counts as a miss.
+   */
+  state: string
+}
+
 /** One attempt to run a WhatsApp client. One instance, one start, one stop. */
 export interface EngineSession {
   start(): void
   stop(options?: EngineStopOptions): Promise<EngineStopResult>
+  /**
+   * Asks the session whether WhatsApp is connected (called only while it is ready). Rejects when
+   * there is nothing to ask (no page) or the page failed to answer; may never settle when the
+   * page hangs, so the caller bounds it (`LIVENESS_TIMEOUT_MS`).
+   */
+  probe(): Promise<EngineProbeResult>
 }
 
 export interface Engine {

@@ -25,10 +25,17 @@ import { viewOfProxy, type ProxySettings, type ProxyView } from '../proxy.ts'
 
 export type StartupBehaviour = 'qr' | 'hang' | 'error' | 'restored'
 export type TeardownBehaviour = 'normal' | 'hang'
+/**
+ * What the liveness probe finds: `healthy` answers CONNECTED, `hang` never answers (a frozen
+ * page), `disconnected` answers TIMEOUT (the page's socket to WhatsApp is gone, no event said so).
+ */
+export type LivenessBehaviour = 'healthy' | 'hang' | 'disconnected'
 
 export interface SimulatedBehaviour {
   startup: StartupBehaviour
   teardown: TeardownBehaviour
+  /** Read at each probe: it applies to the running session too, at once. */
+  liveness: LivenessBehaviour
 }
 
 export interface SimulatedEngineOptions {
@@ -95,11 +102,15 @@ export interface SimulatedEngine extends Engine {
    * `maxRememberedCampaigns`). Saved logins under `dataDir` are not counted: they are the disk's.
    */
   rememberedCount(): number
-  /** Counts since the engine was created, to prove nothing leaks. */
-  counters(): { started: number; stopped: number; forcedStops: number }
+  /** Counts since the engine was created, to prove nothing leaks (and when probes came). */
+  counters(): { started: number; stopped: number; forcedStops: number; probes: number }
 }
 
-const DEFAULT_BEHAVIOUR: SimulatedBehaviour = { startup: 'qr', teardown: 'normal' }
+const DEFAULT_BEHAVIOUR: SimulatedBehaviour = {
+  startup: 'qr',
+  teardown: 'normal',
+  liveness: 'healthy',
+}
 
 /** What the simulator remembers of a campaign beyond its sessions, in memory. */
 interface CampaignMemory {
@@ -162,7 +173,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
   /** The newest running instance of each campaign: the one the phone talks to. */
   const current = new Map<string, SimulatedSession>()
   const live = new Set<SimulatedSession>()
-  const counts = { started: 0, stopped: 0, forcedStops: 0 }
+  const counts = { started: 0, stopped: 0, forcedStops: 0, probes: 0 }
 
   class SimulatedSession implements EngineSession {
     private timer: TimerHandle | undefined
@@ -173,6 +184,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     private authenticated = false
     private stopping: Promise<EngineStopResult> | undefined
     private readonly behaviour: SimulatedBehaviour
+    private ready = false
 
     constructor(private readonly options: EngineSessionOptions) {
       this.behaviour = behaviourOf(options.campaignId)
@@ -197,7 +209,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       } else if (startup === 'restored' || logins.has(this.options.campaignId)) {
         this.schedule(qrDelayMs, () => {
           this.authenticate()
-          this.schedule(authDelayMs, () => this.deliver({ type: 'ready' }))
+          this.schedule(authDelayMs, () => this.becomeReady())
         })
       } else if (this.options.pairWithPhoneNumber !== undefined) {
         this.schedule(qrDelayMs, () => this.showPairingCode())
@@ -230,8 +242,24 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
           this.terminate('engine_error', `the login could not be saved: ${String(error)}`)
           return
         }
-        this.deliver({ type: 'ready' })
+        this.becomeReady()
       })
+    }
+
+    /** As WhatsApp's page would answer `getState()`; the campaign's liveness, read now. */
+    probe(): Promise<{ state: string }> {
+      counts.probes++
+      if (!this.ready || this.isDead()) {
+        return Promise.reject(new Error('no WhatsApp page to ask'))
+      }
+      switch (behaviourOf(this.options.campaignId).liveness) {
+        case 'healthy':
+          return Promise.resolve({ state: 'CONNECTED' })
+        case 'disconnected':
+          return Promise.resolve({ state: 'TIMEOUT' })
+        case 'hang':
+          return new Promise(() => {})
+      }
     }
 
     /** A crash keeps the saved login; only the phone (a logout) or an unlink deletes it. */
@@ -273,6 +301,11 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       if (forced) counts.forcedStops++
       const result = { forced, durationMs: clock.now() - startedAt }
       return logout ? { ...result, loggedOut } : result
+    }
+
+    private becomeReady(): void {
+      this.ready = true
+      this.deliver({ type: 'ready' })
     }
 
     private authenticate(): void {
@@ -335,7 +368,8 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     const isDefault =
       !next.linked &&
       next.behaviour.startup === DEFAULT_BEHAVIOUR.startup &&
-      next.behaviour.teardown === DEFAULT_BEHAVIOUR.teardown
+      next.behaviour.teardown === DEFAULT_BEHAVIOUR.teardown &&
+      next.behaviour.liveness === DEFAULT_BEHAVIOUR.liveness
     if (!isDefault) {
       memory.set(campaignId, next)
       if (memory.size > maxRememberedCampaigns) forgetOlderHalf()

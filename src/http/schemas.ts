@@ -24,6 +24,7 @@ const SESSION_REASONS = [
   'auth_timeout',
   'engine_failed',
   'logged_out',
+  'unresponsive',
   'cleanup_requested',
   'unlinked',
   'replaced',
@@ -155,6 +156,10 @@ export const connectionSchema = z
         'Why a session that is no longer active ended, in the engine’s words with a hint when the cause is known; null otherwise.',
     }),
     expiresAt: isoTime.nullable(),
+    lastSeenAlive: isoTime.nullable().openapi({
+      description:
+        'When WhatsApp was last known connected: at ready, then at each liveness probe it answered; kept after the session ended; null if it never was ready.',
+    }),
     history: z.array(
       z.strictObject({
         status: sessionStatus,
@@ -288,10 +293,16 @@ export const behaviourBody = z
   .strictObject({
     startup: z.enum(['qr', 'hang', 'error', 'restored']).optional(),
     teardown: z.enum(['normal', 'hang']).optional(),
+    liveness: z.enum(['healthy', 'hang', 'disconnected']).optional().openapi({
+      description:
+        'How the liveness probe finds the campaign’s sessions, the running one included: `hang` never answers, `disconnected` answers a state other than CONNECTED.',
+    }),
   })
-  .refine((body) => body.startup !== undefined || body.teardown !== undefined, {
-    error: 'give "startup" and/or "teardown"',
-  })
+  .refine(
+    (body) =>
+      body.startup !== undefined || body.teardown !== undefined || body.liveness !== undefined,
+    { error: 'give "startup", "teardown" and/or "liveness"' }
+  )
   .openapi('SimulatedBehaviour')
 
 export const behaviourAnswerSchema = z

@@ -27,6 +27,7 @@ import {
 export interface SimulatedBehaviour {
   startup?: 'qr' | 'hang' | 'error' | 'restored'
   teardown?: 'normal' | 'hang'
+  liveness?: 'healthy' | 'hang' | 'disconnected'
 }
 
 /** What the routes need of the simulated engine (a `SimulatedEngine` is one). */

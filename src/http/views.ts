@@ -27,6 +27,8 @@ export interface ConnectionJson {
    */
   detail: string | null
   expiresAt: string | null
+  /** When WhatsApp was last known connected (ready, or a liveness probe answered); null if never. */
+  lastSeenAlive: string | null
   history: HistoryEntryJson[]
   /** Only while a session that links with a phone number shows a code. */
   pairingCode?: PairingCodeJson
@@ -78,6 +80,7 @@ export function connectionJson(view: CampaignView): ConnectionJson {
     reason: view.reason,
     detail: view.hasActiveSession ? null : endDetail(view.history),
     expiresAt: isoTime(view.expiresAt),
+    lastSeenAlive: isoTime(view.lastSeenAlive),
     history: view.history.map(historyEntryJson),
   }
   if (pairingCode) json.pairingCode = pairingCode

@@ -52,6 +52,11 @@ export interface CampaignView {
   lastActivity: number | null
   /** Epoch ms of the current phase's deadline; null when none runs. */
   expiresAt: number | null
+  /**
+   * Epoch ms when WhatsApp was last known connected (ready, then each liveness probe answered),
+   * kept in the tombstone of an ended session; null if the session never was ready.
+   */
+  lastSeenAlive: number | null
   history: HistoryEntry[]
   /** The QR currently shown, if the session is awaiting a scan. */
   qr: QrView | null
@@ -183,6 +188,8 @@ export interface SessionStats {
   byStatus: Record<SessionStatus, number>
   /** With a durable store: how the restore of linked campaigns goes; null without one. */
   restore: RestoreProgress | null
+  /** Liveness probes of ready sessions since the start, by how they ended. */
+  probes: { alive: number; missed: number }
 }
 
 export interface SessionService {

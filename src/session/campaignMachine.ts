@@ -2,23 +2,25 @@
  * The campaign session machine: one actor per session of a campaign, from the request that
  * starts it to the moment its engine is gone.
  *
- *   idle → initializing → awaitingScan → authenticating → ready
+ *   idle → initializing → awaitingScan → authenticating → ready (probed every interval)
  *                 ↘ timedOut | failed ↙          ↓ (cleanup, force, shutdown)
  *                          cleaning → cleaned (final)
  *
- * The machine owns every deadline (init, scan, auth, teardown) and never does I/O itself: the
- * engine comes in through the `startEngine` and `stopEngine` actions, the time as `now`, both
+ * The machine owns every deadline (init, scan, auth, teardown) and the liveness probe's timing
+ * and verdict, and never does I/O itself: the engine comes in through the `startEngine`,
+ * `probeEngine` and `stopEngine` actions, the time as `now`, both
  * from the factory's dependencies. It emits what subscribers need to know (`status`, `qr`, `ready`, `error`), and
  * its output tells the supervisor how the session ended.
  *
  * @module
  */
-import { assign, emit, enqueueActions, setup } from 'xstate'
+import { and, assign, emit, enqueueActions, setup } from 'xstate'
 import type { EngineTerminationKind } from '../engines/engine.ts'
 import type { EngineControl, EngineControlEvent } from './engineControl.ts'
 import { MAX_HISTORY } from './status.ts'
 import type { FailureReason, HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 import { describeFailure } from './messages.ts'
+import { probeOffsetMs, type LivenessSettings } from './liveness.ts'
 
 export interface CampaignTimeouts {
   /** Start until the first QR (or until ready, when saved auth is reused). */
@@ -37,6 +39,8 @@ export interface CampaignInput {
   timeouts: CampaignTimeouts
   /** True when the campaign's previous session is still being torn down: start after it. */
   awaitPredecessor: boolean
+  /** How a ready session is probed. */
+  liveness: LivenessSettings
   /** Link with this phone number (a pairing code typed on the phone) instead of a QR. */
   pairWithPhoneNumber?: string
 }
@@ -83,6 +87,17 @@ export interface CampaignContext {
   teardown: { forced: boolean; durationMs: number } | null
   /** Unlinking: the engine logs the device out of WhatsApp before it stops. */
   logout: boolean
+  liveness: LivenessSettings
+  /** When WhatsApp was last known connected: `ready`, then each probe answered `CONNECTED`. */
+  lastSeenAliveAt: number | null
+  /** Probes sent so far (the number of the current one); a late answer to another is ignored. */
+  probes: number
+  /** Misses in a row (reset by an answer `CONNECTED`). */
+  probeMisses: number
+  /** What the last miss saw (the detail of an `unresponsive` end). */
+  probeMissDetail: string | null
+  /** When the next probe is due (epoch ms): a fixed rhythm, so probes stay spread. */
+  nextProbeAt: number | null
 }
 
 export type CampaignEvent =
@@ -101,6 +116,8 @@ export type CampaignEmitted = { sessionId: string; at: number } & (
   | { type: 'pairing_code'; code: string; expiresAt: number }
   | { type: 'ready' }
   | { type: 'error'; code: FailureReason; message: string; detail: string | null }
+  /** A liveness probe ended: answered `CONNECTED` (alive), or a miss. Counted, not published. */
+  | { type: 'probe'; outcome: 'alive' | 'missed' }
 )
 
 export interface CampaignOutput {
@@ -182,6 +199,10 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
        */
       isOwnEngineEvent: ({ context, event }) =>
         'sessionId' in event && event.sessionId === context.sessionId,
+      /** The answer is to the probe in flight, of this session (a late answer is a stale one). */
+      isCurrentProbe: ({ context, event }) =>
+        'probe' in event && event.sessionId === context.sessionId && event.probe === context.probes,
+      isLastMiss: ({ context }) => context.probeMisses + 1 >= context.liveness.misses,
     },
     delays: {
       initTimeout: ({ context }) => context.timeouts.initMs,
@@ -189,6 +210,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         Math.max(0, (context.scanDeadline ?? now() + context.timeouts.scanMs) - now()),
       authTimeout: ({ context }) => context.timeouts.authMs,
       teardownTimeout: ({ context }) => context.timeouts.teardownMs,
+      nextProbe: ({ context }) => Math.max(0, (context.nextProbeAt ?? now()) - now()),
+      probeTimeout: ({ context }) => context.liveness.timeoutMs,
     },
     actions: {
       recordStatus: enqueueActions(
@@ -226,6 +249,36 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       stopEngine: ({ context, self }) =>
         engines.stop(context.sessionId, self, { logout: context.logout }),
       markLogout: assign({ logout: true }),
+      markAlive: assign(() => ({ lastSeenAliveAt: now(), probeMisses: 0 })),
+      scheduleFirstProbe: assign(({ context }) => ({
+        nextProbeAt: now() + probeOffsetMs(context.sessionId, context.liveness.intervalMs),
+      })),
+      probeEngine: enqueueActions(({ context, self, enqueue }) => {
+        const probe = context.probes + 1
+        enqueue.assign({
+          probes: probe,
+          nextProbeAt: (context.nextProbeAt ?? now()) + context.liveness.intervalMs,
+        })
+        enqueue(() => engines.probe(context.sessionId, probe, self))
+      }),
+      recordAlive: enqueueActions(({ context, enqueue }) => {
+        enqueue.assign({ lastSeenAliveAt: now(), probeMisses: 0, probeMissDetail: null })
+        enqueue.emit({ type: 'probe', sessionId: context.sessionId, outcome: 'alive', at: now() })
+      }),
+      recordMiss: enqueueActions(({ context, event, enqueue }) => {
+        const detail =
+          event.type === 'ENGINE.PROBE_FAILED'
+            ? event.detail
+            : `the WhatsApp page did not answer within ${context.liveness.timeoutMs} ms`
+        enqueue.assign({ probeMisses: context.probeMisses + 1, probeMissDetail: detail })
+        enqueue.emit({ type: 'probe', sessionId: context.sessionId, outcome: 'missed', at: now() })
+      }),
+      markUnresponsive: assign(({ context }) => ({
+        reason: 'unresponsive' as const,
+        endedFrom: 'ready' as const,
+        failureKind: null,
+        detail: `${context.probeMissDetail ?? 'no answer'} (${context.probeMisses} liveness probes in a row)`,
+      })),
       recordQr: enqueueActions(({ context, event, enqueue }) => {
         if (event.type !== 'ENGINE.QR_RECEIVED') return
         const at = now()
@@ -318,6 +371,12 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       history: [],
       teardown: null,
       logout: false,
+      liveness: input.liveness,
+      lastSeenAliveAt: null,
+      probes: 0,
+      probeMisses: 0,
+      probeMissDetail: null,
+      nextProbeAt: null,
     }),
     initial: 'idle',
     on: {
@@ -453,8 +512,51 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       },
       ready: {
         tags: 'active',
-        description: 'Linked and connected. A re-request changes nothing; only force replaces it.',
-        entry: [{ type: 'recordStatus', params: { status: 'ready' } }, 'emitReady'],
+        description:
+          'Linked and connected. A re-request changes nothing; only force replaces it. WhatsApp is probed every `LIVENESS_INTERVAL_MS` (each session at its own offset in the interval); `LIVENESS_MISSES` misses in a row end it `unresponsive`.',
+        entry: [
+          { type: 'recordStatus', params: { status: 'ready' } },
+          'emitReady',
+          'markAlive',
+          'scheduleFirstProbe',
+        ],
+        initial: 'waitingForProbe',
+        states: {
+          waitingForProbe: {
+            description: 'Until the next probe is due.',
+            after: { nextProbe: 'probing' },
+          },
+          probing: {
+            description:
+              'The engine is asked whether WhatsApp is connected; `LIVENESS_TIMEOUT_MS` bounds the answer.',
+            entry: 'probeEngine',
+            after: {
+              probeTimeout: [
+                {
+                  guard: 'isLastMiss',
+                  target: '#campaign.failed',
+                  actions: ['recordMiss', 'markUnresponsive'],
+                },
+                { target: 'waitingForProbe', actions: 'recordMiss' },
+              ],
+            },
+            on: {
+              'ENGINE.ALIVE': {
+                guard: 'isCurrentProbe',
+                target: 'waitingForProbe',
+                actions: 'recordAlive',
+              },
+              'ENGINE.PROBE_FAILED': [
+                {
+                  guard: and(['isCurrentProbe', 'isLastMiss']),
+                  target: '#campaign.failed',
+                  actions: ['recordMiss', 'markUnresponsive'],
+                },
+                { guard: 'isCurrentProbe', target: 'waitingForProbe', actions: 'recordMiss' },
+              ],
+            },
+          },
+        },
         on: {
           'ENGINE.TERMINATED': failedByEngine('ready'),
           'ENGINE.QR_RECEIVED': {
@@ -474,7 +576,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       },
       failed: {
         tags: 'ended',
-        description: 'The engine failed or the phone logged out (reason says which).',
+        description:
+          'The engine failed, the phone logged out, or WhatsApp stopped answering the liveness probe (reason says which).',
         entry: [{ type: 'recordStatus', params: { status: 'failed' } }, 'emitFailure'],
         always: 'cleaning',
       },
@@ -533,6 +636,9 @@ export const CAMPAIGN_EVENTS: Record<CampaignEvent['type'], string> = {
   'ENGINE.READY': 'WhatsApp is linked and connected.',
   'ENGINE.TERMINATED': 'The engine ended on its own (start failure, logout, crash, error).',
   'ENGINE.STOPPED': "The engine's bounded stop settled: no process of it is left.",
+  'ENGINE.ALIVE': 'The liveness probe found WhatsApp connected (`CONNECTED`).',
+  'ENGINE.PROBE_FAILED':
+    'The liveness probe got another connection state (e.g. `TIMEOUT`) or an error from the page.',
 }
 
 export const CAMPAIGN_GUARDS: Record<string, string> = {
@@ -540,6 +646,10 @@ export const CAMPAIGN_GUARDS: Record<string, string> = {
   isForced: 'The request carries `force: true`.',
   isOwnEngineEvent:
     "The event comes from this session's own engine instance (a late event of another is ignored).",
+  isCurrentProbe:
+    'The answer is to the probe in flight, from this session (a late answer to an earlier probe is ignored).',
+  isLastMiss:
+    'This miss makes `LIVENESS_MISSES` in a row: the session fails `unresponsive` (and is restarted like a crash).',
 }
 
 /** Why the campaign machine is as it is; the design notes of statecharts.md. */
@@ -556,6 +666,15 @@ engine instance (\`isOwnEngineEvent\`).`,
 and shutdown all enter \`cleaning\`, which stops the engine (graceful, then forced, bounded by
 \`DESTROY_TIMEOUT_MS\` plus the kill bound) and waits for it. \`teardownTimeout\` is the machine's own
 bound in case an engine breaks its promise to settle.`,
+  `**Liveness: the machine owns the probe.** A session can look connected while it is dead (the
+page's socket to WhatsApp is gone without a \`disconnected\` event, or the page hangs). So a
+\`ready\` session asks its engine every \`LIVENESS_INTERVAL_MS\` whether WhatsApp is connected
+(\`probeEngine\`); \`probeTimeout\` bounds the answer, so a hung page is a miss like a wrong state,
+and a late answer (another probe's number) is ignored. Probes follow a fixed rhythm from an offset
+in the interval that is a hash of the session id: sessions that became ready together are probed
+apart. Each probe is its own promise, so one slow page delays no other session, and leaving
+\`ready\` cancels the next one. \`LIVENESS_MISSES\` misses in a row fail the session
+\`unresponsive\`, through \`cleaning\`, and the supervisor restarts it as it restarts a crash.`,
   `**Where the QR image is made.** The machine keeps the raw QR text; the image is rendered at the
 edge, once per QR and only when someone is watching, off the event loop.`,
 ]
@@ -567,4 +686,7 @@ export const CAMPAIGN_DELAYS: Record<string, string> = {
   authTimeout: '`AUTH_TIMEOUT_MS`: from the scan until ready.',
   teardownTimeout:
     "`DESTROY_TIMEOUT_MS` + kill bound + 1 s: the machine's own bound on the engine's stop.",
+  nextProbe:
+    "Until the next liveness probe: the session's offset in `LIVENESS_INTERVAL_MS` after ready, then every interval.",
+  probeTimeout: '`LIVENESS_TIMEOUT_MS`: a probe not answered within it is a miss.',
 }

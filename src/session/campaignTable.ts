@@ -52,6 +52,7 @@ import {
 } from './status.ts'
 import { Tombstones, tombstoneOf, type Tombstone } from './tombstones.ts'
 import { endedView, liveView, type CampaignFacts } from './views.ts'
+import { DEFAULT_LIVENESS, type LivenessSettings } from './liveness.ts'
 
 type CampaignActor = ReturnType<typeof createActor<CampaignMachine>>
 
@@ -92,6 +93,8 @@ export interface SessionSettings {
 export interface CampaignTableOptions {
   machine: CampaignMachine
   timeouts: CampaignTimeouts
+  /** How ready sessions are probed (default: `DEFAULT_LIVENESS`). */
+  liveness?: LivenessSettings
   /** The clock of every campaign actor's timers. */
   clock: Clock
   now: () => number
@@ -126,6 +129,8 @@ export class CampaignTable {
   private readonly statusCounts = emptyStatusCounts()
   /** The statuses tagged `active`, for the `hasActiveSession` of each status event. */
   private readonly activeStatuses: ReadonlySet<SessionStatus>
+  /** Liveness probes ended since the start (for metrics). */
+  private readonly probes = { alive: 0, missed: 0 }
 
   constructor(private readonly options: CampaignTableOptions) {
     this.activeStatuses = statusesTagged(options.machine, 'active')
@@ -186,6 +191,7 @@ export class CampaignTable {
         reason: SessionReason | null
         detail: string | null
         history: HistoryEntry[]
+        lastSeenAlive: number | null
       }
     | undefined {
     const session = this.liveSessions.get(sessionId)
@@ -197,6 +203,7 @@ export class CampaignTable {
       reason: context.reason,
       detail: session.failure?.detail ?? context.detail,
       history: context.history,
+      lastSeenAlive: context.lastSeenAliveAt,
     }
   }
 
@@ -253,6 +260,7 @@ export class CampaignTable {
       sessionId,
       timeouts: this.options.timeouts,
       awaitPredecessor: (record.draining?.size ?? 0) > 0,
+      liveness: this.options.liveness ?? DEFAULT_LIVENESS,
       ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
     }
     const shard = this.shards.place()
@@ -348,6 +356,7 @@ export class CampaignTable {
         reason: context.reason,
         failure: session.failure,
         history: context.history,
+        lastSeenAlive: context.lastSeenAliveAt,
       },
       endedAt,
       bug
@@ -413,8 +422,12 @@ export class CampaignTable {
     }
   }
 
-  stats(): Pick<SessionStats, 'live' | 'byStatus'> {
-    return { live: this.liveSessions.size, byStatus: { ...this.statusCounts } }
+  stats(): Pick<SessionStats, 'live' | 'byStatus' | 'probes'> {
+    return {
+      live: this.liveSessions.size,
+      byStatus: { ...this.statusCounts },
+      probes: { ...this.probes },
+    }
   }
 
   /** Subscribes with a replay of the current state; undefined for an unknown session. */
@@ -464,11 +477,19 @@ export class CampaignTable {
   }
 
   private readonly onEmitted = (emitted: CampaignEmitted): void => {
+    // Counted, not published: a probe changes nothing a subscriber is told.
+    if (emitted.type === 'probe') {
+      this.probes[emitted.outcome]++
+      return
+    }
     const session = this.liveSessions.get(emitted.sessionId)
     if (session) this.publish(session, emitted)
   }
 
-  private publish(session: LiveSession, emitted: CampaignEmitted): void {
+  private publish(
+    session: LiveSession,
+    emitted: Exclude<CampaignEmitted, { type: 'probe' }>
+  ): void {
     const record = this.campaigns.get(session.campaignId)
     if (record) record.lastActivity = emitted.at
     const base = {

@@ -50,6 +50,7 @@ export function describedMachines(): DescribedMachine[] {
       createSession: () => ({
         start: () => {},
         stop: async () => ({ forced: false, durationMs: 0 }),
+        probe: async () => ({ state: 'CONNECTED' }),
       }),
       close: async () => {},
     }),

@@ -27,7 +27,7 @@ import {
   type SessionReason,
   type SessionStatus,
 } from './status.ts'
-import type { Tombstone } from './tombstones.ts'
+import { outcomeOf, type Tombstone } from './tombstones.ts'
 import type { SessionEvent } from './api.ts'
 
 export interface DurabilityOptions {
@@ -157,20 +157,25 @@ export class Durability {
       startedAt: history[0]?.at ?? event.at,
       updatedAt: event.at,
       endedAt: event.status === 'cleaned' ? event.at : null,
+      lastSeenAlive: state.lastSeenAlive,
     })
     if (event.status === 'ready') this.setLinked(state.campaignId, true)
     else if (event.reason === 'logged_out') this.setLinked(state.campaignId, false)
   }
 
-  /** A stored session as the tombstone it leaves; one the process died under counts as shut down. */
+  /**
+   * A stored session as the tombstone it leaves; one the process died under counts as shut down.
+   * Its status is its outcome, read from its history as for a session that ends in this process:
+   * the record's own status is the last one written (`cleaned` for every ended session).
+   */
   private tombstoneOf(stored: StoredSession, now: number): Tombstone {
     const history = stored.history.flatMap(toHistoryEntry)
     const ended = stored.endedAt !== null
-    const status = ended && isOutcome(stored.status) ? stored.status : 'cleaned'
     const reason = isReason(stored.reason) ? stored.reason : ended ? null : 'shutdown'
     if (!ended) {
       history.push({ status: 'cleaned', at: stored.updatedAt, reason: 'shutdown' })
     }
+    const status = outcomeOf(history)
     const code = status !== 'cleaned' && isFailureReason(reason) ? reason : null
     return {
       campaignId: stored.campaignId,
@@ -186,6 +191,7 @@ export class Durability {
         : null,
       history,
       endedAt: Math.min(stored.endedAt ?? stored.updatedAt, now),
+      ...(typeof stored.lastSeenAlive === 'number' ? { lastSeenAlive: stored.lastSeenAlive } : {}),
     }
   }
 }
@@ -205,10 +211,6 @@ function isReason(value: string | null | undefined): value is SessionReason {
 
 function isFailureReason(value: string | null): value is FailureReason {
   return value !== null && FAILURE_CODES.has(value)
-}
-
-function isOutcome(status: string): status is 'timedOut' | 'failed' | 'cleaned' {
-  return status === 'timedOut' || status === 'failed' || status === 'cleaned'
 }
 
 /** A stored history entry this version can show (an unknown status is left out). */

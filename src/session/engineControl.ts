@@ -25,6 +25,10 @@ export type EngineControlEvent =
   | { type: 'ENGINE.READY'; sessionId: string }
   | { type: 'ENGINE.TERMINATED'; sessionId: string; kind: EngineTerminationKind; detail: string }
   | { type: 'ENGINE.STOPPED'; sessionId: string; forced: boolean; durationMs: number }
+  /** The liveness probe number `probe` found WhatsApp connected. */
+  | { type: 'ENGINE.ALIVE'; sessionId: string; probe: number }
+  /** The liveness probe number `probe` got an answer other than connected, or an error. */
+  | { type: 'ENGINE.PROBE_FAILED'; sessionId: string; probe: number; detail: string }
 
 /** The session's actor (only its `send` is used). */
 type Session = { send(event: EngineControlEvent): void }
@@ -53,6 +57,12 @@ export interface EngineControl {
    * Expects anything of the engine, since it may be the reason.
    */
   forceStop(sessionId: string): void
+  /**
+   * Asks the session's engine whether WhatsApp is connected; the answer comes back as
+   * `ENGINE.ALIVE` or `ENGINE.PROBE_FAILED` carrying `probe`, or never (a hung page: the
+   * machine's own timeout decides). Each probe is its own promise: a hung one delays no other.
+   */
+  probe(sessionId: string, probe: number, actor: Session): void
   /** Engine sessions started and not yet stopped: tests use it to prove nothing leaks. */
   liveSessionIds(): string[]
 }
@@ -120,6 +130,34 @@ export function createEngineControl(
         .then(() => entry.session.stop())
         .catch(() => undefined)
         .finally(() => running.delete(sessionId))
+    },
+    probe(sessionId, probe, actor) {
+      const entry = running.get(sessionId)
+      if (!entry || entry.stopping) return
+      Promise.resolve()
+        .then(() => entry.session.probe())
+        .then(
+          ({ state }): EngineControlEvent =>
+            state === 'CONNECTED'
+              ? { type: 'ENGINE.ALIVE', sessionId, probe }
+              : {
+                  type: 'ENGINE.PROBE_FAILED',
+                  sessionId,
+                  probe,
+                  detail: `WhatsApp reports the connection state ${String(state).slice(0, 40)}`,
+                },
+          (error: unknown): EngineControlEvent => ({
+            type: 'ENGINE.PROBE_FAILED',
+            sessionId,
+            probe,
+            detail: `the probe failed: ${explainEngineFailure(error instanceof Error ? error.message : String(error))}`,
+          })
+        )
+        .then((answer) => {
+          // Not once the engine is being stopped: its events are dropped from then on.
+          if (running.get(sessionId) === entry && !entry.stopping) actor.send(answer)
+        })
+        .catch(() => undefined)
     },
     liveSessionIds: () => [...running.keys()],
   }

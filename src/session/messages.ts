@@ -31,6 +31,8 @@ export function describeFailure(
       return `WhatsApp did not finish linking within ${seconds(timeouts.authMs)} of the scan; the session was cleaned up.`
     case 'logged_out':
       return 'The phone logged this device out; scan a new QR code to link the campaign again.'
+    case 'unresponsive':
+      return 'The session looked connected but WhatsApp stopped answering; the session was cleaned up.'
     case 'engine_failed':
       return failureKind === 'crashed'
         ? 'The WhatsApp client stopped unexpectedly; the session was cleaned up.'

@@ -1,6 +1,6 @@
 /**
- * The restart policy of sessions whose engine crashed while ready: at most `maxRestarts` per
- * campaign within `windowMs`, each after an exponential backoff with jitter.
+ * The restart policy of sessions whose engine crashed (or went unresponsive) while ready: at most
+ * `maxRestarts` per campaign within `windowMs`, each after an exponential backoff with jitter.
  *
  * Functions only: the state they read and write (restart times per campaign, the restarts
  * pending) is the supervisor's context. Only campaigns restarted within the window matter; the

@@ -24,7 +24,16 @@ export interface RestoreOptions {
   launch(campaignId: string): RestoreLaunch
   /** Told once, when nothing is left to launch and every launch has settled. */
   onDone?(progress: RestoreProgress): void
+  /**
+   * Runs the rest of a pump later, after other work (default: `setImmediate`): at most
+   * `LAUNCHES_PER_TURN` launches happen in one turn of the event loop, so a restore at a high
+   * concurrency never holds up the requests arriving meanwhile.
+   */
+  defer?(next: () => void): void
 }
+
+/** Launches in one turn of the event loop, at most. */
+export const LAUNCHES_PER_TURN = 10
 
 export interface RestoreProgress {
   /** Linked campaigns wanted `running` when the service started. */
@@ -52,6 +61,7 @@ export class RestoreQueue {
   private abandoned = 0
   private stopped = false
   private finished = false
+  private deferred = false
 
   constructor(
     campaignIds: readonly string[],
@@ -66,10 +76,16 @@ export class RestoreQueue {
 
   /** Launches up to the concurrency; call once at start, then `settled` keeps it going. */
   pump(): void {
+    let launched = 0
     while (!this.stopped && this.inFlight.size < this.options.concurrency) {
+      if (launched === LAUNCHES_PER_TURN) {
+        this.pumpLater()
+        return
+      }
       const campaignId = this.next()
       if (campaignId === undefined) break
       const launch = this.options.launch(campaignId)
+      launched++
       if ('started' in launch) {
         this.started++
         this.inFlight.add(launch.started)
@@ -119,6 +135,16 @@ export class RestoreQueue {
       abandoned: this.abandoned,
       done: this.finished,
     }
+  }
+
+  private pumpLater(): void {
+    if (this.deferred) return
+    this.deferred = true
+    const defer = this.options.defer ?? ((next: () => void) => void setImmediate(next))
+    defer(() => {
+      this.deferred = false
+      this.pump()
+    })
   }
 
   private next(): string | undefined {

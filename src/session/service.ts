@@ -40,6 +40,7 @@ import type {
   UnlinkResult,
 } from './api.ts'
 import { Durability } from './durability.ts'
+import { DEFAULT_LIVENESS, type LivenessSettings } from './liveness.ts'
 import { RestoreQueue, type RestoreLaunch } from './restore.ts'
 import type { SessionStore } from './sessionStore.ts'
 
@@ -60,6 +61,8 @@ export interface SessionServiceOptions {
   clock?: Clock
   logger?: Logger
   restartPolicy?: Partial<RestartPolicy>
+  /** How ready sessions are probed (`LIVENESS_*`); see liveness.ts. */
+  liveness?: Partial<LivenessSettings>
   /** Ended sessions remembered for status queries: at most this many, for at most this long. */
   maxTombstones?: number
   tombstoneTtlMs?: number
@@ -148,7 +151,9 @@ export async function openSessionService(
   const queue = new RestoreQueue(toRestore, {
     concurrency: restoreConcurrency,
     launch,
-    onDone: (progress) => logger.info({ ...progress }, 'restore of linked campaigns finished'),
+    onDone: (progress) => {
+      if (progress.total > 0) logger.info({ ...progress }, 'restore of linked campaigns finished')
+    },
   })
   base.observe((event) => {
     if (!event.sessionId) return
@@ -227,6 +232,8 @@ function buildService(
     random = Math.random,
   } = options
   validateTimeouts(timeouts)
+  const liveness = { ...DEFAULT_LIVENESS, ...options.liveness }
+  validateTimeouts(liveness, 'liveness', 1)
   const engines = createEngineControl(options.engine, {
     proxyOf: (campaignId) => registry.proxyOf(campaignId),
   })
@@ -239,6 +246,7 @@ function buildService(
       authMs: timeouts.authMs,
       teardownMs: timeouts.destroyMs + timeouts.killMs + TEARDOWN_MARGIN_MS,
     },
+    liveness,
     clock,
     now,
     maxTombstones,
@@ -268,7 +276,7 @@ function buildService(
     onRestart: (campaignId, delayMs) =>
       logger.warn(
         { campaignId, delayMs },
-        'engine crashed while ready; restarting with saved auth'
+        'session died while ready (crashed or unresponsive); restarting with saved auth'
       ),
   })
   const supervisor = createActor(machine, { clock })
@@ -393,12 +401,16 @@ function buildService(
   }
 }
 
-function validateTimeouts(timeouts: SessionTimeouts): void {
+function validateTimeouts(
+  timeouts: SessionTimeouts | LivenessSettings,
+  what = 'timeouts',
+  min = 0
+): void {
   for (const [name, value] of Object.entries(timeouts)) {
     // A delay that is not a finite number would make XState fire the transition at once.
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
       throw new TypeError(
-        `timeouts.${name} must be a finite, non-negative number of ms (got ${value})`
+        `${what}.${name} must be a finite number of at least ${min} (got ${value})`
       )
     }
   }

@@ -31,6 +31,8 @@ export interface StoredSession {
   updatedAt: number
   /** Null while the session lives (or when the process died under it). */
   endedAt: number | null
+  /** The last liveness probe that found WhatsApp connected; null if none. */
+  lastSeenAlive: number | null
 }
 
 export interface StoredCampaign {

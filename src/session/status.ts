@@ -20,8 +20,8 @@ export const SESSION_STATUSES = [
 export type SessionStatus = (typeof SESSION_STATUSES)[number]
 
 /**
- * Why a session left its happy path. The first five are also the WebSocket `error` codes;
- * the last four say who ended a session that did not fail.
+ * Why a session left its happy path. The failure reasons are also the WebSocket `error` codes;
+ * the last four reasons say who ended a session that did not fail.
  */
 export const FAILURE_REASONS = [
   'init_timeout',
@@ -29,6 +29,8 @@ export const FAILURE_REASONS = [
   'auth_timeout',
   'engine_failed',
   'logged_out',
+  /** Linked, but WhatsApp did not answer `LIVENESS_MISSES` liveness probes in a row. */
+  'unresponsive',
 ] as const
 
 export type FailureReason = (typeof FAILURE_REASONS)[number]

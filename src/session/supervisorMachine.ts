@@ -1,6 +1,7 @@
 /**
  * The supervisor machine: starts and stops campaign actors on request, one live session per
- * campaign, within `maxSessions`; restarts a ready session whose engine crashed (exponential
+ * campaign, within `maxSessions`; restarts a ready session whose engine crashed or stopped
+ * answering the liveness probe (exponential
  * backoff with jitter, a bounded budget); shuts everything down gracefully.
  *
  *   running ──SHUTDOWN.REQUESTED──▶ shuttingDown ──(no live session)──▶ stopped (final)
@@ -169,10 +170,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         context.pendingRestarts.has(event.campaignId) &&
         !registry.current(event.campaignId) &&
         registry.liveCount < deps.maxSessions,
-      crashedWhileReady: ({ event }) =>
+      diedWhileReady: ({ event }) =>
         event.type === 'SESSION.ENDED' &&
-        event.output.failureKind === 'crashed' &&
-        event.output.endedFrom === 'ready',
+        event.output.endedFrom === 'ready' &&
+        (event.output.failureKind === 'crashed' || event.output.reason === 'unresponsive'),
     },
     actions: {
       answerForbidden: ({ event }) => {
@@ -392,7 +393,8 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
     },
     states: {
       running: {
-        description: 'Accepts requests: start or join, clean up; restarts crashed ready sessions.',
+        description:
+          'Accepts requests: start or join, clean up; restarts ready sessions that crashed or went unresponsive.',
         on: {
           'SESSION.REQUESTED': [
             { guard: 'isNotOwner', actions: 'answerForbidden' },
@@ -408,7 +410,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
             { actions: 'dropRestart' },
           ],
           'SESSION.ENDED': {
-            guard: 'crashedWhileReady',
+            guard: 'diedWhileReady',
             actions: ['endSession', 'scheduleRestart'],
           },
           'SHUTDOWN.REQUESTED': 'shuttingDown',
@@ -438,7 +440,8 @@ export const SUPERVISOR_EVENTS: Record<string, string> = {
   'SESSION.REQUESTED': 'Start or join a campaign session (answered at once through `reply`).',
   'CLEANUP.REQUESTED':
     "Tear a campaign's sessions down (answered with a promise of the engine being gone).",
-  'RESTART.DUE': 'The backoff before restarting a crashed ready session has passed.',
+  'RESTART.DUE':
+    'The backoff before restarting a ready session that crashed or went unresponsive has passed.',
   'SHUTDOWN.REQUESTED': 'Stop accepting sessions and tear every session down.',
   'SESSION.ENDED':
     'A campaign actor reached `cleaned`: remove it, leave its tombstone, maybe restart.',
@@ -463,8 +466,8 @@ export const SUPERVISOR_GUARDS: Record<string, string> = {
     'The campaign has sessions not yet cleaned: each is torn down, and the answer waits for their engines to be gone.',
   isRestartStillWanted:
     'A restart is still scheduled, no session was requested meanwhile, and there is room: the session restarts with its saved auth.',
-  crashedWhileReady:
-    'The session ended because its engine crashed while `ready`: a restart is scheduled if the budget allows (at most 3 in 5 minutes).',
+  diedWhileReady:
+    'The session ended because its engine crashed, or WhatsApp stopped answering the liveness probe (`unresponsive`), while `ready`: a restart is scheduled if the budget allows (at most 3 in 5 minutes).',
 }
 
 /** Why the supervisor is as it is; the design notes of statecharts.md. */

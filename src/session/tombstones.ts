@@ -15,6 +15,8 @@ export interface Tombstone {
   failure: SessionFailure | null
   history: HistoryEntry[]
   endedAt: number
+  /** When WhatsApp was last known connected (epoch ms); absent if never, or not kept by a store. */
+  lastSeenAlive?: number
 }
 
 export interface TombstonesOptions {
@@ -74,16 +76,28 @@ export function tombstoneOf(
     reason: SessionReason | null
     failure: SessionFailure | null
     history: HistoryEntry[]
+    lastSeenAlive?: number | null
   },
   endedAt: number,
   bug: unknown
 ): Tombstone {
   const { campaignId, sessionId, history } = ended
+  const seen = typeof ended.lastSeenAlive === 'number' ? { lastSeenAlive: ended.lastSeenAlive } : {}
   if (!bug) {
     const { reason, failure } = ended
-    return { campaignId, sessionId, status: outcomeOf(history), reason, failure, history, endedAt }
+    return {
+      campaignId,
+      sessionId,
+      status: outcomeOf(history),
+      reason,
+      failure,
+      history,
+      endedAt,
+      ...seen,
+    }
   }
   return {
+    ...seen,
     campaignId,
     sessionId,
     status: 'failed',
@@ -102,7 +116,7 @@ export function tombstoneOf(
 }
 
 /** The status a finished session is remembered by: how it ended, not only that it did. */
-function outcomeOf(history: HistoryEntry[]): SessionStatus {
+export function outcomeOf(history: HistoryEntry[]): SessionStatus {
   for (let i = history.length - 1; i >= 0; i--) {
     const status = history[i]!.status
     if (status === 'timedOut' || status === 'failed') return status

@@ -43,6 +43,8 @@ export interface SessionRecord {
   updatedAt: number
   /** Epoch ms when the session ended; null while it lives. Only ended sessions are ever pruned. */
   endedAt: number | null
+  /** Epoch ms of the last liveness probe that found WhatsApp connected; null if none. */
+  lastSeenAlive: number | null
 }
 
 export interface CampaignRecord {
@@ -110,6 +112,11 @@ export interface WriteBehindOptions {
   maxQueued: number
   /** Records written per transaction; the loop is yielded between transactions. */
   batchRows: number
+  /**
+   * Transactions written at once (each on its own connection). A record is in one of them at most:
+   * a change made while its record is being written goes in a later round.
+   */
+  parallelBatches: number
   /** Retries of a failed batch back off from `lagMs`, doubling, up to this. */
   retryMaxMs: number
 }
@@ -118,6 +125,7 @@ export const DEFAULT_WRITE_BEHIND: WriteBehindOptions = {
   lagMs: 50,
   maxQueued: 10_000,
   batchRows: 200,
+  parallelBatches: 1,
   retryMaxMs: 5_000,
 }
 

@@ -201,6 +201,13 @@ export const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('campaigns').addColumn('proxy', 'text').execute()
     },
   },
+
+  '0005_session_last_seen_alive': {
+    async up(db: AnyDb) {
+      // When the session's last liveness probe found WhatsApp connected (epoch ms).
+      await db.schema.alterTable('sessions').addColumn('last_seen_alive', 'bigint').execute()
+    },
+  },
 }
 
 /**

@@ -123,6 +123,7 @@ async function upsertSessions(db: Kysely<Database>, records: SessionRecord[], bo
         started_at: record.startedAt,
         updated_at: record.updatedAt,
         ended_at: record.endedAt,
+        last_seen_alive: record.lastSeenAlive,
       }))
     )
     .onConflict((conflict) =>
@@ -133,6 +134,7 @@ async function upsertSessions(db: Kysely<Database>, records: SessionRecord[], bo
         history: eb.ref('excluded.history'),
         updated_at: eb.ref('excluded.updated_at'),
         ended_at: eb.ref('excluded.ended_at'),
+        last_seen_alive: eb.ref('excluded.last_seen_alive'),
       }))
     )
     .execute()
@@ -324,6 +326,7 @@ function selectCampaigns(db: Kysely<Database>) {
       's.started_at',
       's.updated_at as session_updated_at',
       's.ended_at',
+      's.last_seen_alive',
     ])
 }
 
@@ -353,6 +356,7 @@ function toCampaignRecord(row: CampaignRow): CampaignRecord {
             started_at: row.started_at!,
             updated_at: row.session_updated_at!,
             ended_at: row.ended_at,
+            last_seen_alive: row.last_seen_alive,
           }),
   }
 }
@@ -368,5 +372,6 @@ function toSessionRecord(row: Selectable<SessionsTable>): SessionRecord {
     startedAt: row.started_at,
     updatedAt: row.updated_at,
     endedAt: row.ended_at,
+    lastSeenAlive: row.last_seen_alive,
   }
 }

@@ -31,6 +31,8 @@ export interface SessionsTable {
   started_at: number
   updated_at: number
   ended_at: number | null
+  /** When a liveness probe last found WhatsApp connected (epoch ms); null if never. */
+  last_seen_alive: number | null
 }
 
 /** Where webhook events go: the service-wide endpoint (`campaign_id` null) or one campaign's. */

@@ -170,22 +170,39 @@ export class WriteBehind<Change> {
     return run
   }
 
+  /**
+   * Writes what is queued, in rounds of up to `parallelBatches` transactions. A round's batches
+   * hold distinct records (each record is queued once); a record changed during a round waits for
+   * the next one, so its changes are written in order.
+   */
   private async drain(): Promise<void> {
+    const { batchRows, parallelBatches } = this.deps.options
     while (this.queued.size > 0) {
-      const batch = this.take(this.deps.options.batchRows)
-      this.inFlight = batch.length
-      try {
-        const startedAt = performance.now()
-        await this.writeBatch(batch.map((entry) => entry.change))
-        this.report(batch, performance.now() - startedAt)
-        this.recovered()
-      } catch (error) {
-        this.putBack(batch)
-        this.failed(error)
-        throw error
-      } finally {
-        this.inFlight = 0
+      const batches: Array<Array<Queued<Change> & { key: string }>> = []
+      while (batches.length < Math.max(1, parallelBatches) && this.queued.size > 0) {
+        batches.push(this.take(batchRows))
       }
+      this.inFlight = batches.reduce((sum, batch) => sum + batch.length, 0)
+      const results = await Promise.allSettled(
+        batches.map(async (batch) => {
+          const startedAt = performance.now()
+          await this.writeBatch(batch.map((entry) => entry.change))
+          this.report(batch, performance.now() - startedAt)
+        })
+      )
+      this.inFlight = 0
+      let failure: unknown
+      results.forEach((result, index) => {
+        if (result.status === 'rejected') {
+          this.putBack(batches[index]!)
+          failure ??= result.reason
+        }
+      })
+      if (failure !== undefined) {
+        this.failed(failure)
+        throw failure
+      }
+      this.recovered()
       // Let other work run between transactions (SQLite's are synchronous).
       if (this.queued.size > 0) {
         await delay(this.deps.clock, 0)

@@ -15,6 +15,13 @@
  *   after `helpers-injected`) its helpers are already there, so it emits `authenticated` again
  *   and `ready`.
  * - `logout`: the phone unlinks the device (WhatsApp navigates to `?post_logout=1`).
+ * - `state:<STATE>`: WhatsApp's connection state changes (e.g. `state:TIMEOUT`, the page's socket
+ *   to WhatsApp lost with no `disconnected` event: whatsapp-web.js accepts TIMEOUT silently).
+ *   After a scan the state is `CONNECTED`, which is what `client.getState()` reads.
+ *
+ * A page served as linked (`LINKED`, the stand-in's `rememberDevice()`: WhatsApp knows this
+ * device, as after a saved login) starts `CONNECTED` with no QR, and syncs by itself twice (see
+ * `synced`), so whatsapp-web.js comes to `ready` without a phone.
  *
  * Linking with a phone number (whatsapp-web.js's `pairWithPhoneNumber`, `requestPairingCode()`):
  * `WAWebAltDeviceLinkingApi` gives a new code `FAKE0001`, `FAKE0002`, … at each
@@ -39,7 +46,12 @@ function emitter(target) {
   }
   return target
 }
-const Socket = emitter({ state: 'UNPAIRED', hasSynced: false })
+const Socket = emitter({ state: LINKED ? 'CONNECTED' : 'UNPAIRED', hasSynced: false })
+function sync() {
+  Socket.state = 'CONNECTED'
+  Socket.hasSynced = true
+  Socket.emit('change:hasSynced')
+}
 Socket.logout = async () => {
   await fetch('/signal/logged-out')
   setTimeout(() => {
@@ -49,8 +61,11 @@ Socket.logout = async () => {
 const Conn = emitter({ ref: 'fake-ref-1' })
 // Called by whatsapp-web.js after it injected its helpers, on the way to 'ready'. The stand-in
 // has no account to describe, so it fails here, after telling the test.
+let serialized = 0
 Conn.serialize = () => {
   fetch('/signal/helpers-injected')
+  // A linked page syncs again by itself, as the phone would be told to in a test.
+  if (LINKED && ++serialized === 1) setTimeout(sync, 50)
   throw new Error('the stand-in has no account')
 }
 const Cmd = emitter({})
@@ -58,7 +73,10 @@ const Cmd = emitter({})
 const subscribe = Cmd.on
 Cmd.on = (events, fn) => {
   subscribe(events, fn)
-  if (events === 'logout') fetch('/signal/injected')
+  if (events === 'logout') {
+    fetch('/signal/injected')
+    if (LINKED) setTimeout(sync, 50)
+  }
 }
 const modules = {
   WAWebSocketModel: { Socket },
@@ -100,8 +118,10 @@ window.addEventListener('load', () => {
       Conn.ref = 'fake-ref-' + rotations
       Conn.emit('change:ref', Conn, Conn.ref)
     } else if (data === 'synced') {
-      Socket.hasSynced = true
-      Socket.emit('change:hasSynced')
+      sync()
+    } else if (data.startsWith('state:')) {
+      Socket.state = data.slice('state:'.length)
+      Socket.emit('change:state', Socket, Socket.state)
     } else if (data === 'logout') {
       location.href = '/?post_logout=1'
     }
@@ -109,7 +129,10 @@ window.addEventListener('load', () => {
 })
 `
 
-export const FAKE_WHATSAPP_PAGE = `<!doctype html><title>WhatsApp (stand-in)</title><script>${FAKE_WHATSAPP_SCRIPT}</script><p>scan me</p>`
+/** The page; `linked` as WhatsApp serves it to a device it knows (see above). */
+export function fakeWhatsAppPage(linked = false): string {
+  return `<!doctype html><title>WhatsApp (stand-in)</title><script>const LINKED = ${linked}\n${FAKE_WHATSAPP_SCRIPT}</script><p>scan me</p>`
+}
 
-export type PhoneCommand = 'rotate' | 'synced' | 'logout'
+export type PhoneCommand = 'rotate' | 'synced' | 'logout' | `state:${string}`
 export type PageSignal = 'injected' | 'helpers-injected' | 'logged-out' | 'pairing-code'

@@ -130,7 +130,7 @@ describe('simulated engine', () => {
     const stopped = session.stop()
     await advance(1_010)
     expect(await stopped).toEqual({ forced: true, durationMs: 1_010 })
-    expect(engine.counters()).toEqual({ started: 1, stopped: 1, forcedStops: 1 })
+    expect(engine.counters()).toEqual({ started: 1, stopped: 1, forcedStops: 1, probes: 0 })
   })
 
   // Issue 8: anyone could preset a behaviour for any campaign, and the map never shrank.
@@ -138,8 +138,16 @@ describe('simulated engine', () => {
     const engine = createSimulatedEngine({ maxRememberedCampaigns: 100 })
     for (let i = 0; i < 10_000; i++) engine.setBehaviour(`preset-${i}`, { startup: 'hang' })
     expect(engine.rememberedCount()).toBeLessThanOrEqual(100)
-    expect(engine.behaviourOf('preset-9999')).toEqual({ startup: 'hang', teardown: 'normal' })
-    expect(engine.behaviourOf('preset-0')).toEqual({ startup: 'qr', teardown: 'normal' })
+    expect(engine.behaviourOf('preset-9999')).toEqual({
+      startup: 'hang',
+      teardown: 'normal',
+      liveness: 'healthy',
+    })
+    expect(engine.behaviourOf('preset-0')).toEqual({
+      startup: 'qr',
+      teardown: 'normal',
+      liveness: 'healthy',
+    })
   })
 
   it('counts links too, forgets the older half past the bound, and keeps what was changed last', async () => {

@@ -14,7 +14,7 @@ import type { ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { findChromium, chromiumNotFoundMessage } from '../../src/engines/wwebjs/chromium.ts'
 import type { EngineEvent } from '../../src/engines/engine.ts'
-import { FAKE_WHATSAPP_PAGE, type PageSignal, type PhoneCommand } from './fakeWhatsApp.ts'
+import { fakeWhatsAppPage, type PageSignal, type PhoneCommand } from './fakeWhatsApp.ts'
 
 /** The browser the engine tests drive; the tests fail with this message when there is none. */
 export function chromiumForTests(): string {
@@ -54,6 +54,11 @@ export interface StandIn {
   holdSignal(signal: PageSignal): void
   /** Plays the phone on every fake WhatsApp page connected now (behaviour 'whatsapp'). */
   sendToPhone(command: PhoneCommand): void
+  /**
+   * From now on WhatsApp knows the device: pages load linked (no QR, `ready` on their own), as
+   * for a session on a saved login.
+   */
+  rememberDevice(): void
   close(): Promise<void>
 }
 
@@ -71,6 +76,7 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
   const signalQueries = new Map<string, URLSearchParams>()
   const heldSignals = new Set<string>()
   const phones = new Set<ServerResponse>()
+  let deviceKnown = false
   const server: Server = createServer({ key, cert }, (request, response) => {
     if (request.url === '/stalled.js') {
       // Never answered: the page's load event never fires.
@@ -103,7 +109,7 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
     }
     response.writeHead(200, { 'content-type': 'text/html' })
     if (behaviour === 'whatsapp') {
-      response.end(FAKE_WHATSAPP_PAGE)
+      response.end(fakeWhatsAppPage(deviceKnown))
       return
     }
     const script = behaviour === 'stall' ? '<script src="/stalled.js"></script>' : ''
@@ -122,6 +128,7 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
     signalCount: (signal) => signalCounts.get(signal) ?? 0,
     lastSignalQuery: (signal) => signalQueries.get(signal),
     holdSignal: (signal) => void heldSignals.add(signal),
+    rememberDevice: () => void (deviceKnown = true),
     sendToPhone(command) {
       for (const phone of phones) phone.write(`data: ${command}\n\n`)
     },

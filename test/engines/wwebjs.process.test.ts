@@ -195,11 +195,27 @@ describe.skipIf(!canMountTmpfs())('a full disk under DATA_DIR (issue 16)', () =>
   }, 30_000)
 
   it('while running: a session start fails at once, saying why; with space again, sessions work', async () => {
-    const { service, smallDataDir } = serviceOnSmallDisk('1m', false)
+    // Room for the store's file and its write-ahead log besides a profile, once the filler goes.
+    const { service, smallDataDir } = serviceOnSmallDisk('8m', false)
     const { url, pid } = await listening(service)
+    // The campaign is known to the store first: with the disk full, its owner could not be
+    // recorded, and a new campaign is refused with 503 store_unavailable before any session.
+    await startSessions(url, token, ['w5'])
+    await fetch(`${url}/api/campaigns/w5/cleanup-session`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}` },
+    })
     // Fill the service's disk, seen through its own mount namespace.
     const filler = `/proc/${pid}/root${smallDataDir}/fill`
-    expect(() => writeFileSync(filler, Buffer.alloc(2 * 1024 * 1024))).toThrow(/ENOSPC/)
+    expect(() => writeFileSync(filler, Buffer.alloc(16 * 1024 * 1024))).toThrow(/ENOSPC/)
+    const unrecorded = await fetch(`${url}/api/campaigns/w6/qr-code`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}` },
+    })
+    expect(unrecorded.status).toBe(503)
+    expect(((await unrecorded.json()) as { error: { code: string } }).error.code).toBe(
+      'store_unavailable'
+    )
 
     const [failed] = await startSessions(url, token, ['w5'])
     const connection = async () => {

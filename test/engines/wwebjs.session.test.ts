@@ -78,6 +78,21 @@ function startSession(service: SupervisedSessionService) {
   return { campaignId, sessionId, events, statuses, reached }
 }
 
+/** A session of a new campaign, linked: the stand-in's phone scans, WhatsApp syncs, `ready`. */
+async function linkedSession(service: SupervisedSessionService) {
+  const injected = whatsapp.nextSignal('injected')
+  const session = startSession(service)
+  await session.reached('awaitingScan')
+  await within(injected, 5_000, 'the end of the injection')
+  const helpersInjected = whatsapp.nextSignal('helpers-injected')
+  whatsapp.sendToPhone('synced')
+  await session.reached('authenticating')
+  await within(helpersInjected, 10_000, 'the injection of the helpers')
+  whatsapp.sendToPhone('synced')
+  await session.reached('ready')
+  return session
+}
+
 function expectNothingLeft(
   service: SupervisedSessionService,
   sessionId: string,
@@ -199,16 +214,7 @@ describe('a session on the wwebjs engine', () => {
 
   it('when the phone scans: authenticating, ready; cleanup then tears the linked session down', async () => {
     const service = serviceWith(whatsapp.chromiumArgs)
-    const injected = whatsapp.nextSignal('injected')
-    const session = startSession(service)
-    await session.reached('awaitingScan')
-    await within(injected, 5_000, 'the end of the injection')
-    const helpersInjected = whatsapp.nextSignal('helpers-injected')
-    whatsapp.sendToPhone('synced')
-    await session.reached('authenticating')
-    await within(helpersInjected, 10_000, 'the injection of the helpers')
-    whatsapp.sendToPhone('synced')
-    await session.reached('ready')
+    const session = await linkedSession(service)
     expect(service.getCampaign(session.campaignId).isConnected).toBe(true)
     const group = markedBrowser(session.sessionId)!.pgid
 
@@ -225,16 +231,7 @@ describe('a session on the wwebjs engine', () => {
 
   it('unlink of a ready session: the device is logged out of WhatsApp, the login deleted, nothing left', async () => {
     const service = serviceWith(whatsapp.chromiumArgs)
-    const injected = whatsapp.nextSignal('injected')
-    const session = startSession(service)
-    await session.reached('awaitingScan')
-    await within(injected, 5_000, 'the end of the injection')
-    const helpersInjected = whatsapp.nextSignal('helpers-injected')
-    whatsapp.sendToPhone('synced')
-    await session.reached('authenticating')
-    await within(helpersInjected, 10_000, 'the injection of the helpers')
-    whatsapp.sendToPhone('synced')
-    await session.reached('ready')
+    const session = await linkedSession(service)
     const group = markedBrowser(session.sessionId)!.pgid
     const loggedOut = whatsapp.nextSignal('logged-out')
 

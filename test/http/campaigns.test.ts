@@ -181,6 +181,7 @@ describe('GET /api/campaigns/:campaignId/connection', () => {
       reason: null,
       detail: null,
       expiresAt: null,
+      lastSeenAlive: null,
       history: [],
     })
   })

@@ -9,6 +9,7 @@ import {
   type CampaignInput,
 } from '../../src/session/campaignMachine.ts'
 import { createEngineControl } from '../../src/session/engineControl.ts'
+import { probeOffsetMs } from '../../src/session/liveness.ts'
 import { createScriptedEngine, type StopBehaviour } from '../support/scriptedEngine.ts'
 
 /*
@@ -30,6 +31,7 @@ const machine = createCampaignMachine({
 const taken = new Set<unknown>()
 
 const TIMEOUTS = { initMs: 30_000, scanMs: 30_000, authMs: 120_000, teardownMs: 16_000 }
+const LIVENESS = { intervalMs: 30_000, timeoutMs: 10_000, misses: 2 }
 let sessionCount = 0
 
 function start(input: Partial<CampaignInput> = {}) {
@@ -41,6 +43,7 @@ function start(input: Partial<CampaignInput> = {}) {
       sessionId,
       timeouts: TIMEOUTS,
       awaitPredecessor: false,
+      liveness: LIVENESS,
       ...input,
     },
     inspect: (event: InspectionEvent) => {
@@ -438,6 +441,157 @@ describe('campaign machine: linking with a phone number (issue 14)', () => {
     const { actor, engineSession } = start()
     actor.send({ type: 'START' })
     expect(engineSession().options.pairWithPhoneNumber).toBeUndefined()
+  })
+})
+
+describe('campaign machine: liveness (issue 15)', () => {
+  /** A session made ready at once; `offset` is when its first probe is due. */
+  function readySession() {
+    const session = start()
+    session.actor.send({ type: 'START' })
+    session.engineSession().emit({ type: 'ready' })
+    const offset = probeOffsetMs(session.sessionId, LIVENESS.intervalMs)
+    return { ...session, offset, context: () => session.actor.getSnapshot().context }
+  }
+
+  it('probes a ready session at its offset, then every interval, and records lastSeenAlive', async () => {
+    const { engineSession, offset, context, status, emitted } = readySession()
+    const readyAt = Date.now()
+    expect(context().lastSeenAliveAt).toBe(readyAt)
+    await advance(offset - 1)
+    expect(engineSession().probeCalls).toBe(0)
+    await advance(1)
+    expect(engineSession().probeCalls).toBe(1)
+    expect(context().lastSeenAliveAt).toBe(readyAt + offset)
+    await advance(LIVENESS.intervalMs - 1)
+    expect(engineSession().probeCalls).toBe(1)
+    await advance(1)
+    expect(engineSession().probeCalls).toBe(2)
+    expect(context().lastSeenAliveAt).toBe(readyAt + offset + LIVENESS.intervalMs)
+    expect(status()).toBe('ready')
+    expect(emitted.filter((e) => e.type === 'probe')).toHaveLength(2)
+    // Probes are counted, never reported as a status.
+    expect(emitted.filter((e) => e.type === 'status').map((e) => e.status)).toEqual([
+      'initializing',
+      'ready',
+    ])
+  })
+
+  it('never probes before ready', async () => {
+    const { actor, qr, engineSession } = start()
+    actor.send({ type: 'START' })
+    qr()
+    await advance(TIMEOUTS.scanMs - 1)
+    expect(engineSession().probeCalls).toBe(0)
+  })
+
+  it('ends a hung page unresponsive after LIVENESS_MISSES timeouts, through cleaning', async () => {
+    const { actor, engineSession, offset, status, emitted, sessionId } = readySession()
+    engineSession().probeAnswer = 'hang'
+    await advance(offset + LIVENESS.timeoutMs - 1)
+    expect(actor.getSnapshot().context.probeMisses).toBe(0)
+    await advance(1)
+    expect(actor.getSnapshot().context.probeMisses).toBe(1)
+    expect(status()).toBe('ready')
+    await advance(LIVENESS.intervalMs - 1)
+    expect(status()).toBe('ready')
+    await advance(1)
+    expect(status()).toBe('cleaned')
+    expect(engineSession().stopCalls).toBe(1)
+    expect(actor.getSnapshot().output).toEqual({
+      campaignId: 'spring-sale',
+      sessionId,
+      reason: 'unresponsive',
+      failureKind: null,
+      endedFrom: 'ready',
+    })
+    expect(emitted.filter((e) => e.type === 'status').map((e) => e.status)).toEqual([
+      'initializing',
+      'ready',
+      'failed',
+      'cleaning',
+      'cleaned',
+    ])
+    const failed = actor.getSnapshot().context.history.find((h) => h.status === 'failed')
+    expect(failed).toMatchObject({
+      reason: 'unresponsive',
+      detail: 'the WhatsApp page did not answer within 10000 ms (2 liveness probes in a row)',
+    })
+    expect(emitted.find((e) => e.type === 'error')).toMatchObject({ code: 'unresponsive' })
+  })
+
+  it('ends a session whose WhatsApp reports another state than CONNECTED unresponsive', async () => {
+    const { actor, engineSession, offset, status } = readySession()
+    engineSession().probeAnswer = 'TIMEOUT'
+    await advance(offset)
+    expect(status()).toBe('ready')
+    await advance(LIVENESS.intervalMs)
+    expect(status()).toBe('cleaned')
+    expect(actor.getSnapshot().context.history.find((h) => h.status === 'failed')).toMatchObject({
+      reason: 'unresponsive',
+      detail: 'WhatsApp reports the connection state TIMEOUT (2 liveness probes in a row)',
+    })
+  })
+
+  it('counts a probe that fails (the page is gone) as a miss, with what it said', async () => {
+    const { actor, engineSession, offset } = readySession()
+    engineSession().probeAnswer = 'throw'
+    await advance(offset)
+    expect(actor.getSnapshot().context).toMatchObject({
+      probeMisses: 1,
+      probeMissDetail: 'the probe failed: Target closed',
+    })
+  })
+
+  it('stays ready when WhatsApp recovers between misses', async () => {
+    const { engineSession, offset, status, context } = readySession()
+    engineSession().probeAnswer = 'hang'
+    await advance(offset + LIVENESS.timeoutMs)
+    expect(context().probeMisses).toBe(1)
+    engineSession().probeAnswer = 'CONNECTED'
+    await advance(LIVENESS.intervalMs - LIVENESS.timeoutMs)
+    expect(context().probeMisses).toBe(0)
+    engineSession().probeAnswer = 'TIMEOUT'
+    await advance(LIVENESS.intervalMs)
+    expect(context().probeMisses).toBe(1)
+    expect(status()).toBe('ready')
+  })
+
+  it('ignores a late answer to an earlier probe', async () => {
+    const { actor, engineSession, offset, sessionId, context } = readySession()
+    engineSession().probeAnswer = 'hang'
+    await advance(offset + LIVENESS.timeoutMs + LIVENESS.intervalMs - LIVENESS.timeoutMs)
+    // Probe 2 is in flight; the first one's answer comes now.
+    expect(context().probes).toBe(2)
+    const seen = context().lastSeenAliveAt
+    actor.send({ type: 'ENGINE.ALIVE', sessionId, probe: 1 })
+    actor.send({ type: 'ENGINE.PROBE_FAILED', sessionId, probe: 1, detail: 'late' })
+    expect(context()).toMatchObject({ probeMisses: 1, lastSeenAliveAt: seen })
+    actor.send({ type: 'ENGINE.ALIVE', sessionId, probe: 2 })
+    expect(context()).toMatchObject({ probeMisses: 0, lastSeenAliveAt: Date.now() })
+  })
+
+  it('stops probing with the session: no probe and no timer is left after cleanup', async () => {
+    const { actor, engineSession, offset, status } = readySession()
+    await advance(offset)
+    expect(engineSession().probeCalls).toBe(1)
+    actor.send({ type: 'CLEANUP.REQUESTED' })
+    await advance(0)
+    expect(status()).toBe('cleaned')
+    expect(vi.getTimerCount()).toBe(0)
+    await advance(10 * LIVENESS.intervalMs)
+    expect(engineSession().probeCalls).toBe(1)
+  })
+
+  it('spreads the first probes of sessions that became ready together over the interval', () => {
+    const buckets = new Array<number>(10).fill(0)
+    for (let i = 0; i < 1_000; i++) {
+      const offset = probeOffsetMs(crypto.randomUUID(), LIVENESS.intervalMs)
+      expect(offset).toBeGreaterThanOrEqual(0)
+      expect(offset).toBeLessThan(LIVENESS.intervalMs)
+      buckets[Math.floor(offset / (LIVENESS.intervalMs / 10))]!++
+    }
+    for (const count of buckets) expect(count).toBeGreaterThan(50)
   })
 })
 

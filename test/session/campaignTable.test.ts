@@ -16,6 +16,7 @@ function createTable(maxTombstones = 10) {
       createSession: () => ({
         start: () => {},
         stop: async () => ({ forced: false, durationMs: 0 }),
+        probe: async () => ({ state: 'CONNECTED' }),
       }),
       close: async () => {},
     }),

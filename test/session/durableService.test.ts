@@ -174,6 +174,20 @@ describe.each(backends)('the session service on %s', (_name, backend) => {
     expect(second.sessions.listCampaigns().campaigns.map((c) => c.campaignId)).toContain('autumn')
   })
 
+  it('remembers a session that failed as failed after a restart, with its reason and detail', async () => {
+    const first = await start({ fresh: true })
+    expectStarted(await request(first.sessions, 'broken', alice))
+    first.scripted.last().emit({ type: 'terminated', kind: 'start_failed', detail: 'no browser' })
+    await until(() => first.sessions.getCampaign('broken').history.at(-1)?.status === 'cleaned')
+    const before = first.sessions.getCampaign('broken')
+    await stop(first)
+
+    const second = await start()
+    const after = second.sessions.getCampaign('broken')
+    expect(after).toMatchObject({ status: 'failed', reason: 'engine_failed' })
+    expect(after.history).toEqual(before.history)
+  })
+
   it('restores a linked campaign after a graceful restart, and after a crash', async () => {
     const first = await start({ fresh: true })
     expectStarted(await request(first.sessions, 'linked', alice))

@@ -9,12 +9,14 @@ import {
 function queueOf(
   campaignIds: string[],
   concurrency: number,
-  launch?: (id: string) => RestoreLaunch
+  launch?: (id: string) => RestoreLaunch,
+  deferred: Array<() => void> = []
 ) {
   const launched: string[] = []
   const done: RestoreProgress[] = []
   const queue = new RestoreQueue(campaignIds, {
     concurrency,
+    defer: (next) => deferred.push(next),
     launch(campaignId) {
       launched.push(campaignId)
       return launch?.(campaignId) ?? { started: `s-${campaignId}` }
@@ -39,6 +41,20 @@ describe('RestoreQueue', () => {
     queue.settled('s-unknown')
     queue.settled('s-c3')
     expect(launched).toHaveLength(11)
+  })
+
+  it('launches at most 10 in one turn of the event loop, the rest in the next turns', () => {
+    const deferred: Array<() => void> = []
+    const { queue, launched } = queueOf(ids(40), 25, undefined, deferred)
+    queue.pump()
+    expect(launched).toHaveLength(10)
+    expect(deferred).toHaveLength(1)
+    deferred.shift()!()
+    expect(launched).toHaveLength(20)
+    deferred.shift()!()
+    expect(launched).toHaveLength(25)
+    expect(deferred).toHaveLength(0)
+    expect(queue.progress()).toMatchObject({ inFlight: 25, pending: 15 })
   })
 
   it('finishes once every launch settled, telling onDone once', () => {

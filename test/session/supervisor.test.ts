@@ -300,6 +300,7 @@ describe('faults', () => {
             void session.stop()
             throw new Error('stop threw')
           },
+          probe: () => session.probe(),
         }
       },
       close: async () => {},
@@ -529,6 +530,7 @@ describe('capacity and ownership', () => {
       hasActiveSession: false,
       lastActivity: null,
       expiresAt: null,
+      lastSeenAlive: null,
       history: [],
       qr: null,
       pairingCode: null,

@@ -144,6 +144,7 @@ describe('PostgreSQL campaign store', () => {
       startedAt: 1,
       updatedAt: 2,
       endedAt: null,
+      lastSeenAlive: null,
     })
     await vi.waitFor(() => expect(lines.length).toBeGreaterThanOrEqual(3), { timeout: 10_000 })
     expect(store.health()).toMatchObject({ queued: 2, failing: expect.stringMatching(/sessions/) })

@@ -2,7 +2,7 @@
  * The campaign store on SQLite (`DATA_DIR/qrvisor.db`): the shared contract, then what only the
  * embedded store does (the file is locked to one process; a damaged file is refused).
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -26,6 +26,16 @@ function query(path: string, statement: string): Array<Record<string, unknown>> 
   } finally {
     database.close()
   }
+}
+
+const FULL_DISK = 'test/store/fixtures/fullDisk.ts'
+
+/** Whether this machine lets a test mount a tmpfs in a mount namespace of its own (root). */
+function canMountTmpfs(): boolean {
+  const probe = spawnSync('unshare', ['-m', 'sh', '-c', 'mount -t tmpfs -o size=64k tmpfs /mnt'], {
+    stdio: 'ignore',
+  })
+  return probe.status === 0
 }
 
 describeStoreContract('SQLite', {
@@ -112,6 +122,26 @@ describe('SQLite campaign store: opening', () => {
     opened.push(store)
     expect((await store.getCampaign('c1'))?.owner).toBe('alice')
   })
+
+  it.skipIf(!canMountTmpfs())(
+    'says a full disk is full (not a rollback problem), and writes again once there is space',
+    () => {
+      const script = `mount -t tmpfs -o size=2m tmpfs "$STORE_DATA_DIR" && exec "$@"`
+      const run = spawnSync(
+        'unshare',
+        ['-m', 'sh', '-c', script, 'sh', process.execPath, '--import', 'tsx', FULL_DISK],
+        { env: { ...process.env, STORE_DATA_DIR: dataDir }, encoding: 'utf8', timeout: 30_000 }
+      )
+      expect(run.status, run.stderr).toBe(0)
+      expect(JSON.parse(run.stdout)).toEqual({
+        claim: 'database or disk is full',
+        flush: 'database or disk is full',
+        flushAfter: 'ok',
+        claimAfter: 'ok',
+        wanted: 'stopped',
+      })
+    }
+  )
 
   it('refuses a file that is not a SQLite database, and leaves it as it was', async () => {
     const path = join(dataDir, SQLITE_FILE)

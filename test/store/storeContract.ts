@@ -86,6 +86,7 @@ function session(overrides: Partial<SessionRecord> & { sessionId: string }): Ses
     startedAt: 1_000,
     updatedAt: 1_000,
     endedAt: null,
+    lastSeenAlive: null,
     ...overrides,
   }
 }
@@ -126,6 +127,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           '0002_webhooks',
           '0003_cluster',
           '0004_campaign_proxy',
+          '0005_session_last_seen_alive',
         ])
 
         const again = await open()
@@ -159,6 +161,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0002_webhooks' },
           { name: '0003_cluster' },
           { name: '0004_campaign_proxy' },
+          { name: '0005_session_last_seen_alive' },
           { name: '9999_from_a_newer_version' },
         ])
       })
@@ -174,8 +177,9 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         await fixture.query('drop table cluster_nodes')
         await fixture.query('alter table campaigns drop column proxy')
         await fixture.query(
-          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0004_campaign_proxy')"
+          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0004_campaign_proxy', '0005_session_last_seen_alive')"
         )
+        await fixture.query('alter table sessions drop column last_seen_alive')
 
         const upgraded = await open()
         expect((await upgraded.getCampaign('spring-sale'))?.owner).toBe('alice')
@@ -191,6 +195,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0002_webhooks' },
           { name: '0003_cluster' },
           { name: '0004_campaign_proxy' },
+          { name: '0005_session_last_seen_alive' },
         ])
       })
     })
@@ -294,6 +299,16 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         expect(store.health().queued).toBe(2)
         await vi.waitFor(() => expect(batches).toEqual([2]), { timeout: 5_000 })
         expect(store.health()).toMatchObject({ queued: 0, dropped: 0, rejected: 0, failing: null })
+      })
+
+      it('keeps when a session was last seen alive', async () => {
+        const store = await open()
+        await store.claim('spring-sale', 'alice')
+        store.saveSession(session({ sessionId: 's1', status: 'ready', lastSeenAlive: 5_000 }))
+        expect((await store.getSession('s1'))?.lastSeenAlive).toBe(5_000)
+        store.saveSession(session({ sessionId: 's1', status: 'ready', lastSeenAlive: 9_000 }))
+        const again = await reopen(store)
+        expect((await again.getCampaign('spring-sale'))?.lastSession?.lastSeenAlive).toBe(9_000)
       })
 
       it('writes everything queued at close', async () => {

@@ -21,7 +21,11 @@ interface Change {
 
 class PermanentError extends Error {}
 
-function setup(options: Partial<WriteBehindOptions> = {}) {
+function setup(
+  options: Partial<WriteBehindOptions> = {},
+  /** Called as a transaction begins, before it commits. */
+  onWrite?: (changes: Change[]) => void
+) {
   const written: Change[][] = []
   const reports: BatchReport[] = []
   const lines: Array<{ level: number; msg: string } & Record<string, unknown>> = []
@@ -44,6 +48,7 @@ function setup(options: Partial<WriteBehindOptions> = {}) {
     keyOf: (change) => change.key,
     merge: (_queued, newer) => newer,
     async write(changes) {
+      onWrite?.(changes)
       await Promise.resolve()
       if (failure) throw failure
       const bad = changes.find((change) => poisoned.has(change.key))
@@ -106,6 +111,37 @@ describe('WriteBehind', () => {
     // The backlog does not wait for the lag: one transaction after another, yielding between.
     await vi.advanceTimersByTimeAsync(10)
     expect(written.map((batch) => batch.length)).toEqual([3, 3, 1])
+  })
+
+  it('writes several transactions at once with parallelBatches, a record in one of them at most', async () => {
+    let concurrent = 0
+    let most = 0
+    let changedDuringRound = false
+    const { queue, written } = setup({ lagMs: 1_000, batchRows: 2, parallelBatches: 3 }, () => {
+      most = Math.max(most, ++concurrent)
+      queueMicrotask(() => concurrent--)
+      // A change to a record of the round in flight: it must wait for the next round.
+      if (!changedDuringRound) {
+        changedDuringRound = true
+        queue.enqueue({ key: 'k0', value: 100 })
+      }
+    })
+    for (let i = 0; i < 7; i++) queue.enqueue({ key: `k${i}`, value: i })
+    await vi.advanceTimersByTimeAsync(0)
+    expect(written.slice(0, 3).map((batch) => batch.map((change) => change.key))).toEqual([
+      ['k0', 'k1'],
+      ['k2', 'k3'],
+      ['k4', 'k5'],
+    ])
+    expect(most).toBe(3)
+    await vi.advanceTimersByTimeAsync(10)
+    expect(written.slice(3)).toEqual([
+      [
+        { key: 'k6', value: 6 },
+        { key: 'k0', value: 100 },
+      ],
+    ])
+    expect(queue.stats().queued).toBe(0)
   })
 
   it('retries a failed batch with backoff, logs each failure, and loses nothing', async () => {

@@ -11,6 +11,8 @@ import type {
 } from '../../src/engines/engine.ts'
 
 export type StopBehaviour = 'settles' | 'never'
+/** What the session's liveness probe answers: a connection state, `hang` (never), or `throw`. */
+export type ProbeAnswer = string | 'hang' | 'throw'
 
 export interface ScriptedSession {
   options: EngineSessionOptions
@@ -18,6 +20,9 @@ export interface ScriptedSession {
   stopCalls: number
   /** True if the first stop asked the engine to log the device out (an unlink). */
   loggedOut: boolean
+  /** What its next probes answer (default `CONNECTED`). */
+  probeAnswer: ProbeAnswer
+  probeCalls: number
   /** Delivers an engine event, as the real engine would. */
   emit(event: EngineEvent): void
   /** Delivers an event even after stop, breaking the contract on purpose. */
@@ -37,6 +42,8 @@ export function createScriptedEngine(stopBehaviour: () => StopBehaviour = () => 
         started: false,
         stopCalls: 0,
         loggedOut: false,
+        probeAnswer: 'CONNECTED',
+        probeCalls: 0,
         emit(event) {
           if (!stopping) options.onEvent(event)
         },
@@ -57,6 +64,13 @@ export function createScriptedEngine(stopBehaviour: () => StopBehaviour = () => 
               ? Promise.resolve({ forced: false, durationMs: 5 })
               : new Promise<EngineStopResult>(() => {})
           return stopping
+        },
+        probe() {
+          session.probeCalls++
+          const answer = session.probeAnswer
+          if (answer === 'hang') return new Promise(() => {})
+          if (answer === 'throw') return Promise.reject(new Error('Target closed'))
+          return Promise.resolve({ state: answer })
         },
       }
     },

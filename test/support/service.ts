@@ -5,7 +5,9 @@
  * code. Every child started here is killed by `killServices()` if a test left it running.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Stream } from 'node:stream'
 import { fileURLToPath } from 'node:url'
@@ -43,9 +45,14 @@ export interface ServiceProcess {
 }
 
 const children = new Set<ChildProcess>()
+/** DATA_DIRs made for services started without one; removed once their services are killed. */
+const dataDirs = new Set<string>()
 
 /** `node dist/main.js` as `npm start` runs it. */
 export const NODE_COMMAND = [process.execPath, '--enable-source-maps', 'dist/main.js']
+
+/** The service from its sources, no build needed (`node --import tsx src/main.ts`). */
+export const SOURCE_COMMAND = [process.execPath, '--import', 'tsx', 'src/main.ts']
 
 /**
  * Starts `npm start` (`how: 'npm'`), `node dist/main.js` (`how: 'node'`) or a command line that
@@ -59,9 +66,20 @@ export function spawnService(
 ): ServiceProcess {
   const [command = 'npm', ...args] =
     how === 'npm' ? ['npm', 'start'] : how === 'node' ? NODE_COMMAND : how
+  // A DATA_DIR of its own unless the test names one: the store in it is locked to one process.
+  let dataDir = env.DATA_DIR
+  if (!dataDir) {
+    dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-process-'))
+    dataDirs.add(dataDir)
+  }
   const child = spawn(command, args, {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/root',
+      DATA_DIR: dataDir,
+      ...env,
+    },
     stdio: ['ignore', stdout, 'pipe'],
     detached: true,
   })
@@ -102,6 +120,24 @@ export function killServices(): void {
     }
   }
   children.clear()
+  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true })
+  dataDirs.clear()
+}
+
+/**
+ * Kills (SIGKILL) every service a test started, as `killServices()` does, and resolves once each
+ * one has exited, with the pids that were killed: a test's `afterEach` checks that none runs.
+ */
+export async function stopServices(): Promise<number[]> {
+  const started = [...children]
+  const exits = started.map((child) =>
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  )
+  killServices()
+  await Promise.all(exits)
+  return started.flatMap((child) => (child.pid === undefined ? [] : [child.pid]))
 }
 
 /** Polls (bounded) until `check` answers something; throws with `what` when it never does. */

@@ -229,7 +229,7 @@ describe('the dashboard (/) in a real browser', () => {
     })
     const row = page.locator('tr[data-campaign="gina-shop"]')
     await expect.poll(() => row.locator('.badge').textContent()).toBe('Ended')
-    expect(await row.locator('.hint').textContent()).toContain('unlinked')
+    expect(await row.locator('.hint.reason').textContent()).toContain('unlinked')
     await page.screenshot({ path: screenshotPath('dashboard-unlinked'), fullPage: true })
 
     // The focus is on “Link again”: the login is gone, so the new session shows a QR to scan.

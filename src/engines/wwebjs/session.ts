@@ -27,6 +27,7 @@ import wweb from 'whatsapp-web.js'
 import type { Logger } from '../../logger.ts'
 import type {
   EngineEvent,
+  EngineProbeResult,
   EngineSession,
   EngineSessionOptions,
   EngineStopOptions,
@@ -125,6 +126,18 @@ export class WwebjsSession implements EngineSession {
 
   stop(options: EngineStopOptions = {}): Promise<EngineStopResult> {
     return this.#beginTeardown('stop requested', options.logout === true)
+  }
+
+  /**
+   * WhatsApp's connection state, as whatsapp-web.js's `getState()` reads it in the page: an answer
+   * at all proves the page runs; `CONNECTED` proves its socket to WhatsApp is up. Only a ready
+   * session is asked (before that there is nothing to ask, and no Chromium work is done).
+   */
+  async probe(): Promise<EngineProbeResult> {
+    const client = this.#client
+    if (!client || !this.#readySent || this.#stopping) throw new Error('no WhatsApp page to ask')
+    const state: unknown = await client.getState()
+    return { state: typeof state === 'string' ? state : 'unknown' }
   }
 
   async #run(): Promise<void> {

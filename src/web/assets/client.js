@@ -158,6 +158,7 @@ export const REASON_TEXTS = {
   auth_timeout: 'The phone scanned the code, but WhatsApp did not finish linking in time.',
   engine_failed: 'The WhatsApp engine failed.',
   logged_out: 'The phone logged this device out.',
+  unresponsive: 'It looked linked, but WhatsApp stopped answering.',
   cleanup_requested: 'The session was cleaned up.',
   unlinked: 'WhatsApp was unlinked and its login deleted; linking again needs a new QR scan.',
   replaced: 'A new session replaced this one.',

@@ -804,6 +804,8 @@ function handleMessage(message) {
       update.reason = message.reason ?? null
       update.isConnected = message.status === 'ready'
     }
+    // Ready is seen alive; later probes show in the service's account (GET …/connection).
+    if (message.status === 'ready') update.lastSeenAlive = new Date(message.at).toISOString()
     update.hasActiveSession = message.hasActiveSession
   }
   update.lastActivity = message.at
@@ -877,6 +879,15 @@ function renderRow(campaign) {
   row.detail.textContent = detail ?? ''
   row.detail.hidden = !detail
   row.activity.textContent = clockTime(campaign.lastActivity)
+  if (campaign.lastSeenAlive) {
+    const seen = h(
+      'div',
+      { class: 'hint seen-alive' },
+      `last seen alive ${clockTime(campaign.lastSeenAlive)}`
+    )
+    seen.title = 'When WhatsApp last answered that it is connected'
+    row.activity.append(seen)
+  }
   row.session.textContent = campaign.sessionId ? campaign.sessionId.slice(0, 8) : '–'
   row.session.title = campaign.sessionId ?? ''
   const history = campaign.history ?? []
@@ -904,7 +915,7 @@ function renderRow(campaign) {
 
 function createRow(campaignId) {
   const badge = h('span', { class: 'badge' })
-  const reason = h('div', { class: 'hint' })
+  const reason = h('div', { class: 'hint reason' })
   const detail = h('div', { class: 'failure-detail', hidden: true })
   const activity = h('td', { class: 'nowrap', 'data-label': 'Last activity' })
   const session = h('td', { class: 'mono', 'data-label': 'Session' })
