@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { parseProxy, type ProxySettings } from './proxy.ts'
 import { z } from 'zod'
 
 /** How bearer tokens are verified: exactly one of the three is configured. */
@@ -45,6 +46,8 @@ export interface Config {
    */
   wsAllowedOrigins: string[] | null
   simulator: { qrDelayMs: number; qrRotateMs: number }
+  /** `WA_PROXY`: the proxy of every campaign that sets none of its own; null: none. */
+  proxy: ProxySettings | null
   store: StoreConfig
   webhooks: WebhookConfig
   /** `RESTORE_CONCURRENCY`: restored sessions launching at once (default: 2 wwebjs, 100 simulated). */
@@ -217,6 +220,15 @@ const environmentSchema = z.object({
   WS_ALLOWED_ORIGINS: originList.optional(),
   SIM_QR_DELAY_MS: duration(0).default(300),
   SIM_QR_ROTATE_MS: duration(1).default(20_000),
+  WA_PROXY: z
+    .string()
+    .transform((text, context) => {
+      const parsed = parseProxy(text)
+      if (parsed.ok) return parsed.proxy
+      context.addIssue({ code: 'custom', message: parsed.reason })
+      return z.NEVER
+    })
+    .optional(),
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
     .optional(),
@@ -347,6 +359,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     corsOrigins: e.CORS_ORIGINS ?? [],
     wsAllowedOrigins: e.WS_ALLOWED_ORIGINS ?? (e.CORS_ORIGINS?.length ? e.CORS_ORIGINS : null),
     simulator: { qrDelayMs: e.SIM_QR_DELAY_MS, qrRotateMs: e.SIM_QR_ROTATE_MS },
+    proxy: e.WA_PROXY ?? null,
     store: {
       databaseUrl: e.DATABASE_URL ?? null,
       historyMaxEntries: e.HISTORY_MAX_ENTRIES,
@@ -381,7 +394,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 /** Secrets are never echoed back in an error message. */
 function redact(name: string, value: string | undefined): string | undefined {
   if (name === 'JWT_SECRET' || name === 'WEBHOOK_SECRET') return '[redacted]'
-  // A database URL may carry a password.
-  if (name === 'DATABASE_URL' && value) return value.replace(/\/\/[^@/]*@/, '//[redacted]@')
+  // A database URL or a proxy may carry a password.
+  if ((name === 'DATABASE_URL' || name === 'WA_PROXY') && value) {
+    return value.replace(/\/\/[^@/]*@/, '//[redacted]@')
+  }
   return value
 }

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'invalid_query'
   | 'invalid_webhook_url'
   | 'not_found'
+  | 'no_qr'
   | 'method_not_allowed'
   | 'nothing_to_do'
   | 'at_capacity'

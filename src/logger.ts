@@ -24,6 +24,13 @@ export interface LoggerOptions {
 const REDACT_PATHS = [
   'qr',
   '*.qr',
+  'pairingCode',
+  '*.pairingCode',
+  'phoneNumber',
+  '*.phoneNumber',
+  'credentials',
+  '*.credentials',
+  '*.*.credentials',
   'token',
   '*.token',
   'authorization',

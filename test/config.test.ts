@@ -247,6 +247,22 @@ describe('CORS_ORIGINS and WS_ALLOWED_ORIGINS', () => {
       /WEBHOOK_EVENTS must list session.status/
     )
   })
+
+  it('reads WA_PROXY (issue 14), and refuses a bad one without echoing its password', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).proxy).toBeNull()
+    expect(
+      loadConfig({ JWT_SECRET: SECRET, WA_PROXY: 'http://ops:pw@gateway.example:8080' }).proxy
+    ).toEqual({
+      server: 'http://gateway.example:8080',
+      credentials: { username: 'ops', password: 'pw' },
+    })
+    const bad = failure({ JWT_SECRET: SECRET, WA_PROXY: 'socks5://ops:hunter2@gateway.example' })
+    expect(bad).toMatch(/WA_PROXY cannot carry credentials with socks5/)
+    expect(bad).not.toContain('hunter2')
+    expect(failure({ JWT_SECRET: SECRET, WA_PROXY: 'gateway.example:8080' })).toMatch(
+      /WA_PROXY must/
+    )
+  })
 })
 
 describe('LIVENESS_* (issue 15)', () => {

@@ -7,7 +7,8 @@
  *
  * - `start()` launches and returns at once. It never waits for a person and never throws:
  *   every failure arrives later as one `terminated` event.
- * - Events arrive in order through `onEvent`: `qr` (raw QR text, again on each rotation),
+ * - Events arrive in order through `onEvent`: `qr` (raw QR text, again on each rotation), or
+ *   `pairing_code` instead when the session links with a phone number (again on each renewal),
  *   `authenticated` (the phone scanned, or saved auth was accepted), `ready`, and at most one
  *   `terminated`, after which the instance is dead.
  * - `stop()` is idempotent (every call returns the same promise), never rejects, and settles
@@ -22,6 +23,8 @@
  * @module
  */
 
+import type { ProxySettings } from '../proxy.ts'
+
 /** Why an engine instance ended on its own. */
 export type EngineTerminationKind =
   /** The engine could not be launched or initialized (no browser, no network, profile locked). */
@@ -35,6 +38,8 @@ export type EngineTerminationKind =
 
 export type EngineEvent =
   | { type: 'qr'; qr: string }
+  /** The 8-character code to type on the phone (sessions started with `pairWithPhoneNumber`). */
+  | { type: 'pairing_code'; code: string }
   | { type: 'authenticated' }
   | { type: 'ready' }
   | { type: 'terminated'; kind: EngineTerminationKind; detail: string }
@@ -60,6 +65,13 @@ export interface EngineStopResult {
 export interface EngineSessionOptions {
   campaignId: string
   sessionId: string
+  /**
+   * Link with a phone number instead of a QR (international format, digits only): the engine
+   * emits `pairing_code` events, never `qr`.
+   */
+  pairWithPhoneNumber?: string
+  /** The campaign's proxy; without it the engine's own default (`WA_PROXY`), if any. */
+  proxy?: ProxySettings
   /** Called for every engine event, never re-entrantly from `start()` and never after `stop()`. */
   onEvent(event: EngineEvent): void
 }

@@ -24,6 +24,7 @@ export async function createEngine(config: Config, logger: Logger): Promise<Engi
       dataDir: config.dataDir,
       qrDelayMs: config.simulator.qrDelayMs,
       qrRotateMs: config.simulator.qrRotateMs,
+      ...(config.proxy ? { defaultProxy: config.proxy } : {}),
       destroyTimeoutMs: config.timeouts.destroyMs,
       killTimeoutMs: config.timeouts.killMs,
     })
@@ -58,6 +59,7 @@ export async function createEngine(config: Config, logger: Logger): Promise<Engi
       destroyTimeoutMs: config.timeouts.destroyMs,
       killTimeoutMs: config.timeouts.killMs,
       logger,
+      ...(config.proxy ? { defaultProxy: config.proxy } : {}),
     }),
     maxSessions: config.maxSessions ?? recommendedMaxSessions(totalmem()),
   }

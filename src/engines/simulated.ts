@@ -21,6 +21,7 @@ import type {
   EngineTerminationKind,
 } from './engine.ts'
 import { simulatedLoginFiles, type SimulatedLogins } from './simulatedLogins.ts'
+import { viewOfProxy, type ProxySettings, type ProxyView } from '../proxy.ts'
 
 export type StartupBehaviour = 'qr' | 'hang' | 'error' | 'restored'
 export type TeardownBehaviour = 'normal' | 'hang'
@@ -49,6 +50,10 @@ export interface SimulatedEngineOptions {
   qrDelayMs?: number
   /** Interval between QR rotations. */
   qrRotateMs?: number
+  /** Interval between pairing code renewals (WhatsApp Web's: 180 s). */
+  pairingCodeRenewMs?: number
+  /** The proxy of sessions that bring none (`WA_PROXY`). */
+  defaultProxy?: ProxySettings
   /** Scan until ready (WhatsApp's history sync). */
   authDelayMs?: number
   /** How long a normal graceful teardown takes. */
@@ -70,6 +75,11 @@ export interface SimulatedEngine extends Engine {
   forgetLogin(campaignId: string): Promise<void>
   /** The phone scans the current QR. False when no QR is shown. */
   scan(campaignId: string): boolean
+  /**
+   * The person types a pairing code on the phone. False when the campaign shows no pairing code,
+   * or another one (WhatsApp refuses it; the session keeps waiting).
+   */
+  enterPairingCode(campaignId: string, code: string): boolean
   /** The phone logs the device out. False when no session of the campaign is running. */
   disconnect(campaignId: string): boolean
   /** The engine dies without warning. False when no session of the campaign is running. */
@@ -78,6 +88,11 @@ export interface SimulatedEngine extends Engine {
   setBehaviour(campaignId: string, behaviour: Partial<SimulatedBehaviour>): SimulatedBehaviour
   behaviourOf(campaignId: string): SimulatedBehaviour
   isLinked(campaignId: string): boolean
+  /**
+   * The proxy the campaign's running session goes through (a simulated session uses none, but says
+   * which it was given), without its credentials; null when it has none or none runs.
+   */
+  proxyInUse(campaignId: string): ProxyView | null
   /** Running engine instances (started and not yet fully stopped). */
   liveCount(): number
   /** Running engine instances of one campaign. */
@@ -116,18 +131,30 @@ export function fakeWhatsAppQr(): string {
   return `2@${field(0, 66)},${field(66, 32)},${field(98, 32)},${field(130, 32)},1`
 }
 
+/** The characters of WhatsApp's pairing codes (no 0, O, I or U). */
+const PAIRING_CODE_ALPHABET = '123456789ABCDEFGHJKLMNPQRSTVWXYZ'
+
+/** An 8-character pairing code, shaped like WhatsApp's. */
+export function fakePairingCode(): string {
+  let code = ''
+  for (const byte of randomBytes(8)) code += PAIRING_CODE_ALPHABET[byte % 32]
+  return code
+}
+
 export function createSimulatedEngine(options: SimulatedEngineOptions = {}): SimulatedEngine {
   const {
     clock = systemClock,
     dataDir,
     qrDelayMs = 300,
     qrRotateMs = 20_000,
+    pairingCodeRenewMs = 180_000,
     authDelayMs = 500,
     destroyDelayMs = 20,
     destroyTimeoutMs = 10_000,
     killDelayMs = 10,
     killTimeoutMs = 5_000,
     maxRememberedCampaigns = 10_000,
+    defaultProxy,
   } = options
   /**
    * Only campaigns with something to remember (a behaviour that is not the default, a link),
@@ -151,6 +178,8 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
   class SimulatedSession implements EngineSession {
     private timer: TimerHandle | undefined
     private showingQr = false
+    /** The pairing code shown now, when the session links with a phone number. */
+    private pairingCode: string | undefined
     private terminated = false
     private authenticated = false
     private stopping: Promise<EngineStopResult> | undefined
@@ -163,6 +192,10 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
 
     get campaignId(): string {
       return this.options.campaignId
+    }
+
+    get proxy(): ProxySettings | null {
+      return this.options.proxy ?? defaultProxy ?? null
     }
 
     start(): void {
@@ -178,6 +211,8 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
           this.authenticate()
           this.schedule(authDelayMs, () => this.becomeReady())
         })
+      } else if (this.options.pairWithPhoneNumber !== undefined) {
+        this.schedule(qrDelayMs, () => this.showPairingCode())
       } else {
         this.schedule(qrDelayMs, () => this.showQr())
       }
@@ -186,6 +221,19 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     scan(): boolean {
       if (!this.showingQr || this.isDead()) return false
       this.showingQr = false
+      this.link()
+      return true
+    }
+
+    enterPairingCode(code: string): boolean {
+      if (this.pairingCode === undefined || this.pairingCode !== code || this.isDead()) return false
+      this.pairingCode = undefined
+      this.link()
+      return true
+    }
+
+    /** The phone took the QR or the code: authenticated, then ready once the login is saved. */
+    private link(): void {
       this.authenticate()
       this.schedule(authDelayMs, () => {
         try {
@@ -196,7 +244,6 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
         }
         this.becomeReady()
       })
-      return true
     }
 
     /** As WhatsApp's page would answer `getState()`; the campaign's liveness, read now. */
@@ -222,6 +269,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       this.deliver({ type: 'terminated', kind, detail })
       this.terminated = true
       this.showingQr = false
+      this.pairingCode = undefined
       this.cancelTimer()
       return true
     }
@@ -243,6 +291,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       if (logout) logins.forget(this.options.campaignId)
       this.cancelTimer()
       this.showingQr = false
+      this.pairingCode = undefined
       const gracefulMs = this.behaviour.teardown === 'hang' ? Infinity : destroyDelayMs
       const forced = gracefulMs > destroyTimeoutMs
       await wait(forced ? destroyTimeoutMs + Math.min(killDelayMs, killTimeoutMs) : gracefulMs)
@@ -268,6 +317,13 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       this.showingQr = true
       this.deliver({ type: 'qr', qr: fakeWhatsAppQr() })
       this.schedule(qrRotateMs, () => this.showQr())
+    }
+
+    /** A new code every `pairingCodeRenewMs` while unpaired, as whatsapp-web.js renews it. */
+    private showPairingCode(): void {
+      this.pairingCode = fakePairingCode()
+      this.deliver({ type: 'pairing_code', code: this.pairingCode })
+      this.schedule(pairingCodeRenewMs, () => this.showPairingCode())
     }
 
     private isDead(): boolean {
@@ -341,6 +397,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     name: 'simulated',
     createSession: (sessionOptions) => new SimulatedSession(sessionOptions),
     scan: (campaignId) => running(campaignId)?.scan() ?? false,
+    enterPairingCode: (campaignId, code) => running(campaignId)?.enterPairingCode(code) ?? false,
     disconnect: (campaignId) =>
       running(campaignId)?.terminate('logged_out', 'the phone logged the device out') ?? false,
     crash: (campaignId) =>
@@ -348,6 +405,10 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     setBehaviour: (campaignId, behaviour) =>
       remember(campaignId, { behaviour: { ...behaviourOf(campaignId), ...behaviour } }).behaviour,
     behaviourOf,
+    proxyInUse: (campaignId) => {
+      const session = running(campaignId)
+      return session?.isRunning() ? viewOfProxy(session.proxy) : null
+    },
     isLinked: (campaignId) => logins.has(campaignId),
     async forgetLogin(campaignId) {
       if (running(campaignId)?.isRunning()) {

@@ -9,6 +9,7 @@ import { z } from '@hono/zod-openapi'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { ErrorCode } from '../errors.ts'
 import { CAMPAIGN_ID_PATTERN, SESSION_STATUSES, type SessionReason } from '../session/api.ts'
+import { parseProxy } from '../proxy.ts'
 import { ApiError } from './errors.ts'
 import { CAMPAIGN_ID_MESSAGE } from './middleware.ts'
 import { LIMIT_MESSAGE } from './paging.ts'
@@ -42,6 +43,7 @@ const ERROR_CODES = [
   'invalid_query',
   'invalid_webhook_url',
   'not_found',
+  'no_qr',
   'method_not_allowed',
   'nothing_to_do',
   'at_capacity',
@@ -79,6 +81,67 @@ export const campaignIdParam = z.object({
     .openapi({ param: { name: 'campaignId', in: 'path' }, example: 'spring-sale' }),
 })
 
+/**
+ * A proxy URL in a body: checked here (`parseProxy`), parsed again by the handler. The reason of a
+ * refusal never repeats the URL, which may hold a password.
+ */
+const proxyField = z
+  .string()
+  .max(2048)
+  .superRefine((text, context) => {
+    const parsed = parseProxy(text)
+    if (!parsed.ok) context.addIssue({ code: 'custom', message: parsed.reason })
+  })
+  .nullable()
+  .openapi({
+    description:
+      'The campaign’s proxy from now on: `http://`, `https://` or `socks5://`, with optional credentials (not with `socks5://`); `null` removes it. Never answered back with its credentials.',
+    example: 'http://user:secret@proxy.example:3128',
+  })
+
+const pairingCodeSchema = z
+  .strictObject({
+    code: z
+      .string()
+      .openapi({ description: 'Type it on the phone (8 characters).', example: 'K7QM2XRT' }),
+    expiresAt: isoTime.openapi({
+      description: 'The scan deadline: from the first code, renewals do not move it.',
+    }),
+  })
+  // Not a named component, for the same reason as `sessionReason`: it is nullable in one use.
+  .openapi({ description: 'A pairing code to type on the phone.' })
+
+/** International format, digits only: country code first, no `+`, no spaces (E.164: 8 to 15). */
+export const PHONE_NUMBER_PATTERN = /^[1-9][0-9]{7,14}$/
+
+export const pairingCodeBody = z
+  .strictObject({
+    phoneNumber: z
+      .string({ error: 'must be a string of digits' })
+      .regex(PHONE_NUMBER_PATTERN, {
+        error:
+          'must be the phone number in international format, digits only: the country code first, without "+", spaces or a leading 0 (e.g. 447911123456)',
+      })
+      .openapi({ example: '447911123456' }),
+    proxy: proxyField.optional(),
+  })
+  .openapi('PairingCodeRequest')
+
+export const pairingCodeAnswerSchema = z
+  .strictObject({
+    campaignId: z.string(),
+    sessionId: sessionId.nullable(),
+    status: sessionStatus,
+    isConnected: z.boolean(),
+    pairingCode: pairingCodeSchema.nullable().openapi({
+      description:
+        'The code shown now; null until WhatsApp gives one (it comes over the WebSocket as `pairing_code`).',
+    }),
+    expiresAt: isoTime.nullable(),
+    reused: z.boolean(),
+  })
+  .openapi('PairingCodeAnswer')
+
 export const connectionSchema = z
   .strictObject({
     campaignId: z.string(),
@@ -105,6 +168,9 @@ export const connectionSchema = z
         detail: z.string().optional(),
       })
     ),
+    pairingCode: pairingCodeSchema.optional().openapi({
+      description: 'Only while the session, linking with a phone number, shows a code.',
+    }),
   })
   .openapi('Connection')
 
@@ -143,7 +209,7 @@ export const qrCodeQuery = z.object({
 })
 
 export const qrCodeBody = z
-  .strictObject({ force: z.boolean().optional() })
+  .strictObject({ force: z.boolean().optional(), proxy: proxyField.optional() })
   .openapi('QrCodeRequest', { description: 'Optional: an empty body counts as `{}`.' })
 
 export const qrCodeAnswerSchema = z
@@ -160,6 +226,38 @@ export const qrCodeAnswerSchema = z
     reused: z.boolean(),
   })
   .openapi('QrCodeAnswer')
+
+/** A QR image answer (`qr.png`, `qr.svg`): the bytes of the image. */
+export function qrImage(description: string, mediaType: 'image/png' | 'image/svg+xml') {
+  return {
+    description,
+    headers: {
+      'Cache-Control': {
+        description: '`no-store`: the QR changes.',
+        schema: { type: 'string' as const },
+      },
+    },
+    content: { [mediaType]: { schema: z.string().openapi({ format: 'binary' }) } },
+  }
+}
+
+export const settingsBody = z.strictObject({ proxy: proxyField }).openapi('CampaignSettingsRequest')
+
+export const settingsAnswerSchema = z
+  .strictObject({
+    campaignId: z.string(),
+    proxy: z
+      .strictObject({
+        server: z.string().openapi({ example: 'http://proxy.example:3128' }),
+        hasCredentials: z.boolean(),
+      })
+      .nullable()
+      .openapi({
+        description:
+          'The campaign’s own proxy, without its credentials; null when it has none (`WA_PROXY` then applies, if set).',
+      }),
+  })
+  .openapi('CampaignSettings')
 
 export const cleanupAnswerSchema = z
   .strictObject({
@@ -186,6 +284,10 @@ export const unlinkAnswerSchema = z
 export const simulatorActionSchema = z
   .strictObject({ campaignId: z.string(), sessionId: sessionId.nullable(), message: z.string() })
   .openapi('SimulatorActionAnswer')
+
+export const enterPairingCodeBody = z
+  .strictObject({ code: z.string().max(16).openapi({ example: 'K7QM2XRT' }) })
+  .openapi('EnterPairingCode')
 
 export const behaviourBody = z
   .strictObject({
@@ -220,7 +322,7 @@ const ERROR_MEANINGS: Record<number, string> = {
   400: 'Bad input',
   401: 'No token, or a token that does not verify (`WWW-Authenticate: Bearer`)',
   403: 'Another user’s campaign, or outside the token’s `campaigns` claim',
-  404: 'No such route',
+  404: 'Not found',
   409: 'Nothing to do',
   413: 'A body over the size limit (`Connection: close`)',
   500: 'A bug on the service’s side',

@@ -14,6 +14,7 @@ import { authorizeCampaign, type AppEnv } from './middleware.ts'
 import {
   behaviourAnswerSchema,
   behaviourBody,
+  enterPairingCodeBody,
   bearerSecurity,
   CAMPAIGN_ERRORS,
   campaignIdParam,
@@ -33,6 +34,8 @@ export interface SimulatedBehaviour {
 export interface SimulatorControls {
   /** The phone scans the current QR; false if none is shown. */
   scan(campaignId: string): boolean
+  /** The person types the pairing code on the phone; false if it is not the one shown. */
+  enterPairingCode(campaignId: string, code: string): boolean
   /** The phone logs the device out; false if there is nothing to log out. */
   disconnect(campaignId: string): boolean
   /** The engine dies; false if none runs. */
@@ -58,6 +61,30 @@ function phoneActionRoute(action: 'scan' | 'disconnect' | 'crash', summary: stri
     },
   })
 }
+
+const enterPairingCodeRoute = createRoute({
+  method: 'post',
+  path: '/{campaignId}/pairing-code',
+  tags,
+  summary: 'The person types the pairing code on the phone',
+  description:
+    '`WA_ENGINE=simulated` only: with `wwebjs` this route does not exist (404). A code other than the one shown is refused (409), as WhatsApp would, and the session keeps waiting.',
+  security: bearerSecurity,
+  middleware: [jsonBody],
+  request: {
+    params: campaignIdParam,
+    body: { required: true, content: { 'application/json': { schema: enterPairingCodeBody } } },
+  },
+  responses: {
+    200: json('Done.', simulatorActionSchema),
+    ...errors({
+      ...CAMPAIGN_ERRORS,
+      400: ['invalid_campaign_id', 'invalid_body'],
+      409: ['nothing_to_do'],
+      413: ['invalid_body'],
+    }),
+  },
+})
 
 const behaviourRoute = createRoute({
   method: 'put',
@@ -133,6 +160,23 @@ export function createSimulatorRoutes({
     'The engine crashed.',
     'Campaign {id} has no running engine.'
   )
+
+  routes.openapi(enterPairingCodeRoute, (c) => {
+    const campaignId = c.get('campaignId')
+    const { sessionId } = sessions.getCampaign(campaignId)
+    if (!simulator.enterPairingCode(campaignId, c.req.valid('json').code)) {
+      throw new ApiError(
+        409,
+        'nothing_to_do',
+        `Campaign ${campaignId} shows no pairing code, or another one.`
+      )
+    }
+    logger.info(
+      { campaignId, session: sessionTag(sessionId), action: 'pairing-code' },
+      'Simulator action'
+    )
+    return c.json({ campaignId, sessionId, message: 'The phone took the pairing code.' }, 200)
+  })
 
   routes.openapi(behaviourRoute, (c) => {
     const campaignId = c.get('campaignId')

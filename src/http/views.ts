@@ -30,6 +30,19 @@ export interface ConnectionJson {
   /** When WhatsApp was last known connected (ready, or a liveness probe answered); null if never. */
   lastSeenAlive: string | null
   history: HistoryEntryJson[]
+  /** Only while a session that links with a phone number shows a code. */
+  pairingCode?: PairingCodeJson
+}
+
+export interface PairingCodeJson {
+  code: string
+  expiresAt: string
+}
+
+/** The pairing code a view shows, as the API writes it; null when none is shown. */
+export function pairingCodeJson(view: CampaignView): PairingCodeJson | null {
+  if (view.pairingCode === null) return null
+  return { code: view.pairingCode.code, expiresAt: isoTime(view.pairingCode.expiresAt) }
 }
 
 /**
@@ -56,7 +69,8 @@ export function isoTime(epochMs: number | null): string | null {
 
 /** The `GET …/connection` answer for a campaign. */
 export function connectionJson(view: CampaignView): ConnectionJson {
-  return {
+  const pairingCode = pairingCodeJson(view)
+  const json: ConnectionJson = {
     campaignId: view.campaignId,
     isConnected: view.isConnected,
     lastActivity: isoTime(view.lastActivity),
@@ -69,6 +83,8 @@ export function connectionJson(view: CampaignView): ConnectionJson {
     lastSeenAlive: isoTime(view.lastSeenAlive),
     history: view.history.map(historyEntryJson),
   }
+  if (pairingCode) json.pairingCode = pairingCode
+  return json
 }
 
 /** The detail recorded when the session ended (on its `timedOut`/`failed` step and after). */

@@ -1,13 +1,26 @@
 /**
  * What the inspector shows of an actor's context and events, and what it never shows: QR texts,
- * tokens and other secrets. One list of hidden keys, for the inspector's own page
+ * pairing codes and phone numbers, tokens and other secrets. One list of hidden keys, for the inspector's own page
  * (`summarizeContext`) and for the forwarding to Stately (`hideSecrets`).
  *
  * @module
  */
 
-/** Keys whose string values are never shown. */
-const HIDDEN_KEYS = new Set(['qr', 'token', 'secret', 'password', 'authorization'])
+/**
+ * Keys whose string values are never shown. `code` is a pairing code (it links the account like a
+ * QR); `pairWithPhoneNumber` is the phone number a session links with.
+ */
+const HIDDEN_KEYS = new Set([
+  'qr',
+  'code',
+  'pairWithPhoneNumber',
+  'token',
+  'secret',
+  'password',
+  'authorization',
+])
+/** Keys whose values are never shown, whatever they hold: a proxy's username and password. */
+const HIDDEN_VALUES = new Set(['credentials'])
 const MAX_CONTEXT_KEYS = 24
 const MAX_VALUE_LENGTH = 160
 
@@ -20,8 +33,10 @@ export function hideSecrets(value: unknown, depth = 0): unknown {
   if (Object.getPrototypeOf(value) !== Object.prototype) return value
   const copy: Record<string, unknown> = {}
   for (const [key, inner] of Object.entries(value)) {
-    copy[key] =
-      HIDDEN_KEYS.has(key) && typeof inner === 'string' ? '[hidden]' : hideSecrets(inner, depth + 1)
+    const hidden =
+      (HIDDEN_KEYS.has(key) && typeof inner === 'string') ||
+      (HIDDEN_VALUES.has(key) && inner !== undefined && inner !== null)
+    copy[key] = hidden ? '[hidden]' : hideSecrets(inner, depth + 1)
   }
   return copy
 }
@@ -46,6 +61,7 @@ export function summarizeContext(context: Record<string, unknown> | null): Conte
 
 function summarizeValue(key: string, value: unknown): string | number | boolean | null {
   if (HIDDEN_KEYS.has(key) && typeof value === 'string') return '[hidden]'
+  if (HIDDEN_VALUES.has(key) && value !== null && value !== undefined) return '[hidden]'
   if (value === null || value === undefined) return null
   if (typeof value === 'boolean') return value
   if (typeof value === 'number') return isTimeKey(key) && isEpochMs(value) ? iso(value) : value

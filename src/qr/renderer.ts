@@ -36,9 +36,13 @@ export interface QrToRender {
 }
 
 export interface QrImageRenderer {
+  /** The format of `imageFor` when none is asked for (`QR_IMAGE`). */
   readonly format: QrImageFormat
-  /** The image data URL of a session's QR; concurrent and repeated asks share one render. */
-  imageFor(qr: QrToRender): Promise<string>
+  /**
+   * The image data URL of a session's QR, in `format` (by default the renderer's); concurrent and
+   * repeated asks for the same QR and format share one render.
+   */
+  imageFor(qr: QrToRender, format?: QrImageFormat): Promise<string>
   /** Drops the cached image of a session (its QR is no longer shown). */
   forget(sessionId: string): void
   /** Renders done so far, and renders asked for that the cache answered. */
@@ -56,6 +60,7 @@ interface Job {
   sessionId: string
   attempt: number
   text: string
+  format: QrImageFormat
   queuedAt: number
   resolve(image: string): void
   reject(error: Error): void
@@ -69,9 +74,10 @@ interface PoolWorker {
 /** Jobs handed to one worker at a time; the rest wait on the main thread. */
 const JOBS_PER_WORKER = 2
 
+/** A session's current QR: its image in each format asked for so far. */
 interface CacheEntry {
   attempt: number
-  image: Promise<string>
+  images: Partial<Record<QrImageFormat, Promise<string>>>
 }
 
 const WORKER_URL = new URL('./render-worker.mjs', import.meta.url)
@@ -164,14 +170,27 @@ export function createQrImageRenderer({
       const id = nextJobId++
       target.pending.set(id, job)
       if (target.pending.size === 1) target.worker.ref()
-      target.worker.postMessage({ id, text: job.text, format })
+      target.worker.postMessage({ id, text: job.text, format: job.format })
     }
   }
 
-  function render(sessionId: string, attempt: number, text: string): Promise<string> {
+  function render(
+    sessionId: string,
+    attempt: number,
+    text: string,
+    imageFormat: QrImageFormat
+  ): Promise<string> {
     if (closed) return Promise.reject(new Error('The QR renderer is closed'))
     return new Promise<string>((resolve, reject) => {
-      queue.push({ sessionId, attempt, text, queuedAt: performance.now(), resolve, reject })
+      queue.push({
+        sessionId,
+        attempt,
+        text,
+        format: imageFormat,
+        queuedAt: performance.now(),
+        resolve,
+        reject,
+      })
       // Let the caller register the image in the cache first, then dispatch.
       queueMicrotask(pump)
     })
@@ -179,23 +198,26 @@ export function createQrImageRenderer({
 
   return {
     format,
-    imageFor({ sessionId, attempt, qr }) {
+    imageFor({ sessionId, attempt, qr }, imageFormat = format) {
       const cached = cache.get(sessionId)
-      if (cached && cached.attempt === attempt) {
+      const cachedImage = cached?.attempt === attempt ? cached.images[imageFormat] : undefined
+      if (cachedImage) {
         cacheHits++
-        return cached.image
+        return cachedImage
       }
-      const image = render(sessionId, attempt, qr)
+      const image = render(sessionId, attempt, qr, imageFormat)
       // An older QR asked for late is rendered but never replaces the current one.
       if (cached && cached.attempt > attempt) return image
+      const entry: CacheEntry = cached?.attempt === attempt ? cached : { attempt, images: {} }
+      entry.images[imageFormat] = image
       cache.delete(sessionId)
-      cache.set(sessionId, { attempt, image })
+      cache.set(sessionId, entry)
       if (cache.size > cacheSize) {
         const oldest = cache.keys().next().value
         if (oldest !== undefined) cache.delete(oldest)
       }
       image.catch(() => {
-        if (cache.get(sessionId)?.image === image) cache.delete(sessionId)
+        if (entry.images[imageFormat] === image) delete entry.images[imageFormat]
       })
       return image
     },

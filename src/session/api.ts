@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { ProxySettings } from '../proxy.ts'
 import type { RestoreProgress } from './restore.ts'
 import type { HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 
@@ -26,6 +27,14 @@ export interface QrView {
   /** 1 for the first QR of the session, +1 on each rotation. */
   attempt: number
   /** Epoch ms when the scan deadline passes (QR rotations do not move it). */
+  expiresAt: number
+}
+
+/** The pairing code a session that links with a phone number shows (type it on the phone). */
+export interface PairingCodeView {
+  /** 8 characters, as WhatsApp shows them; a renewal replaces it. */
+  code: string
+  /** Epoch ms when the scan deadline passes (renewals do not move it). */
   expiresAt: number
 }
 
@@ -51,6 +60,8 @@ export interface CampaignView {
   history: HistoryEntry[]
   /** The QR currently shown, if the session is awaiting a scan. */
   qr: QrView | null
+  /** The pairing code currently shown, if the session links with a phone number. */
+  pairingCode: PairingCodeView | null
 }
 
 export type StartOutcome =
@@ -73,6 +84,16 @@ export interface StartRequest {
   campaignId: string
   caller: Caller
   force?: boolean
+  /**
+   * Link with this phone number (international format, digits only) by a pairing code instead of
+   * a QR. A live session that is not linking with this number, and not ready, is replaced.
+   */
+  pairWithPhoneNumber?: string
+  /**
+   * The campaign's proxy from now on (null: none; absent: unchanged). A live session keeps its
+   * own; the next one uses it.
+   */
+  proxy?: ProxySettings | null
 }
 
 export interface CleanupResult {
@@ -122,6 +143,7 @@ export type SessionEvent = {
       teardown?: { forced: boolean; durationMs: number }
     }
   | { type: 'qr'; qr: string; attempt: number; expiresAt: number }
+  | { type: 'pairing_code'; code: string; expiresAt: number }
   | { type: 'ready' }
   | {
       type: 'error'
@@ -191,6 +213,13 @@ export interface SessionService {
   getCampaign(campaignId: string): CampaignView
   /** The owner of a campaign, or undefined if nobody started one yet. */
   ownerOf(campaignId: string): string | undefined
+  /** The campaign's own proxy (not `WA_PROXY`); null when it set none. */
+  proxyOf(campaignId: string): ProxySettings | null
+  /**
+   * Sets (null: removes) the proxy of a campaign, from its next session on. False when nobody
+   * owns the campaign yet: its first start request claims it, and may carry the proxy.
+   */
+  setProxy(campaignId: string, proxy: ProxySettings | null): boolean
   /**
    * The campaigns the service remembers (a live session, or an ended one it still remembers), a
    * page at a time. A page costs what it holds, not the number of campaigns.

@@ -41,11 +41,20 @@ export interface CampaignInput {
   awaitPredecessor: boolean
   /** How a ready session is probed. */
   liveness: LivenessSettings
+  /** Link with this phone number (a pairing code typed on the phone) instead of a QR. */
+  pairWithPhoneNumber?: string
 }
 
 export interface CurrentQr {
   qr: string
   attempt: number
+  expiresAt: number
+}
+
+/** The pairing code shown, when the session links with a phone number. */
+export interface CurrentPairingCode {
+  code: string
+  /** The scan deadline (epoch ms): it applies to codes as to QRs, from the first one. */
   expiresAt: number
 }
 
@@ -61,6 +70,10 @@ export interface CampaignContext {
   qr: CurrentQr | null
   /** QRs shown so far in this session (the next QR's attempt is this + 1). */
   qrAttempts: number
+  /** Link with this phone number instead of a QR; null for a QR. */
+  pairWithPhoneNumber: string | null
+  /** The pairing code shown now (a renewal replaces it); null when none is. */
+  pairingCode: CurrentPairingCode | null
   reason: SessionReason | null
   /**
    * What the engine said about a failure, as people may read it (`explainEngineFailure`: no
@@ -100,6 +113,7 @@ export type CampaignEvent =
 export type CampaignEmitted = { sessionId: string; at: number } & (
   | { type: 'status'; status: SessionStatus; reason: SessionReason | null }
   | { type: 'qr'; qr: string; attempt: number; expiresAt: number }
+  | { type: 'pairing_code'; code: string; expiresAt: number }
   | { type: 'ready' }
   | { type: 'error'; code: FailureReason; message: string; detail: string | null }
   /** A liveness probe ended: answered `CONNECTED` (alive), or a miss. Counted, not published. */
@@ -229,7 +243,9 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         phaseDeadline: ({ context }) => context.scanDeadline,
       }),
       startEngine: ({ context, self }) =>
-        engines.start(context.campaignId, context.sessionId, self),
+        engines.start(context.campaignId, context.sessionId, self, {
+          pairWithPhoneNumber: context.pairWithPhoneNumber,
+        }),
       stopEngine: ({ context, self }) =>
         engines.stop(context.sessionId, self, { logout: context.logout }),
       markLogout: assign({ logout: true }),
@@ -276,6 +292,15 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         enqueue.emit({ type: 'qr', sessionId: context.sessionId, ...qr, at })
       }),
       clearQr: assign({ qr: null }),
+      recordPairingCode: enqueueActions(({ context, event, enqueue }) => {
+        if (event.type !== 'ENGINE.PAIRING_CODE_RECEIVED') return
+        const at = now()
+        const scanDeadline = context.scanDeadline ?? at + context.timeouts.scanMs
+        const pairingCode: CurrentPairingCode = { code: event.code, expiresAt: scanDeadline }
+        enqueue.assign({ pairingCode, scanDeadline })
+        enqueue.emit({ type: 'pairing_code', sessionId: context.sessionId, ...pairingCode, at })
+      }),
+      clearPairingCode: assign({ pairingCode: null }),
       markFailed: assign(
         (
           { context, event },
@@ -306,7 +331,9 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
           type: 'error' as const,
           sessionId: context.sessionId,
           code,
-          message: describeFailure(code, context.timeouts, context.failureKind),
+          message: describeFailure(code, context.timeouts, context.failureKind, {
+            byPairingCode: context.pairWithPhoneNumber !== null,
+          }),
           detail: context.detail,
           at: now(),
         }
@@ -335,6 +362,8 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       scanDeadline: null,
       qr: null,
       qrAttempts: 0,
+      pairWithPhoneNumber: input.pairWithPhoneNumber ?? null,
+      pairingCode: null,
       reason: null,
       detail: null,
       failureKind: null,
@@ -412,6 +441,11 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
             target: 'awaitingScan',
             actions: 'recordQr',
           },
+          'ENGINE.PAIRING_CODE_RECEIVED': {
+            guard: 'isOwnEngineEvent',
+            target: 'awaitingScan',
+            actions: 'recordPairingCode',
+          },
           'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
           'ENGINE.TERMINATED': failedByEngine('initializing'),
           'SESSION.REQUESTED': replacedWhenForced,
@@ -420,9 +454,9 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       awaitingScan: {
         tags: 'active',
         description:
-          'A QR is shown. The scan deadline runs from the first QR; rotations replace the QR but do not extend it.',
+          'A QR (or a pairing code, when linking with a phone number) is shown. The scan deadline runs from the first one; rotations replace the QR or code but do not extend it.',
         entry: [{ type: 'recordStatus', params: { status: 'awaitingScan' } }, 'armScanDeadline'],
-        exit: 'clearQr',
+        exit: ['clearQr', 'clearPairingCode'],
         after: {
           scanTimeout: {
             target: 'timedOut',
@@ -434,6 +468,10 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
         },
         on: {
           'ENGINE.QR_RECEIVED': { guard: 'isOwnEngineEvent', actions: 'recordQr' },
+          'ENGINE.PAIRING_CODE_RECEIVED': {
+            guard: 'isOwnEngineEvent',
+            actions: 'recordPairingCode',
+          },
           'ENGINE.AUTHENTICATED': { guard: 'isOwnEngineEvent', target: 'authenticating' },
           'ENGINE.READY': { guard: 'isOwnEngineEvent', target: 'ready' },
           'ENGINE.TERMINATED': failedByEngine('awaitingScan'),
@@ -591,7 +629,10 @@ export const CAMPAIGN_EVENTS: Record<CampaignEvent['type'], string> = {
     'Someone unlinked the campaign: the engine logs the device out of WhatsApp as it stops.',
   'SHUTDOWN.REQUESTED': 'The service is shutting down.',
   'ENGINE.QR_RECEIVED': 'The engine shows a QR (first one, or a rotation).',
-  'ENGINE.AUTHENTICATED': 'The phone scanned the QR, or saved auth was accepted.',
+  'ENGINE.PAIRING_CODE_RECEIVED':
+    'The engine has a pairing code to type on the phone (first one, or a renewal), when the session links with a phone number.',
+  'ENGINE.AUTHENTICATED':
+    'The phone scanned the QR (or took the pairing code), or saved auth was accepted.',
   'ENGINE.READY': 'WhatsApp is linked and connected.',
   'ENGINE.TERMINATED': 'The engine ended on its own (start failure, logout, crash, error).',
   'ENGINE.STOPPED': "The engine's bounded stop settled: no process of it is left.",
@@ -640,7 +681,8 @@ edge, once per QR and only when someone is watching, off the event loop.`,
 
 export const CAMPAIGN_DELAYS: Record<string, string> = {
   initTimeout: '`INIT_TIMEOUT_MS`: from START until the first QR (or ready, with saved auth).',
-  scanTimeout: '`SCAN_TIMEOUT_MS`: from the first QR; rotations do not extend it.',
+  scanTimeout:
+    '`SCAN_TIMEOUT_MS`: from the first QR or pairing code; rotations and renewals do not extend it.',
   authTimeout: '`AUTH_TIMEOUT_MS`: from the scan until ready.',
   teardownTimeout:
     "`DESTROY_TIMEOUT_MS` + kill bound + 1 s: the machine's own bound on the engine's stop.",

@@ -21,6 +21,7 @@
  *
  * @module
  */
+import type { ProxySettings } from '../proxy.ts'
 import type { AnyActorRef, InspectionEvent, Observer, Subscription as XSubscription } from 'xstate'
 import { createActor } from 'xstate'
 import type { Clock } from '../clock.ts'
@@ -81,6 +82,14 @@ interface CampaignRecord extends Positioned {
   lastActivity: number | null
 }
 
+/** What a start request may set for the session it starts. */
+export interface SessionSettings {
+  /** Link with this phone number by a pairing code instead of a QR. */
+  pairWithPhoneNumber?: string
+  /** The campaign's proxy from now on (null: none); unchanged when absent. */
+  proxy?: ProxySettings | null
+}
+
 export interface CampaignTableOptions {
   machine: CampaignMachine
   timeouts: CampaignTimeouts
@@ -108,6 +117,11 @@ export class CampaignTable {
    * durable store, of every campaign it keeps.
    */
   private readonly keptOwners = new Map<string, string>()
+  /**
+   * The proxies of campaigns that set one: only for campaigns with an owner, and kept as long as
+   * the owner may be (a proxy silently forgotten would send a campaign's WhatsApp direct).
+   */
+  private readonly proxies = new Map<string, ProxySettings>()
   private readonly tombstones: Tombstones
   private readonly shards: Shards
   private readonly events: SessionEventBus
@@ -136,6 +150,19 @@ export class CampaignTable {
 
   ownerOf(campaignId: string): string | undefined {
     return this.campaigns.get(campaignId)?.owner ?? this.keptOwners.get(campaignId)
+  }
+
+  /** The campaign's proxy (`PUT …/settings`, or a start request's `proxy`); null: none set. */
+  proxyOf(campaignId: string): ProxySettings | null {
+    return this.proxies.get(campaignId) ?? null
+  }
+
+  /** Sets (null: removes) the proxy of a campaign that has an owner; false for one that has none. */
+  setProxy(campaignId: string, proxy: ProxySettings | null): boolean {
+    if (this.ownerOf(campaignId) === undefined) return false
+    if (proxy) this.proxies.set(campaignId, proxy)
+    else this.proxies.delete(campaignId)
+    return true
   }
 
   /** Keeps the campaign's owner for the life of the process (the durable store's owners). */
@@ -220,17 +247,21 @@ export class CampaignTable {
     supervisor: AnyActorRef,
     campaignId: string,
     sessionId: string,
-    owner: string
+    owner: string,
+    { pairWithPhoneNumber, proxy }: SessionSettings = {}
   ): LiveSession {
     const record =
       this.campaigns.get(campaignId) ??
       this.remember(campaignId, this.keptOwners.get(campaignId) ?? owner)
+    // Before the engine starts: it reads the proxy as it starts.
+    if (proxy !== undefined) this.setProxy(campaignId, proxy)
     const input: CampaignInput = {
       campaignId,
       sessionId,
       timeouts: this.options.timeouts,
       awaitPredecessor: (record.draining?.size ?? 0) > 0,
       liveness: this.options.liveness ?? DEFAULT_LIVENESS,
+      ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
     }
     const shard = this.shards.place()
     const actor = createActor(this.options.machine, { id: sessionId, input, parent: shard.actor })
@@ -497,6 +528,9 @@ export class CampaignTable {
           attempt: emitted.attempt,
           expiresAt: emitted.expiresAt,
         }
+        break
+      case 'pairing_code':
+        event = { ...base, type: 'pairing_code', code: emitted.code, expiresAt: emitted.expiresAt }
         break
       case 'ready':
         event = { ...base, type: 'ready' }

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { parseProxy, type ProxySettings } from '../proxy.ts'
 import type { CampaignTable } from './campaignTable.ts'
 import { describeFailure, type DeadlineSettings } from './messages.ts'
 import type { SessionStore, StoredCampaign, StoredSession, WantedState } from './sessionStore.ts'
@@ -74,6 +75,8 @@ export class Durability {
       this.flags.set(campaign.campaignId, { wanted: campaign.wanted, linked: campaign.linked })
       const last = campaign.lastSession ? this.tombstoneOf(campaign.lastSession, now) : undefined
       this.options.registry.recall(campaign.campaignId, campaign.owner, last)
+      const proxy = proxyFromStore(campaign.proxy)
+      if (proxy) this.options.registry.setProxy(campaign.campaignId, proxy)
     }
     return campaigns
       .filter((campaign) => campaign.linked && campaign.wanted === 'running')
@@ -122,6 +125,12 @@ export class Durability {
     if (!flags || flags.linked === linked) return
     flags.linked = linked
     this.options.store.setLinked(campaignId, linked)
+  }
+
+  /** Writes the campaign's own proxy (null: none), credentials included: the engine needs them. */
+  setProxy(campaignId: string, proxy: ProxySettings | null): void {
+    if (!this.flags.has(campaignId)) return
+    this.options.store.setProxy(campaignId, proxy ? JSON.stringify(proxy) : null)
   }
 
   isLinked(campaignId: string): boolean {
@@ -211,4 +220,27 @@ function toHistoryEntry(entry: StoredSession['history'][number]): HistoryEntry[]
   if (isReason(entry.reason)) shown.reason = entry.reason
   if (entry.detail) shown.detail = entry.detail
   return [shown]
+}
+
+/**
+ * A proxy as the store gives it back: checked, not trusted (another version may have written it).
+ * One that does not parse is dropped, and the campaign falls back on `WA_PROXY`, if any.
+ */
+function proxyFromStore(text: string | null | undefined): ProxySettings | null {
+  if (!text) return null
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return null
+  }
+  if (typeof value !== 'object' || value === null) return null
+  const { server, credentials } = value as { server?: unknown; credentials?: unknown }
+  if (typeof server !== 'string') return null
+  const parsed = parseProxy(server)
+  if (!parsed.ok || parsed.proxy.server !== server) return null
+  if (credentials === undefined) return { server }
+  const { username, password } = (credentials ?? {}) as { username?: unknown; password?: unknown }
+  if (typeof username !== 'string' || typeof password !== 'string') return null
+  return { server, credentials: { username, password } }
 }

@@ -15,10 +15,12 @@ import type {
   EngineTerminationKind,
 } from '../engines/engine.ts'
 import { explainEngineFailure } from '../engines/failureHint.ts'
+import type { ProxySettings } from '../proxy.ts'
 
 /** What a session's actor hears of its engine (part of the campaign machine's events). */
 export type EngineControlEvent =
   | { type: 'ENGINE.QR_RECEIVED'; sessionId: string; qr: string }
+  | { type: 'ENGINE.PAIRING_CODE_RECEIVED'; sessionId: string; code: string }
   | { type: 'ENGINE.AUTHENTICATED'; sessionId: string }
   | { type: 'ENGINE.READY'; sessionId: string }
   | { type: 'ENGINE.TERMINATED'; sessionId: string; kind: EngineTerminationKind; detail: string }
@@ -39,7 +41,12 @@ interface Running {
 
 export interface EngineControl {
   /** Starts the session's engine; its events are sent to the session's actor. */
-  start(campaignId: string, sessionId: string, actor: Session): void
+  start(
+    campaignId: string,
+    sessionId: string,
+    actor: Session,
+    options?: { pairWithPhoneNumber?: string | null }
+  ): void
   /**
    * Stops it (if it ever started) and sends `ENGINE.STOPPED` once it is gone, never before. With
    * `logout`, the engine first logs the device out of WhatsApp (within the same bound).
@@ -60,18 +67,36 @@ export interface EngineControl {
   liveSessionIds(): string[]
 }
 
-export function createEngineControl(engine: Engine): EngineControl {
+export interface EngineControlOptions {
+  /**
+   * The campaign's proxy when its session starts. Looked up here, not carried by the machine: the
+   * credentials never enter an actor's context or events, which the inspector shows.
+   */
+  proxyOf?: (campaignId: string) => ProxySettings | null
+}
+
+export function createEngineControl(
+  engine: Engine,
+  { proxyOf = () => null }: EngineControlOptions = {}
+): EngineControl {
   const running = new Map<string, Running>()
 
   return {
-    start(campaignId, sessionId, actor) {
+    start(campaignId, sessionId, actor, { pairWithPhoneNumber } = {}) {
       if (running.has(sessionId)) return
       const relay = (event: EngineEvent) => {
         if (running.get(sessionId)?.stopping !== false) return
         actor.send(toMachineEvent(sessionId, event))
       }
       try {
-        const session = engine.createSession({ campaignId, sessionId, onEvent: relay })
+        const proxy = proxyOf(campaignId)
+        const session = engine.createSession({
+          campaignId,
+          sessionId,
+          onEvent: relay,
+          ...(pairWithPhoneNumber ? { pairWithPhoneNumber } : {}),
+          ...(proxy ? { proxy } : {}),
+        })
         running.set(sessionId, { session, stopping: false })
         session.start()
       } catch (error) {
@@ -142,6 +167,8 @@ function toMachineEvent(sessionId: string, event: EngineEvent): EngineControlEve
   switch (event.type) {
     case 'qr':
       return { type: 'ENGINE.QR_RECEIVED', sessionId, qr: event.qr }
+    case 'pairing_code':
+      return { type: 'ENGINE.PAIRING_CODE_RECEIVED', sessionId, code: event.code }
     case 'authenticated':
       return { type: 'ENGINE.AUTHENTICATED', sessionId }
     case 'ready':

@@ -91,6 +91,8 @@ export class SessionEventBus {
     })
     if (view.qr) {
       send({ ...base, seq: this.nextSeq(), type: 'qr', ...view.qr })
+    } else if (view.pairingCode) {
+      send({ ...base, seq: this.nextSeq(), type: 'pairing_code', ...view.pairingCode })
     } else if (view.status === 'ready') {
       send({ ...base, seq: this.nextSeq(), type: 'ready' })
     } else if (!view.hasActiveSession && view.sessionId && failure) {

@@ -15,8 +15,13 @@ export interface DeadlineSettings {
 export function describeFailure(
   code: FailureReason,
   timeouts: DeadlineSettings,
-  failureKind: EngineTerminationKind | null
+  failureKind: EngineTerminationKind | null,
+  /** The session linked with a phone number (a pairing code) rather than a QR. */
+  { byPairingCode = false }: { byPairingCode?: boolean } = {}
 ): string {
+  if (code === 'scan_timeout' && byPairingCode) {
+    return `The pairing code was not entered on the phone within ${seconds(timeouts.scanMs)}; the session was cleaned up.`
+  }
   switch (code) {
     case 'init_timeout':
       return `WhatsApp did not show a QR code within ${seconds(timeouts.initMs)}; the session was cleaned up.`

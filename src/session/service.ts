@@ -183,6 +183,7 @@ export async function openSessionService(
       const result = base.requestSession(request)
       if (result.ok) {
         durable.setWanted(campaignId, 'running')
+        if (request.proxy !== undefined) durable.setProxy(campaignId, request.proxy)
         if (taken && result.outcome === 'started') queue.hold(result.view.sessionId!)
       }
       return result
@@ -196,6 +197,11 @@ export async function openSessionService(
       const result = await base.unlinkCampaign(campaignId)
       if (result.loginDeleted) durable.setLinked(campaignId, false)
       return result
+    },
+    setProxy(campaignId, proxy) {
+      const set = base.setProxy(campaignId, proxy)
+      if (set) durable.setProxy(campaignId, proxy)
+      return set
     },
     stats: () => ({ ...base.stats(), restore: queue.progress() }),
     beginRestore() {
@@ -228,7 +234,9 @@ function buildService(
   validateTimeouts(timeouts)
   const liveness = { ...DEFAULT_LIVENESS, ...options.liveness }
   validateTimeouts(liveness, 'liveness', 1)
-  const engines = createEngineControl(options.engine)
+  const engines = createEngineControl(options.engine, {
+    proxyOf: (campaignId) => registry.proxyOf(campaignId),
+  })
   const now = () => clock.now()
   const registry = new CampaignTable({
     machine: createCampaignMachine({ engines, now }),
@@ -328,7 +336,7 @@ function buildService(
 
   return {
     supervisor,
-    requestSession({ campaignId, caller, force = false }) {
+    requestSession({ campaignId, caller, force = false, pairWithPhoneNumber, proxy }) {
       if (!isAccepting()) return { ok: false, error: 'shutting_down' }
       let result: StartResult | undefined
       supervisor.send({
@@ -336,6 +344,8 @@ function buildService(
         campaignId,
         caller,
         force,
+        ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
+        ...(proxy !== undefined ? { proxy } : {}),
         reply: (answer) => (result = answer),
       })
       // The supervisor processes an event sent from outside synchronously; no answer means the
@@ -357,6 +367,8 @@ function buildService(
     },
     getCampaign: (campaignId) => registry.view(campaignId),
     ownerOf: (campaignId) => registry.ownerOf(campaignId),
+    proxyOf: (campaignId) => registry.proxyOf(campaignId),
+    setProxy: (campaignId, proxy) => registry.setProxy(campaignId, proxy),
     listCampaigns({ limit = Infinity, ...query } = {}) {
       const page = registry.listCampaigns({ ...query, limit })
       return { campaigns: page.entries, next: page.next }

@@ -41,6 +41,8 @@ export interface StoredCampaign {
   wanted: WantedState
   /** Its saved WhatsApp login exists and its last session reached ready. */
   linked: boolean
+  /** The campaign's own proxy as `Durability` wrote it (JSON text); null or absent: none. */
+  proxy?: string | null
   lastSession: StoredSession | null
 }
 
@@ -54,6 +56,8 @@ export interface SessionStore {
   setWanted(campaignId: string, wanted: WantedState): void
   /** Written behind: returns at once. */
   setLinked(campaignId: string, linked: boolean): void
+  /** Written behind: returns at once. JSON text; null clears it. */
+  setProxy(campaignId: string, proxy: string | null): void
   /** Written behind: returns at once. The campaign's claim must have resolved before. */
   saveSession(record: StoredSession): void
   /** A page of campaigns in id order, after `after`. */

@@ -17,7 +17,8 @@ import type { Caller, CleanupResult, StartResult } from './api.ts'
 import type { CampaignOutput } from './campaignMachine.ts'
 import { statusOf } from './campaignMachine.ts'
 import { pruneRestarts, shouldPrune, spendRestart, type RestartPolicy } from './restartPolicy.ts'
-import type { CampaignTable } from './campaignTable.ts'
+import type { CampaignTable, SessionSettings } from './campaignTable.ts'
+import type { ProxySettings } from '../proxy.ts'
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './restartPolicy.ts'
 
@@ -67,6 +68,10 @@ export type SupervisorEvent =
       campaignId: string
       caller: Caller
       force: boolean
+      /** Link by a pairing code for this phone number instead of a QR. */
+      pairWithPhoneNumber?: string
+      /** The campaign's proxy from now on (null: none); unchanged when absent. */
+      proxy?: ProxySettings | null
       reply: (result: StartResult) => void
     }
   | {
@@ -103,9 +108,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
   function startSession(
     self: Parameters<CampaignTable['startSession']>[0],
     campaignId: string,
-    owner: string
+    owner: string,
+    settings: SessionSettings = {}
   ) {
-    return registry.startSession(self, campaignId, deps.newSessionId(), owner)
+    return registry.startSession(self, campaignId, deps.newSessionId(), owner, settings)
   }
 
   type SessionRequest = Extract<SupervisorEvent, { type: 'SESSION.REQUESTED' }>
@@ -144,6 +150,17 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         event.type === 'SESSION.REQUESTED' && !event.force && currentOf(event)?.status === 'ready',
       isJoinable: ({ event }) =>
         event.type === 'SESSION.REQUESTED' && !event.force && currentOf(event)?.live === true,
+      linksOtherwise: ({ event }) => {
+        if (event.type !== 'SESSION.REQUESTED' || event.pairWithPhoneNumber === undefined) {
+          return false
+        }
+        const current = currentOf(event)
+        return (
+          current?.live === true &&
+          current.session.actor.getSnapshot().context.pairWithPhoneNumber !==
+            event.pairWithPhoneNumber
+        )
+      },
       hasSessionToReplace: ({ event }) => currentOf(event) !== undefined,
       isAtCapacity: () => registry.liveCount >= deps.maxSessions,
       hasLiveSessions: ({ event }) =>
@@ -178,8 +195,10 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
         if (event.type !== 'SESSION.REQUESTED') return
         reply('joinSession', event, () => {
           const { session, status } = currentOf(event)!
-          // Only past every refusal: a refused request keeps nothing.
+          // Only past every refusal: a refused request keeps nothing. A proxy applies from the
+          // campaign's next session on: the live one keeps its connection.
           registry.touch(event.campaignId)
+          if (event.proxy !== undefined) registry.setProxy(event.campaignId, event.proxy)
           session.actor.send({ type: 'SESSION.REQUESTED', force: false })
           return {
             ok: true,
@@ -199,7 +218,12 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           if (current?.live) current.session.actor.send({ type: 'SESSION.REQUESTED', force: true })
           if (current) registry.retireCurrent(campaignId)
           context.pendingRestarts.delete(campaignId)
-          startSession(self, campaignId, event.caller.userId)
+          startSession(self, campaignId, event.caller.userId, {
+            ...(event.pairWithPhoneNumber !== undefined
+              ? { pairWithPhoneNumber: event.pairWithPhoneNumber }
+              : {}),
+            ...(event.proxy !== undefined ? { proxy: event.proxy } : {}),
+          })
           return { ok: true, outcome: 'started', view: registry.view(campaignId) }
         })
         if (!result.ok) return
@@ -375,6 +399,7 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           'SESSION.REQUESTED': [
             { guard: 'isNotOwner', actions: 'answerForbidden' },
             { guard: 'isReady', actions: 'joinSession' },
+            { guard: 'linksOtherwise', actions: 'startSession' },
             { guard: 'isJoinable', actions: 'joinSession' },
             { guard: 'hasSessionToReplace', actions: 'startSession' },
             { guard: 'isAtCapacity', actions: 'answerAtCapacity' },
@@ -431,6 +456,8 @@ export const SUPERVISOR_GUARDS: Record<string, string> = {
   isReady: 'Not forced, and the current session is `ready`: answered `ready` with it.',
   isJoinable:
     'Not forced, and the current session is live (not on its way out): joined, no second session.',
+  linksOtherwise:
+    'A pairing-code request, and the live session (not ready) links by QR or with another phone number: it is replaced, as with `force`.',
   hasSessionToReplace:
     'A current session that is forced out or already on its way out (`cleaning`, `timedOut`, `failed`): a new session starts behind it, once its engine is gone.',
   isAtCapacity:

@@ -35,6 +35,7 @@ export function liveView(
     lastSeenAlive: context.lastSeenAliveAt,
     history: context.history,
     qr: status === 'awaitingScan' ? context.qr : null,
+    pairingCode: status === 'awaitingScan' ? context.pairingCode : null,
   }
 }
 
@@ -51,5 +52,6 @@ export function endedView(campaign: CampaignFacts, last: Tombstone | undefined):
     lastSeenAlive: last?.lastSeenAlive ?? null,
     history: last?.history ?? [],
     qr: null,
+    pairingCode: null,
   }
 }

@@ -53,6 +53,8 @@ export interface CampaignRecord {
   wanted: WantedState
   /** Saved auth exists and its last session reached ready (the core decides; the store keeps it). */
   linked: boolean
+  /** The campaign's own proxy as the core wrote it (JSON text); null: none. */
+  proxy: string | null
   /** Epoch ms of the claim. */
   createdAt: number
   /** Epoch ms of the last change to the campaign's own fields. */
@@ -170,6 +172,8 @@ export interface CampaignStore {
   setWanted(campaignId: string, wanted: WantedState): void
   /** Written behind. A campaign never claimed is ignored (with a warning). */
   setLinked(campaignId: string, linked: boolean): void
+  /** Written behind (JSON text; null clears it). A campaign never claimed is ignored (with a warning). */
+  setProxy(campaignId: string, proxy: string | null): void
   /** Written behind; the campaign must have been claimed (its claim resolved) before. */
   saveSession(record: SessionRecord): void
   /**

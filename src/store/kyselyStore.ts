@@ -98,6 +98,7 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
             campaignId: newer.campaignId,
             wanted: newer.wanted ?? queued.wanted,
             linked: newer.linked ?? queued.linked,
+            proxy: newer.proxy !== undefined ? newer.proxy : queued.proxy,
             at: newer.at,
           }
         : newer,
@@ -171,6 +172,11 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
     setLinked(campaignId, linked) {
       assertOpen()
       writes.enqueue({ kind: 'campaign', campaignId, linked, at: clock.now() })
+    },
+
+    setProxy(campaignId, proxy) {
+      assertOpen()
+      writes.enqueue({ kind: 'campaign', campaignId, proxy, at: clock.now() })
     },
 
     saveSession(record) {

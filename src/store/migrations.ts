@@ -195,6 +195,13 @@ export const MIGRATIONS: Record<string, Migration> = {
     },
   },
 
+  '0004_campaign_proxy': {
+    async up(db: AnyDb) {
+      // A campaign's own proxy (JSON: its address and credentials); null: none of its own.
+      await db.schema.alterTable('campaigns').addColumn('proxy', 'text').execute()
+    },
+  },
+
   '0005_session_last_seen_alive': {
     async up(db: AnyDb) {
       // When the session's last liveness probe found WhatsApp connected (epoch ms).

@@ -21,7 +21,15 @@ import type { Database, SessionsTable } from './schema.ts'
 /** A write-behind change: a whole session record, or some fields of a campaign. */
 export type StoreChange =
   | { kind: 'session'; record: SessionRecord }
-  | { kind: 'campaign'; campaignId: string; wanted?: WantedState; linked?: boolean; at: number }
+  | {
+      kind: 'campaign'
+      campaignId: string
+      wanted?: WantedState
+      linked?: boolean
+      /** JSON text; null clears it. */
+      proxy?: string | null
+      at: number
+    }
 
 type CampaignChange = Extract<StoreChange, { kind: 'campaign' }>
 
@@ -139,20 +147,22 @@ async function upsertSessions(db: Kysely<Database>, records: SessionRecord[], bo
 async function updateCampaigns(db: Kysely<Database>, changes: CampaignChange[]) {
   const groups = new Map<string, CampaignChange[]>()
   for (const change of changes) {
-    const key = `${change.wanted ?? ''}|${change.linked ?? ''}`
+    // A proxy is the campaign's own: a change of it shares a statement only with the same value.
+    const key = `${change.wanted ?? ''}|${change.linked ?? ''}|${change.proxy === undefined ? '' : JSON.stringify(change.proxy)}`
     const group = groups.get(key)
     if (group) group.push(change)
     else groups.set(key, [change])
   }
   const missing: string[] = []
   for (const group of groups.values()) {
-    const { wanted, linked } = group[0]!
+    const { wanted, linked, proxy } = group[0]!
     const ids = group.map((change) => change.campaignId)
     const updated = await db
       .updateTable('campaigns')
       .set({
         ...(wanted !== undefined ? { wanted } : {}),
         ...(linked !== undefined ? { linked: linked ? 1 : 0 } : {}),
+        ...(proxy !== undefined ? { proxy } : {}),
         updated_at: Math.max(...group.map((change) => change.at)),
       })
       .where('campaign_id', 'in', ids)
@@ -305,6 +315,7 @@ function selectCampaigns(db: Kysely<Database>) {
       'c.owner',
       'c.wanted',
       'c.linked',
+      'c.proxy',
       'c.created_at',
       'c.updated_at',
       's.session_id',
@@ -329,6 +340,7 @@ function toCampaignRecord(row: CampaignRow): CampaignRecord {
     owner: row.owner,
     wanted: row.wanted as WantedState,
     linked: row.linked === 1,
+    proxy: row.proxy,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     lastSession:

@@ -15,6 +15,8 @@ export interface CampaignsTable {
   linked: Generated<number>
   created_at: number
   updated_at: number
+  /** JSON of the campaign's proxy (address and credentials); null: none of its own. */
+  proxy: Generated<string | null>
 }
 
 export interface SessionsTable {

@@ -41,6 +41,8 @@ export type ServerMessage = Envelope &
         hasActiveSession: boolean
       }
     | { type: 'qr_code'; qrCode: string | null; qr: string; expiresAt: string; attempt: number }
+    /** Linking with a phone number: the code to type on the phone (a renewal replaces it). */
+    | { type: 'pairing_code'; code: string; expiresAt: string }
     | { type: 'ready' }
     | {
         type: 'error'
@@ -137,6 +139,13 @@ export function toServerMessage(event: SessionEvent, qrImage: string | null = nu
         qr: event.qr,
         expiresAt: iso(event.expiresAt),
         attempt: event.attempt,
+      }
+    case 'pairing_code':
+      return {
+        type: 'pairing_code',
+        ...envelope,
+        code: event.code,
+        expiresAt: iso(event.expiresAt),
       }
     case 'ready':
       return { type: 'ready', ...envelope }

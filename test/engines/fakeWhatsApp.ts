@@ -23,6 +23,11 @@
  * device, as after a saved login) starts `CONNECTED` with no QR, and syncs by itself twice (see
  * `synced`), so whatsapp-web.js comes to `ready` without a phone.
  *
+ * Linking with a phone number (whatsapp-web.js's `pairWithPhoneNumber`, `requestPairingCode()`):
+ * `WAWebAltDeviceLinkingApi` gives a new code `FAKE0001`, `FAKE0002`, … at each
+ * `startAltLinkingFlow(phoneNumber, showNotification)`, and reports it as the signal
+ * `pairing-code` with `?phone=<the number>`. The person typing the code on the phone is `synced`.
+ *
  * whatsapp-web.js's own `logout()` (an unlink from our side) calls `Socket.logout()` in the page
  * and waits for it: the page tells WhatsApp's server (here `/signal/logged-out`, which a test may
  * leave unanswered to hang the logout), then loads again as a logged-out page (`?post_logout=1`).
@@ -78,7 +83,17 @@ const modules = {
   WAWebCmd: { Cmd },
   WAWebConnModel: { Conn },
   WAWebOfflineHandler: { OfflineMessageHandler: { getOfflineDeliveryProgress: () => 100 } },
-  WAWebAltDeviceLinkingApi: {},
+  WAWebAltDeviceLinkingApi: {
+    setPairingType: (type) => {
+      if (type !== 'ALT_DEVICE_LINKING') throw new Error('unexpected pairing type ' + type)
+    },
+    initializeAltDeviceLinking: async () => {},
+    startAltLinkingFlow: async (phoneNumber) => {
+      pairingCodes += 1
+      await fetch('/signal/pairing-code?phone=' + encodeURIComponent(phoneNumber))
+      return 'FAKE' + String(pairingCodes).padStart(4, '0')
+    },
+  },
   WABase64: { encodeB64: (value) => btoa(String(value)) },
   WAWebCompanionRegClientUtils: { DEVICE_PLATFORM: 'Chrome' },
   WAWebAdvSignatureApi: {},
@@ -95,6 +110,7 @@ const modules = {
 window.require = (name) => modules[name]
 window.Debug = { VERSION: '2.3000.0-fake' }
 let rotations = 1
+let pairingCodes = 0
 window.addEventListener('load', () => {
   new EventSource('/commands').onmessage = ({ data }) => {
     if (data === 'rotate') {
@@ -119,4 +135,4 @@ export function fakeWhatsAppPage(linked = false): string {
 }
 
 export type PhoneCommand = 'rotate' | 'synced' | 'logout' | `state:${string}`
-export type PageSignal = 'injected' | 'helpers-injected' | 'logged-out'
+export type PageSignal = 'injected' | 'helpers-injected' | 'logged-out' | 'pairing-code'

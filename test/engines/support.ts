@@ -48,6 +48,8 @@ export interface StandIn {
   nextSignal(signal: PageSignal): Promise<void>
   /** How many times fake WhatsApp pages have reported this step so far. */
   signalCount(signal: PageSignal): number
+  /** The query of the last report of this step (`pairing-code` carries `phone=`), if any. */
+  lastSignalQuery(signal: PageSignal): URLSearchParams | undefined
   /** Leaves the pages' reports of this step unanswered from now on: the step hangs in the page. */
   holdSignal(signal: PageSignal): void
   /** Plays the phone on every fake WhatsApp page connected now (behaviour 'whatsapp'). */
@@ -71,6 +73,7 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
   let pageRequests = 0
   let signalWaiters: Array<{ signal: PageSignal; resolve: () => void }> = []
   const signalCounts = new Map<string, number>()
+  const signalQueries = new Map<string, URLSearchParams>()
   const heldSignals = new Set<string>()
   const phones = new Set<ServerResponse>()
   let deviceKnown = false
@@ -81,7 +84,8 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
       return
     }
     if (request.url?.startsWith('/signal/')) {
-      const signal = request.url.slice('/signal/'.length)
+      const [signal = '', query] = request.url.slice('/signal/'.length).split('?')
+      if (query !== undefined) signalQueries.set(signal, new URLSearchParams(query))
       const ready = signalWaiters.filter((waiter) => waiter.signal === signal)
       signalWaiters = signalWaiters.filter((waiter) => waiter.signal !== signal)
       for (const { resolve } of ready) resolve()
@@ -122,6 +126,7 @@ export async function startStandIn(behaviour: StandInBehaviour): Promise<StandIn
     pageRequests: () => pageRequests,
     nextSignal: (signal) => new Promise((resolve) => signalWaiters.push({ signal, resolve })),
     signalCount: (signal) => signalCounts.get(signal) ?? 0,
+    lastSignalQuery: (signal) => signalQueries.get(signal),
     holdSignal: (signal) => void heldSignals.add(signal),
     rememberDevice: () => void (deviceKnown = true),
     sendToPhone(command) {

@@ -8,6 +8,8 @@ import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Engine, EngineSession } from '../../src/engines/engine.ts'
 import { createWwebjsEngine, type WwebjsEngineOptions } from '../../src/engines/wwebjs/index.ts'
+import { parseProxy, type ProxySettings } from '../../src/proxy.ts'
+import { startConnectProxy } from './connectProxy.ts'
 import {
   chromiumForTests,
   eventually,
@@ -50,13 +52,20 @@ function engineWith(args: string[], extra: Partial<WwebjsEngineOptions> = {}): E
   return engine
 }
 
-function newSession(engine: Engine, campaignId = `campaign-${++sessionCounter}`) {
+function newSession(
+  engine: Engine,
+  campaignId = `campaign-${++sessionCounter}`,
+  pairWithPhoneNumber?: string,
+  proxy?: ProxySettings
+) {
   const sessionId = `session-${++sessionCounter}-${Date.now()}`
   const log = new EventLog()
   const session: EngineSession = engine.createSession({
     campaignId,
     sessionId,
     onEvent: log.onEvent,
+    ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
+    ...(proxy !== undefined ? { proxy } : {}),
   })
   return { session, sessionId, campaignId, log }
 }
@@ -350,6 +359,84 @@ describe('wwebjs engine with a real Chromium', () => {
     expectNothingLeft(sessionId, [group])
     expect(log.types()).toEqual(['qr', 'qr', 'authenticated', 'ready', 'terminated'])
     expect(existsSync(join(dataDir, 'wwebjs', `session-${campaignId}`))).toBe(false)
+  })
+
+  it('links with a phone number: a pairing code (renewed) instead of a QR, then authenticated and ready (issue 14)', async () => {
+    const engine = engineWith(whatsapp.chromiumArgs, { pairingCodeIntervalMs: 1_000 })
+    const { session, sessionId, log } = newSession(engine, undefined, '447911123456')
+    session.start()
+    const first = await within(log.next('pairing_code'), 15_000, 'the first pairing code')
+    expect(first.code).toBe('FAKE0001')
+    expect(whatsapp.lastSignalQuery('pairing-code')?.get('phone')).toBe('447911123456')
+    // whatsapp-web.js asks WhatsApp for a new code every interval while unpaired.
+    expect(await eventually(() => log.events.length >= 2, 5_000)).toBe(true)
+    expect(log.events[1]).toMatchObject({ type: 'pairing_code', code: 'FAKE0002' })
+    const group = markedBrowser(sessionId)!.pgid
+
+    const helpersInjected = whatsapp.nextSignal('helpers-injected')
+    whatsapp.sendToPhone('synced')
+    await within(log.next('authenticated'), 5_000, 'authenticated')
+    await within(helpersInjected, 10_000, 'the injection of the helpers')
+    whatsapp.sendToPhone('synced')
+    await within(log.next('ready'), 5_000, 'ready')
+    const types = log.types()
+    expect(types.filter((type) => type !== 'pairing_code')).toEqual(['authenticated', 'ready'])
+    expect(types.indexOf('authenticated')).toBeGreaterThan(types.lastIndexOf('pairing_code'))
+
+    await session.stop()
+    expectNothingLeft(sessionId, [group])
+  })
+
+  describe('through a proxy (issue 14)', () => {
+    /** Only the stand-in's certificate leniency: every connection must go through the proxy. */
+    const THROUGH_PROXY_ONLY = ['--ignore-certificate-errors']
+    const proxyFrom = (url: string): ProxySettings => {
+      const parsed = parseProxy(url)
+      if (!parsed.ok) throw new Error(parsed.reason)
+      return parsed.proxy
+    }
+
+    it("reaches WhatsApp Web only through the campaign's proxy", async () => {
+      const proxy = await startConnectProxy({ targetPort: whatsapp.port })
+      try {
+        const engine = engineWith(THROUGH_PROXY_ONLY)
+        const { session, sessionId, log } = newSession(engine, undefined, undefined, {
+          server: proxy.url,
+        })
+        session.start()
+        await within(log.next('qr'), 20_000, 'the first qr through the proxy')
+        expect(proxy.tunnels()).toBeGreaterThan(0)
+        expect(markedBrowser(sessionId)!.cmdline).toContain(`--proxy-server=${proxy.url}`)
+        const group = markedBrowser(sessionId)!.pgid
+        await session.stop()
+        expectNothingLeft(sessionId, [group])
+      } finally {
+        await proxy.close()
+      }
+    })
+
+    it('answers a proxy that requires credentials, which never reach the command line; WA_PROXY as the default', async () => {
+      const credentials = { username: 'ann', password: 'hunter2-secret' }
+      const proxy = await startConnectProxy({ targetPort: whatsapp.port, credentials })
+      try {
+        const address = new URL(proxy.url)
+        const engine = engineWith(THROUGH_PROXY_ONLY, {
+          defaultProxy: proxyFrom(`http://ann:hunter2-secret@${address.host}`),
+        })
+        const { session, sessionId, log } = newSession(engine)
+        session.start()
+        await within(log.next('qr'), 20_000, 'the first qr through the proxy with credentials')
+        expect(proxy.authRefusals()).toBeGreaterThan(0)
+        expect(proxy.tunnels()).toBeGreaterThan(0)
+        const browser = markedBrowser(sessionId)!
+        expect(browser.cmdline).toContain(`--proxy-server=${proxy.url}`)
+        expect(browser.cmdline).not.toContain('hunter2')
+        await session.stop()
+        expectNothingLeft(sessionId, [browser.pgid])
+      } finally {
+        await proxy.close()
+      }
+    })
   })
 
   it('reports logged_out when the phone unlinks the device, and wipes the saved auth once Chromium is gone', async () => {

@@ -118,6 +118,24 @@ describe('createQrImageRenderer', () => {
     expect(Buffer.from(image.split(',')[1]!, 'base64').toString()).toContain('<svg')
   })
 
+  it('renders a QR once per format asked for, in the default format unless told (issue 14)', async () => {
+    renderer = createQrImageRenderer({ format: 'png' })
+    const qr = { sessionId: 's1', attempt: 1, qr: fakeWhatsAppQr() }
+    const [png, svg, svgAgain, pngAgain] = await Promise.all([
+      renderer.imageFor(qr),
+      renderer.imageFor(qr, 'svg'),
+      renderer.imageFor(qr, 'svg'),
+      renderer.imageFor(qr, 'png'),
+    ])
+    expect(png).toMatch(/^data:image\/png;base64,/)
+    expect(svg).toMatch(/^data:image\/svg\+xml;base64,/)
+    expect([svgAgain, pngAgain]).toEqual([svg, png])
+    expect(renderer.counts()).toEqual({ rendered: 2, cacheHits: 2 })
+    // A new QR of the session replaces both images.
+    await renderer.imageFor({ ...qr, attempt: 2 }, 'svg')
+    await expect(renderer.imageFor(qr)).rejects.toBeInstanceOf(SupersededQrError)
+  })
+
   it('bounds the cache', async () => {
     renderer = createQrImageRenderer({ cacheSize: 2 })
     for (const id of ['a', 'b', 'c']) await renderer.imageFor({ sessionId: id, attempt: 1, qr: id })

@@ -380,6 +380,70 @@ describe('campaign machine: re-requests and cleanup', () => {
   })
 })
 
+describe('campaign machine: linking with a phone number (issue 14)', () => {
+  it('starts the engine with the phone number and shows its pairing code, the scan deadline from the first code', async () => {
+    const { actor, status, engineSession, emitted, sessionId } = start({
+      pairWithPhoneNumber: '447911123456',
+    })
+    actor.send({ type: 'START' })
+    expect(engineSession().options.pairWithPhoneNumber).toBe('447911123456')
+    await advance(300)
+    engineSession().emit({ type: 'pairing_code', code: 'K7QM2XRT' })
+    expect(status()).toBe('awaitingScan')
+    const expiresAt = Date.now() + TIMEOUTS.scanMs
+    expect(actor.getSnapshot().context.pairingCode).toEqual({ code: 'K7QM2XRT', expiresAt })
+    expect(actor.getSnapshot().context.phaseDeadline).toBe(expiresAt)
+    expect(emitted).toContainEqual({
+      type: 'pairing_code',
+      sessionId,
+      code: 'K7QM2XRT',
+      expiresAt,
+      at: Date.now(),
+    })
+  })
+
+  it('replaces the code on a renewal without moving the deadline, and times out with scan_timeout', async () => {
+    const { actor, status, engineSession, emitted } = start({ pairWithPhoneNumber: '447911123456' })
+    actor.send({ type: 'START' })
+    engineSession().emit({ type: 'pairing_code', code: 'AAAA1111' })
+    const deadline = Date.now() + TIMEOUTS.scanMs
+    await advance(20_000)
+    engineSession().emit({ type: 'pairing_code', code: 'BBBB2222' })
+    expect(actor.getSnapshot().context.pairingCode).toEqual({
+      code: 'BBBB2222',
+      expiresAt: deadline,
+    })
+    await advance(TIMEOUTS.scanMs - 20_000 - 1)
+    expect(status()).toBe('awaitingScan')
+    await advance(1)
+    expect(actor.getSnapshot().context.reason).toBe('scan_timeout')
+    expect(actor.getSnapshot().context.pairingCode).toBeNull()
+    expect(emitted).toContainEqual(
+      expect.objectContaining({
+        type: 'error',
+        code: 'scan_timeout',
+        message:
+          'The pairing code was not entered on the phone within 30 s; the session was cleaned up.',
+      })
+    )
+  })
+
+  it('forgets the code once the phone took it', () => {
+    const { actor, status, engineSession } = start({ pairWithPhoneNumber: '447911123456' })
+    actor.send({ type: 'START' })
+    engineSession().emit({ type: 'pairing_code', code: 'AAAA1111' })
+    engineSession().emit({ type: 'authenticated' })
+    expect(status()).toBe('authenticating')
+    expect(actor.getSnapshot().context.pairingCode).toBeNull()
+  })
+
+  it('starts a QR session without a phone number', () => {
+    const { actor, engineSession } = start()
+    actor.send({ type: 'START' })
+    expect(engineSession().options.pairWithPhoneNumber).toBeUndefined()
+  })
+})
+
 describe('campaign machine: liveness (issue 15)', () => {
   /** A session made ready at once; `offset` is when its first probe is due. */
   function readySession() {

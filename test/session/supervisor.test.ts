@@ -533,6 +533,7 @@ describe('capacity and ownership', () => {
       lastSeenAlive: null,
       history: [],
       qr: null,
+      pairingCode: null,
     })
   })
 })
@@ -672,5 +673,72 @@ describe('shutdown', () => {
     await done
     expect(h.engine.liveCount()).toBe(0)
     expect(vi.getTimerCount()).toBe(0)
+  })
+})
+
+describe('linking with a phone number (issue 14)', () => {
+  const byPhone = (campaignId: string, phoneNumber: string) =>
+    h.sessions.requestSession({ campaignId, caller: alice, pairWithPhoneNumber: phoneNumber })
+
+  it('starts a session that shows a pairing code instead of a QR, and links when the phone takes it', async () => {
+    h = createHarness()
+    const events: SessionEvent[] = []
+    h.sessions.subscribe({ campaignId: 'spring-sale' }, (event) => events.push(event))
+    const started = byPhone('spring-sale', '447911123456')
+    expect(started).toMatchObject({ ok: true, outcome: 'started' })
+    await h.advance(300)
+    const view = h.sessions.getCampaign('spring-sale')
+    expect(view).toMatchObject({ status: 'awaitingScan', qr: null })
+    expect(view.pairingCode).toEqual({
+      code: expect.stringMatching(/^[1-9A-HJ-NP-TV-Z]{8}$/),
+      expiresAt: Date.now() + TIMEOUTS.scanMs,
+    })
+    const shown = events.find((event) => event.type === 'pairing_code')
+    expect(shown).toMatchObject({ type: 'pairing_code', ...view.pairingCode })
+    expect(events.some((event) => event.type === 'qr')).toBe(false)
+
+    expect(h.engine.scan('spring-sale')).toBe(false)
+    expect(h.engine.enterPairingCode('spring-sale', 'WRONG123')).toBe(false)
+    expect(h.engine.enterPairingCode('spring-sale', view.pairingCode!.code)).toBe(true)
+    await h.advance(500)
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      status: 'ready',
+      pairingCode: null,
+    })
+  })
+
+  it('joins the live session for the same number; replaces one that links by QR or another number', async () => {
+    h = createHarness()
+    const byQr = sessionIdOf(request('spring-sale'))
+    await h.advance(300)
+    const first = byPhone('spring-sale', '447911123456')
+    expect(first).toMatchObject({ ok: true, outcome: 'started' })
+    expect(sessionIdOf(first)).not.toBe(byQr)
+    const again = byPhone('spring-sale', '447911123456')
+    expect(again).toMatchObject({ ok: true, outcome: 'joined' })
+    expect(sessionIdOf(again)).toBe(sessionIdOf(first))
+    // A plain qr-code request joins it too: a repeated request never kills a live session.
+    expect(request('spring-sale')).toMatchObject({ ok: true, outcome: 'joined' })
+    await h.advance(1_000)
+    const other = byPhone('spring-sale', '15551234567')
+    expect(other).toMatchObject({ ok: true, outcome: 'started' })
+    await h.advance(1_000)
+    expect(h.engine.liveCountOf('spring-sale')).toBe(1)
+    expect(h.sessions.getCampaign('spring-sale').pairingCode).not.toBeNull()
+  })
+
+  it('renews the code every 180 s; the renewal replaces it and the scan deadline stays', async () => {
+    h = createHarness({ service: { timeouts: { ...TIMEOUTS, scanMs: 400_000 } } })
+    const events: SessionEvent[] = []
+    h.sessions.subscribe({ campaignId: 'spring-sale' }, (event) => events.push(event))
+    byPhone('spring-sale', '447911123456')
+    await h.advance(300)
+    const first = h.sessions.getCampaign('spring-sale').pairingCode!
+    await h.advance(180_000)
+    const renewed = h.sessions.getCampaign('spring-sale').pairingCode!
+    expect(renewed.code).not.toBe(first.code)
+    expect(renewed.expiresAt).toBe(first.expiresAt)
+    expect(events.filter((event) => event.type === 'pairing_code')).toHaveLength(2)
+    expect(h.engine.enterPairingCode('spring-sale', first.code)).toBe(false)
   })
 })

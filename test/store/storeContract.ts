@@ -126,6 +126,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           '0001_campaigns_and_sessions',
           '0002_webhooks',
           '0003_cluster',
+          '0004_campaign_proxy',
           '0005_session_last_seen_alive',
         ])
 
@@ -159,6 +160,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0001_campaigns_and_sessions' },
           { name: '0002_webhooks' },
           { name: '0003_cluster' },
+          { name: '0004_campaign_proxy' },
           { name: '0005_session_last_seen_alive' },
           { name: '9999_from_a_newer_version' },
         ])
@@ -173,8 +175,9 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         await fixture.query('drop table webhook_endpoints')
         await fixture.query('drop table campaign_leases')
         await fixture.query('drop table cluster_nodes')
+        await fixture.query('alter table campaigns drop column proxy')
         await fixture.query(
-          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0005_session_last_seen_alive')"
+          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0004_campaign_proxy', '0005_session_last_seen_alive')"
         )
         await fixture.query('alter table sessions drop column last_seen_alive')
 
@@ -191,6 +194,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0001_campaigns_and_sessions' },
           { name: '0002_webhooks' },
           { name: '0003_cluster' },
+          { name: '0004_campaign_proxy' },
           { name: '0005_session_last_seen_alive' },
         ])
       })
@@ -330,6 +334,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           owner: 'alice',
           wanted: 'stopped',
           linked: true,
+          proxy: null,
           createdAt: expect.any(Number),
           updatedAt: expect.any(Number),
           lastSession: session({
@@ -342,6 +347,29 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
             updatedAt: 2_000,
           }),
         })
+      })
+
+      it("keeps each campaign's proxy as written, the newest change winning; null clears it (issue 14)", async () => {
+        const store = await open({ writeBehind: { lagMs: 600_000 } })
+        for (const id of ['a', 'b', 'c']) await store.claim(id, 'alice')
+        store.setProxy('a', '{"server":"http://one.example:80"}')
+        store.setLinked('a', true)
+        store.setProxy('a', '{"server":"http://two.example:80"}')
+        store.setProxy('b', '{"server":"http://two.example:80"}')
+        store.setProxy('c', '{"server":"http://three.example:80"}')
+        store.setProxy('c', null)
+        const again = await reopen(store)
+        expect(await again.getCampaign('a')).toMatchObject({
+          linked: true,
+          proxy: '{"server":"http://two.example:80"}',
+        })
+        expect((await again.getCampaign('b'))?.proxy).toBe('{"server":"http://two.example:80"}')
+        expect((await again.getCampaign('c'))?.proxy).toBeNull()
+        expect((await again.listCampaigns()).map((campaign) => campaign.proxy)).toEqual([
+          '{"server":"http://two.example:80"}',
+          '{"server":"http://two.example:80"}',
+          null,
+        ])
       })
 
       it('keeps the newest state of a record changed many times before a write', async () => {

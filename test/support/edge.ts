@@ -117,7 +117,7 @@ export async function api(
     body,
     headers = {},
   }: { token?: string; body?: unknown; headers?: Record<string, string> } = {}
-): Promise<{ status: number; headers: Headers; json: Json }> {
+): Promise<{ status: number; headers: Headers; json: Json; bytes: Buffer }> {
   const check = await checkerFor(server)
   const response = await fetch(`${server.url}${path}`, {
     method,
@@ -128,11 +128,14 @@ export async function api(
     },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   })
-  const text = await response.text()
-  const json: Json = text ? JSON.parse(text) : null
+  const bytes = Buffer.from(await response.arrayBuffer())
+  const text = bytes.toString('utf8')
   const contentType = response.headers.get('content-type')
+  // An image (`qr.png`) is checked as the document's binary string; its bytes are in `bytes`.
+  const isJson = contentType === null || contentType.startsWith('application/json')
+  const json: Json = !text ? null : isJson ? JSON.parse(text) : text
   check({ method, path, status: response.status, contentType, body: json })
-  return { status: response.status, headers: response.headers, json }
+  return { status: response.status, headers: response.headers, json, bytes }
 }
 
 export interface Message {

@@ -84,6 +84,80 @@ describe('the dashboard (/) in a real browser', () => {
     await page.screenshot({ path: screenshotPath('dashboard-linked'), fullPage: true })
   }, 60_000)
 
+  // Issue 14: linking with a phone number instead of a camera.
+  it('links with a phone number instead: the code large, its countdown, the steps, then “Linked”', async () => {
+    const token = await service.token('hana')
+    const page = await openDashboard(token)
+    await page.getByLabel('Campaign id').fill('hana-shop')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    const byQr = (await service.api(token, 'GET', '/api/campaigns/hana-shop/connection')).sessionId
+
+    await page.getByRole('button', { name: 'Link with phone number instead' }).click()
+    const phone = page.getByLabel('Phone number')
+    await phone.fill('+44 7911 123456')
+    await page.getByRole('button', { name: 'Get a pairing code' }).click()
+    // The browser refuses the number before any request: international digits only.
+    expect(await phone.evaluate((input: HTMLInputElement) => input.validity.valid)).toBe(false)
+    await phone.fill('447911123456')
+    await page.getByRole('button', { name: 'Get a pairing code' }).click()
+
+    const code = page.locator('#pairing-code')
+    await code.waitFor({ state: 'visible', timeout: 10_000 })
+    const connection = await service.api(token, 'GET', '/api/campaigns/hana-shop/connection')
+    expect(connection.sessionId).not.toBe(byQr)
+    const shown = (connection.pairingCode as { code: string }).code
+    expect(await code.textContent()).toBe(`${shown.slice(0, 4)}-${shown.slice(4)}`)
+    expect(await code.evaluate((el) => parseFloat(getComputedStyle(el).fontSize))).toBeGreaterThan(
+      30
+    )
+    expect(await page.locator('#qr-image').count()).toBe(0)
+    await expect.poll(() => page.locator('#countdown').textContent()).toMatch(/^0:[0-3]\d$/)
+    expect(await page.locator('#countdown-text').textContent()).toBe('left to type the code')
+    expect(await page.locator('#pairing-steps').isVisible()).toBe(true)
+    expect(await page.locator('#scan-steps').isVisible()).toBe(false)
+    expect(await page.locator('#pairing-steps').textContent()).toContain(
+      'Link with phone number instead'
+    )
+    expect(await page.getByRole('button', { name: 'Scan the QR' }).isDisabled()).toBe(true)
+    await page.screenshot({ path: screenshotPath('dashboard-pairing-code'), fullPage: true })
+
+    await page.getByRole('button', { name: 'Type the code' }).click()
+    await page.locator('#outcome[data-kind="linked"]').waitFor({ timeout: 10_000 })
+    expect(await page.locator('#link-status').textContent()).toBe('Linked')
+  }, 60_000)
+
+  // Issue 14: a proxy per campaign, set from the panel; only its address is ever shown.
+  it('sets the campaign’s proxy from the panel, showing its address only', async () => {
+    const token = await service.token('ivan')
+    const page = await openDashboard(token)
+    await page.getByLabel('Campaign id').fill('ivan-shop')
+    await page.getByRole('button', { name: 'Show QR code' }).click()
+    await page.locator('#qr-image').waitFor({ timeout: 10_000 })
+    await expect
+      .poll(() => page.locator('#proxy-current').textContent())
+      .toBe('No proxy of its own (the service default applies, if any).')
+
+    await page.getByLabel('Proxy').fill('socks5://ivan:hunter2@proxy.example:1080')
+    await page.getByRole('button', { name: 'Save proxy' }).click()
+    await expect
+      .poll(() => page.locator('#proxy-current').textContent())
+      .toMatch(/not saved.*SOCKS5/)
+
+    await page.getByLabel('Proxy').fill('http://ivan:hunter2@proxy.example:3128')
+    await page.getByRole('button', { name: 'Save proxy' }).click()
+    await expect
+      .poll(() => page.locator('#proxy-current').textContent())
+      .toMatch(/^Through http:\/\/proxy\.example:3128 \(with credentials\)\. Saved/)
+    expect(await page.getByLabel('Proxy').inputValue()).toBe('')
+    expect(await page.content()).not.toContain('hunter2')
+    const settings = await service.api(token, 'GET', '/api/campaigns/ivan-shop/settings')
+    expect(settings.proxy).toEqual({ server: 'http://proxy.example:3128', hasCredentials: true })
+
+    await page.getByRole('button', { name: 'Remove proxy' }).click()
+    await expect.poll(() => page.locator('#proxy-current').textContent()).toMatch(/^No proxy/)
+  }, 60_000)
+
   it('says so when the phone logs a linked campaign out', async () => {
     const token = await service.token('frank')
     const page = await openDashboard(token)

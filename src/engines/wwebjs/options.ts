@@ -6,6 +6,7 @@
 import type { Clock } from '../../clock.ts'
 import type { Logger } from '../../logger.ts'
 import type { EngineStopResult } from '../engine.ts'
+import type { ProxySettings } from '../../proxy.ts'
 
 export interface WwebjsEngineOptions {
   /** The service's DATA_DIR; profiles live under `<dataDir>/wwebjs/`. */
@@ -26,7 +27,17 @@ export interface WwebjsEngineOptions {
    * default is longer than the session's init deadline, so that deadline normally decides.
    */
   whatsappLoadTimeoutMs?: number
+  /**
+   * How often WhatsApp Web is asked for a new pairing code while a session that links with a
+   * phone number is unpaired (whatsapp-web.js's `intervalMs`; WhatsApp's own: 180 s).
+   */
+  pairingCodeIntervalMs?: number
+  /** The proxy of sessions that bring none of their own (`WA_PROXY`). */
+  defaultProxy?: ProxySettings
 }
+
+/** The default of `pairingCodeIntervalMs`. */
+export const DEFAULT_PAIRING_CODE_INTERVAL_MS = 180_000
 
 /** The default of `whatsappLoadTimeoutMs`. */
 export const DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS = 120_000

@@ -37,7 +37,11 @@ import type {
 import { chromiumEnvironment, markerArgs, markerEnv } from './chromium.ts'
 import { whyNotWritable } from './dataDir.ts'
 import { describeThrown, terminationKindForDisconnect } from './failures.ts'
-import { DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS, type SharedState } from './options.ts'
+import {
+  DEFAULT_PAIRING_CODE_INTERVAL_MS,
+  DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS,
+  type SharedState,
+} from './options.ts'
 import {
   guardLoosePromises,
   HookedLocalAuth,
@@ -48,6 +52,7 @@ import {
 import { occupyProfile, profileDirOf, releaseProfile } from './profiles.ts'
 import { killSessionProcesses, settlesWithin } from './teardown.ts'
 import { sessionTag } from '../../sessionTag.ts'
+import type { ProxySettings } from '../../proxy.ts'
 
 // whatsapp-web.js is CommonJS: only the default import carries every class.
 const { Client } = wweb
@@ -61,6 +66,10 @@ export class WwebjsSession implements EngineSession {
   readonly #campaignId: string
   readonly #sessionId: string
   readonly #onEvent: (event: EngineEvent) => void
+  /** Link with this phone number by a pairing code instead of a QR. */
+  readonly #pairWithPhoneNumber: string | undefined
+  /** The campaign's proxy, or the engine's default; undefined: Chromium connects directly. */
+  readonly #proxy: ProxySettings | undefined
   readonly #log: Logger
   readonly #profileDir: string
   readonly #abortLaunch = new AbortController()
@@ -82,11 +91,16 @@ export class WwebjsSession implements EngineSession {
   readonly #browserPids = new Set<number>()
   #teardown: Promise<EngineStopResult> | undefined
 
-  constructor(shared: SharedState, { campaignId, sessionId, onEvent }: EngineSessionOptions) {
+  constructor(
+    shared: SharedState,
+    { campaignId, sessionId, onEvent, pairWithPhoneNumber, proxy }: EngineSessionOptions
+  ) {
+    this.#proxy = proxy ?? shared.options.defaultProxy
     this.#shared = shared
     this.#campaignId = campaignId
     this.#sessionId = sessionId
     this.#onEvent = onEvent
+    this.#pairWithPhoneNumber = pairWithPhoneNumber
     this.#log = shared.logger.child({ campaignId, session: sessionTag(sessionId) })
     this.#profileDir = profileDirOf(shared.profilesRoot, campaignId)
   }
@@ -176,13 +190,20 @@ export class WwebjsSession implements EngineSession {
   }
 
   #createClient(): WwebjsClient {
-    const { chromePath, extraChromiumArgs = [], whatsappLoadTimeoutMs } = this.#shared.options
+    const {
+      chromePath,
+      extraChromiumArgs = [],
+      whatsappLoadTimeoutMs,
+      pairingCodeIntervalMs = DEFAULT_PAIRING_CODE_INTERVAL_MS,
+    } = this.#shared.options
     const args = [
       // Chromium refuses to run as root with its sandbox on; elsewhere the sandbox stays.
       ...(process.getuid?.() === 0 ? ['--no-sandbox'] : []),
       // Containers give /dev/shm 64 MB, which Chromium outgrows; /tmp is used instead.
       '--disable-dev-shm-usage',
       ...markerArgs(this.#campaignId, this.#sessionId),
+      // The address only: Chromium asks for credentials on a 407, answered below.
+      ...(this.#proxy ? [`--proxy-server=${this.#proxy.server}`] : []),
       ...extraChromiumArgs,
     ]
     const authStrategy = new HookedLocalAuth(
@@ -196,6 +217,18 @@ export class WwebjsSession implements EngineSession {
       // The session's scan deadline owns the QR budget.
       qrMaxRetries: 0,
       authTimeoutMs: whatsappLoadTimeoutMs ?? DEFAULT_WHATSAPP_LOAD_TIMEOUT_MS,
+      // whatsapp-web.js gives them to puppeteer's page.authenticate() before the first navigation.
+      ...(this.#proxy?.credentials ? { proxyAuthentication: this.#proxy.credentials } : {}),
+      // With a phone number whatsapp-web.js emits `code` (renewed every interval) instead of `qr`.
+      ...(this.#pairWithPhoneNumber !== undefined
+        ? {
+            pairWithPhoneNumber: {
+              phoneNumber: this.#pairWithPhoneNumber,
+              showNotification: true,
+              intervalMs: pairingCodeIntervalMs,
+            },
+          }
+        : {}),
       puppeteer: {
         executablePath: chromePath,
         headless: true,
@@ -243,6 +276,11 @@ export class WwebjsSession implements EngineSession {
         return
       }
       this.#emit({ type: 'qr', qr })
+    })
+    client.on('code', (code: string) => {
+      // Its renewal timer stops on its own once paired; a code that crosses the scan is stale.
+      if (this.#authenticatedSent) return
+      this.#emit({ type: 'pairing_code', code })
     })
     // whatsapp-web.js may repeat both after a re-injection; the contract wants each once.
     client.on('authenticated', () => {

@@ -52,6 +52,8 @@ const link = {
   mayBeLinked: false,
   /** Messages that arrive while the request is in flight; replayed once its sessionId is known. */
   held: null,
+  /** Linking with a phone number: the code shown now (null with a QR). */
+  pairingCode: null,
 }
 
 async function start() {
@@ -170,6 +172,25 @@ function wireLinkPanel() {
   for (const button of document.querySelectorAll('#link-phone [data-phone]')) {
     button.addEventListener('click', () => playPhone(link.campaignId, button.dataset.phone))
   }
+  $('proxy-form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    if (link.campaignId) saveProxy(link.campaignId, $('proxy-url').value.trim())
+  })
+  $('proxy-remove').addEventListener('click', () => {
+    if (link.campaignId) saveProxy(link.campaignId, null)
+  })
+  $('pairing-toggle').addEventListener('click', () => {
+    $('pairing-toggle').hidden = true
+    $('pairing-form').hidden = false
+    $('phone-number').focus()
+  })
+  $('pairing-form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    if (!$('phone-number').checkValidity()) return $('phone-number').reportValidity()
+    if (link.campaignId) {
+      linkCampaign(link.campaignId, { force: false, phoneNumber: $('phone-number').value.trim() })
+    }
+  })
 }
 
 /** Whether a live session is stuck: not linked, and its phase deadline already long gone. */
@@ -179,7 +200,8 @@ function isStuck(connection) {
   return Date.parse(connection.expiresAt) < serverNow() - 5_000
 }
 
-async function linkCampaign(campaignId, { force }) {
+/** `phoneNumber`: link with a pairing code for that number instead of a QR. */
+async function linkCampaign(campaignId, { force, phoneNumber = null }) {
   Object.assign(link, {
     campaignId,
     sessionId: null,
@@ -191,7 +213,10 @@ async function linkCampaign(campaignId, { force }) {
     mayBeLinked: false,
     wasLinked: false,
     held: [],
+    pairingCode: null,
+    pairing: phoneNumber !== null,
   })
+  $('pairing-form').hidden = true
   $('unlink-error').hidden = true
   renderUnlinkButton()
   $('link-panel').hidden = false
@@ -208,33 +233,49 @@ async function linkCampaign(campaignId, { force }) {
         await api.post(`${base}/cleanup-session`)
       }
     }
-    renderLink(force ? 'Starting over with a new session…' : 'Requesting the QR code…')
-    const answer = await api.post(`${base}/qr-code`, force ? { force: true } : {})
+    renderLink(
+      force
+        ? 'Starting over with a new session…'
+        : phoneNumber
+          ? 'Requesting a pairing code…'
+          : 'Requesting the QR code…'
+    )
+    const answer = phoneNumber
+      ? await api.post(`${base}/pairing-code`, { phoneNumber })
+      : await api.post(`${base}/qr-code`, force ? { force: true } : {})
     link.sessionId = answer.sessionId
     link.expiresAt = answer.expiresAt ? Date.parse(answer.expiresAt) : null
     follow(campaignId)
     // A session started or joined is active (the service's answer to qr-code always is).
     applyStatus(answer.status, null, true)
     if (answer.qrCode) showQr(answer.qrCode)
+    if (answer.pairingCode) showPairingCode(answer.pairingCode.code)
     renderCountdown()
     renderLink(
       answer.status === 'ready'
         ? null
         : answer.reused
           ? 'Joined the session already in progress.'
-          : 'Session started; waiting for the QR code…'
+          : phoneNumber
+            ? 'Session started; waiting for the pairing code…'
+            : 'Session started; waiting for the QR code…'
     )
     // The row shows the session at once, and its whole history (its first step happened before
     // the page subscribed) once the service has told it.
     upsertCampaign({ ...answer, hasActiveSession: true, history: [] })
     syncCampaign(campaignId)
+    loadProxy(campaignId)
     const held = link.held ?? []
     link.held = null
     for (const message of held) handleLinkMessage(message)
   } catch (error) {
     link.held = null
     link.outcome = 'failed'
-    renderOutcome({ title: 'Could not request a QR code', text: error.message, retry: true })
+    renderOutcome({
+      title: phoneNumber ? 'Could not request a pairing code' : 'Could not request a QR code',
+      text: error.message,
+      retry: true,
+    })
     if (error.status === 401) handleApiError(error, $('link-message'))
   } finally {
     setBusy(false)
@@ -276,6 +317,20 @@ function handleLinkMessage(message) {
           : 'Scan the QR code with the phone.'
       )
       return
+    case 'pairing_code': {
+      const renewed = link.pairingCode !== null && link.pairingCode !== message.code
+      link.pairing = true
+      link.expiresAt = message.expiresAt ? Date.parse(message.expiresAt) : link.expiresAt
+      showPairingCode(message.code)
+      if (link.status !== 'awaitingScan') applyStatus('awaitingScan', null, true)
+      renderCountdown()
+      renderLink(
+        renewed
+          ? 'WhatsApp renewed the code; type the new one. The deadline stays the same.'
+          : 'Type this code on the phone.'
+      )
+      return
+    }
     case 'ready':
       applyStatus('ready', null, true)
       return
@@ -296,7 +351,9 @@ function handleLinkMessage(message) {
 }
 
 function startsNewSession(message) {
-  if (message.type === 'qr_code' || message.type === 'ready') return true
+  if (message.type === 'qr_code' || message.type === 'pairing_code' || message.type === 'ready') {
+    return true
+  }
   return (message.type === 'status' || message.type === 'subscribed') && message.hasActiveSession
 }
 
@@ -335,7 +392,8 @@ function applyStatus(status, reason, active) {
   renderUnlinkButton()
   const badge = $('link-status')
   badge.dataset.status = status
-  badge.textContent = statusLabel(status)
+  badge.textContent =
+    link.pairing && status === 'awaitingScan' ? 'Waiting for the code' : statusLabel(status)
   // Also once linked: starting over restarts the session (WhatsApp reconnects with its saved
   // login; to link another phone, unlink first).
   $('restart-button').hidden = !active
@@ -346,12 +404,21 @@ function applyStatus(status, reason, active) {
     renderOutcome(outcomeFor('linked'))
     renderLink(null)
   } else if (status === 'authenticating') {
-    showQr(null, 'Scanned. WhatsApp is linking the phone…')
+    showQr(
+      null,
+      link.pairing
+        ? 'Code accepted. WhatsApp is linking the phone…'
+        : 'Scanned. WhatsApp is linking the phone…'
+    )
     refreshDeadline()
-    renderLink('The phone scanned the code; WhatsApp is syncing.')
+    renderLink(
+      link.pairing
+        ? 'The phone took the code; WhatsApp is syncing.'
+        : 'The phone scanned the code; WhatsApp is syncing.'
+    )
   } else if (status === 'initializing') {
     if (!$('qr-image')) showQr(null, 'WhatsApp is starting…')
-    renderLink('WhatsApp is starting; the QR code comes next.')
+    renderLink(`WhatsApp is starting; the ${link.pairing ? 'pairing code' : 'QR code'} comes next.`)
   } else if (
     (status === 'timedOut' || status === 'failed') &&
     (!link.outcome || link.outcome === 'linked')
@@ -371,9 +438,20 @@ function applyStatus(status, reason, active) {
   }
   if (!active || status === 'ready') {
     const box = $('qr-box')
-    if (box.querySelector('img') && status !== 'ready') box.classList.add('expired')
+    if (box.querySelector('img, .pairing-code') && status !== 'ready') {
+      box.classList.add('expired')
+    }
   }
   renderPhoneButtons()
+  renderPairingToggle()
+}
+
+/** “Link with phone number instead”: offered while a session waits for its QR to be scanned. */
+function renderPairingToggle() {
+  const offered =
+    Boolean(link.campaignId) && !link.pairing && !link.outcome && link.status !== 'ready'
+  $('pairing-toggle').hidden = !offered || !$('pairing-form').hidden
+  if (!offered) $('pairing-form').hidden = true
 }
 
 /** A new phase has its own deadline, which status messages do not carry: ask for it. */
@@ -429,6 +507,8 @@ function renderOutcome({ title, text, retry, retryLabel = 'Try again', detail = 
   $('retry-button').hidden = !retry
   $('retry-button').textContent = retryLabel
   $('scan-steps').hidden = true
+  $('pairing-steps').hidden = true
+  renderPairingToggle()
   link.expiresAt = link.outcome === 'linked' ? null : link.expiresAt
   // The box says how it ended; an expired QR stays, dimmed, where it was.
   if (!$('qr-image')) showQr(null, QR_BOX_OUTCOMES[link.outcome] ?? title)
@@ -446,7 +526,8 @@ const QR_BOX_OUTCOMES = {
 function renderLink(message) {
   if (!link.outcome) {
     $('outcome').hidden = true
-    $('scan-steps').hidden = false
+    $('scan-steps').hidden = link.pairing
+    $('pairing-steps').hidden = !link.pairing
   }
   if (message !== undefined) $('link-message').textContent = message ?? ''
 }
@@ -470,12 +551,36 @@ function showQr(dataUrl, placeholder) {
   renderPhoneButtons()
 }
 
+/** The pairing code, large, where the QR would be (4 + 4 characters, as the phone shows it). */
+function showPairingCode(code) {
+  link.pairingCode = code
+  const box = $('qr-box')
+  box.classList.remove('expired')
+  box.replaceChildren(
+    h(
+      'span',
+      {
+        id: 'pairing-code',
+        class: 'pairing-code',
+        'data-code': code,
+        'aria-label': `Pairing code: ${code.split('').join(' ')}`,
+      },
+      `${code.slice(0, 4)}-${code.slice(4)}`
+    )
+  )
+  link.phaseStartedAt ??= Date.now()
+  renderPhoneButtons()
+}
+
 function renderPhoneButtons() {
   if (!simulator) return
-  const hasQr = Boolean($('qr-image')) && link.status === 'awaitingScan'
+  const waiting = link.status === 'awaitingScan'
+  const hasQr = Boolean($('qr-image')) && waiting
+  const hasCode = Boolean($('pairing-code')) && waiting
   const live = ['initializing', 'awaitingScan', 'authenticating', 'ready'].includes(link.status)
   for (const button of document.querySelectorAll('#link-phone [data-phone]')) {
-    button.disabled = button.dataset.phone === 'scan' ? !hasQr : !live
+    const { phone } = button.dataset
+    button.disabled = phone === 'scan' ? !hasQr : phone === 'pairing-code' ? !hasCode : !live
   }
 }
 
@@ -509,12 +614,48 @@ function renderCountdown() {
       ? 'for WhatsApp to start'
       : link.status === 'authenticating'
         ? 'to finish linking'
-        : 'to scan'
+        : link.pairing
+          ? 'to type the code'
+          : 'to scan'
   $('countdown-text').textContent =
     left > 0 ? `left ${phase}` : 'Time is up; waiting for the service to confirm…'
   const total = Math.max(1, link.expiresAt - (link.phaseStartedAt ?? link.expiresAt - 30_000))
   bar.style.width = `${Math.min(100, (left / total) * 100)}%`
   if (left === 0) $('qr-box').classList.add('expired')
+}
+
+// ---- The campaign's proxy -------------------------------------------------------------------
+
+async function loadProxy(campaignId) {
+  try {
+    const settings = await api.get(`/api/campaigns/${encodeURIComponent(campaignId)}/settings`)
+    if (campaignId === link.campaignId) showProxy(settings.proxy)
+  } catch {
+    $('proxy-form').hidden = true
+  }
+}
+
+/** `url` null removes the proxy. The field is emptied: a password never stays on the page. */
+async function saveProxy(campaignId, url) {
+  try {
+    const settings = await api.put(`/api/campaigns/${encodeURIComponent(campaignId)}/settings`, {
+      proxy: url,
+    })
+    $('proxy-url').value = ''
+    showProxy(settings.proxy, 'Saved: the next session of the campaign goes through it.')
+  } catch (error) {
+    $('proxy-current').textContent = `The proxy was not saved: ${error.message}`
+  }
+}
+
+/** Only the address is ever shown (the service never answers the credentials). */
+function showProxy(proxy, note = '') {
+  $('proxy-form').hidden = false
+  $('proxy-remove').hidden = !proxy
+  const current = proxy
+    ? `Through ${proxy.server}${proxy.hasCredentials ? ' (with credentials)' : ''}.`
+    : 'No proxy of its own (the service default applies, if any).'
+  $('proxy-current').textContent = note ? `${current} ${note}` : current
 }
 
 // ---- Unlinking -------------------------------------------------------------------------------
@@ -584,7 +725,10 @@ function showUnlinked() {
 async function playPhone(campaignId, action) {
   if (!campaignId) return
   try {
-    await api.post(`/api/simulator/campaigns/${encodeURIComponent(campaignId)}/${action}`)
+    await api.post(
+      `/api/simulator/campaigns/${encodeURIComponent(campaignId)}/${action}`,
+      action === 'pairing-code' ? { code: link.pairingCode } : undefined
+    )
   } catch (error) {
     $('link-message').textContent = `The simulator refused “${action}”: ${error.message}`
   }
