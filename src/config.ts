@@ -236,7 +236,7 @@ const environmentSchema = z.object({
   ENDED_SESSIONS_MAX: integer(1, 10_000).default(20),
   ENDED_SESSIONS_TTL_MS: duration(1).default(7 * 24 * 60 * 60_000),
   STORE_WRITE_LAG_MS: duration(0).default(50),
-  STORE_WRITE_QUEUE_MAX: integer(1).default(10_000),
+  STORE_WRITE_QUEUE_MAX: integer(1).default(100_000),
   RESTORE_CONCURRENCY: integer(1, 10_000).optional(),
   WEBHOOK_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
   WEBHOOK_SECRET: z

@@ -202,7 +202,7 @@ describe('CORS_ORIGINS and WS_ALLOWED_ORIGINS', () => {
       endedSessionsMax: 20,
       endedSessionsTtlMs: 7 * 24 * 60 * 60_000,
       writeLagMs: 50,
-      writeQueueMax: 10_000,
+      writeQueueMax: 100_000,
     })
     expect(defaults.restoreConcurrency).toBe(2)
     expect(loadConfig({ JWT_SECRET: SECRET, WA_ENGINE: 'simulated' }).restoreConcurrency).toBe(100)

@@ -107,7 +107,8 @@ export interface WriteBehindOptions {
   lagMs: number
   /**
    * `STORE_WRITE_QUEUE_MAX`: records queued at most (one per changed session or campaign, however
-   * often it changed). Reached only while the database fails; see `StoreHealth.dropped`.
+   * often it changed). Sized to hold every session and campaign of a burst (10,000 sessions
+   * starting at once queue about 20,000 records on PostgreSQL); see `StoreHealth.dropped`.
    */
   maxQueued: number
   /** Records written per transaction; the loop is yielded between transactions. */
@@ -123,7 +124,7 @@ export interface WriteBehindOptions {
 
 export const DEFAULT_WRITE_BEHIND: WriteBehindOptions = {
   lagMs: 50,
-  maxQueued: 10_000,
+  maxQueued: 100_000,
   batchRows: 200,
   parallelBatches: 1,
   retryMaxMs: 5_000,
