@@ -209,10 +209,15 @@ describe('webhooks in the service', () => {
       token: alice,
     })
     expect(twice.status).toBe(409)
-    const unknown = await api(server, 'POST', '/api/webhooks/deliveries/msg_nope/retry', {
-      token: admin,
-    })
-    expect(unknown.status).toBe(404)
+    for (const nope of ['msg_nope', 'x'.repeat(300)]) {
+      const unknown = await api(server, 'POST', `/api/webhooks/deliveries/${nope}/retry`, {
+        token: admin,
+      })
+      expect({ status: unknown.status, code: unknown.json.error.code }).toEqual({
+        status: 404,
+        code: 'not_found',
+      })
+    }
   })
 
   it('delivers after a restart what it could not deliver before', async () => {
