@@ -14,6 +14,7 @@ import {
   dueHeads,
   findDelivery,
   findEndpoint,
+  hasEnabledEndpoints,
   insertDeliveries,
   leaseDelivery,
   listDeliveries,
@@ -108,6 +109,11 @@ export function createKyselyOutbox(
     campaignEndpoint(campaignId) {
       assertOpen()
       return findEndpoint(db, { campaignId })
+    },
+
+    hasEndpoints() {
+      assertOpen()
+      return hasEnabledEndpoints(db)
     },
 
     dueHeads({ limit, busy, skipEndpoints = [] }) {

@@ -101,6 +101,8 @@ export interface WebhookOutbox {
   getEndpoint(endpointId: string): Promise<WebhookEndpointRecord | undefined>
   /** The campaign's own endpoint, if it has one. */
   campaignEndpoint(campaignId: string): Promise<WebhookEndpointRecord | undefined>
+  /** Whether any endpoint (the service-wide one or a campaign's) is enabled. */
+  hasEndpoints(): Promise<boolean>
   /**
    * Commits one delivery per enabled endpoint that takes the event's type (the service-wide one
    * and the campaign's own), in one transaction; durable when it resolves, with the new delivery

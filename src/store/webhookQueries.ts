@@ -95,6 +95,16 @@ async function cancelPending(db: Kysely<Database>, endpointId: string, why: stri
     .execute()
 }
 
+export async function hasEnabledEndpoints(db: Kysely<Database>): Promise<boolean> {
+  const row = await db
+    .selectFrom('webhook_endpoints')
+    .select('endpoint_id')
+    .where('disabled_at', 'is', null)
+    .limit(1)
+    .executeTakeFirst()
+  return row !== undefined
+}
+
 export async function findEndpoint(
   db: Kysely<Database>,
   where: { endpointId: string } | { campaignId: string }

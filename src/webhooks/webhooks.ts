@@ -148,6 +148,12 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
   })
   let pruneTimer: TimerHandle | undefined
   let stopped = false
+  /**
+   * False while no endpoint exists: every session event would otherwise cost a transaction that
+   * finds nobody to deliver to (the default deployment has no webhooks). Becomes true when one is
+   * set here; an endpoint disabled later only costs what it cost before.
+   */
+  let anyEndpoint = true
 
   function schedulePrune(): void {
     if (pruneIntervalMs <= 0 || stopped) return
@@ -178,11 +184,13 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       } else {
         await outbox.removeEndpoint(SERVICE_ENDPOINT_ID)
       }
+      anyEndpoint = await outbox.hasEndpoints()
       worker.start()
       schedulePrune()
     },
 
     async emit(event) {
+      if (!anyEndpoint) return []
       const ids = await outbox.enqueue(toOutboxEvent(event))
       if (ids.length > 0) worker.kick()
       return ids
@@ -201,6 +209,7 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
         createdAt: clock.now(),
       }
       await outbox.putEndpoint(record)
+      anyEndpoint = true
       return {
         endpoint: toEndpointView({ ...record, disabledAt: null, disabledReason: null }),
         secret,

@@ -36,6 +36,10 @@ beforeEach(async () => {
   await pool.query('delete from cluster_nodes')
 })
 
+/**
+ * Real waiting: a lease expires by PostgreSQL's own clock (`clock_timestamp()`), which no simulated
+ * clock moves. The leases these tests let expire last 100–150 ms.
+ */
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 describe('LeaseTable', () => {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Webhook } from 'standardwebhooks'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { openStore, type CampaignStore } from '../../src/store/index.ts'
 import { createWebhooks, type Webhooks, type WebhooksOptions } from '../../src/webhooks/index.ts'
 import { newSigningSecret, type WebhookEvent } from '../../src/webhooks/index.ts'
@@ -90,6 +90,20 @@ export function describeDelivery(name: string, stores: DeliveryStoreFactory) {
       await hooks.start()
       return hooks
     }
+
+    it('commits nothing while no endpoint exists, and from the first endpoint set on', async () => {
+      const s = await open()
+      await s.claim('c1', 'alice')
+      const enqueue = vi.spyOn(s.webhooks, 'enqueue')
+      const hooks = await webhooks()
+      expect(await hooks.emit(statusEvent('c1', 1, 'ready'))).toEqual([])
+      expect(enqueue).not.toHaveBeenCalled()
+      const r = await receiver()
+      await hooks.setCampaignEndpoint('c1', { url: r.url })
+      expect(await hooks.emit(statusEvent('c1', 2, 'ready'))).toHaveLength(1)
+      expect(enqueue).toHaveBeenCalledTimes(1)
+      await waitFor(() => r.received.length === 1)
+    })
 
     it('signs every delivery the Standard Webhooks way: the package verifies it', async () => {
       const r = await receiver()
