@@ -124,6 +124,11 @@ export class LeaseKeeper {
     return lease && this.isProvable(lease) ? lease.epoch : undefined
   }
 
+  /** The campaigns whose lease this node holds and can prove valid. */
+  heldCampaigns(): string[] {
+    return [...this.held].filter(([, lease]) => this.isProvable(lease)).map(([id]) => id)
+  }
+
   get size(): number {
     return this.held.size
   }

@@ -52,6 +52,12 @@ export interface EngineStopOptions {
    * first call's options decide; later calls return the first call's promise.
    */
   logout?: boolean
+  /**
+   * Skip the graceful phase: kill at once, within the forced phase's bound (`KILL_TIMEOUT_MS`).
+   * For a node fencing itself off a lease it can no longer prove: there is no time for a
+   * graceful `destroy()`.
+   */
+  force?: boolean
 }
 
 export interface EngineStopResult {

@@ -49,6 +49,7 @@ const ERROR_CODES = [
   'at_capacity',
   'shutting_down',
   'store_unavailable',
+  'node_unavailable',
   'internal',
 ] as const satisfies readonly ErrorCode[]
 const everyCode: readonly (typeof ERROR_CODES)[number][] = [] as ErrorCode[]

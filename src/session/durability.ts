@@ -35,6 +35,11 @@ export interface DurabilityOptions {
   registry: CampaignTable
   timeouts: DeadlineSettings
   now: () => number
+  /**
+   * Other processes write the same campaigns (a cluster): what this one remembers of a campaign's
+   * flags may be stale, so every change is written, changed here or not.
+   */
+  sharedStore?: boolean
 }
 
 /** Campaigns read per page at start. */
@@ -115,14 +120,14 @@ export class Durability {
 
   setWanted(campaignId: string, wanted: WantedState): void {
     const flags = this.flags.get(campaignId)
-    if (!flags || flags.wanted === wanted) return
+    if (!flags || (flags.wanted === wanted && !this.options.sharedStore)) return
     flags.wanted = wanted
     this.options.store.setWanted(campaignId, wanted)
   }
 
   setLinked(campaignId: string, linked: boolean): void {
     const flags = this.flags.get(campaignId)
-    if (!flags || flags.linked === linked) return
+    if (!flags || (flags.linked === linked && !this.options.sharedStore)) return
     flags.linked = linked
     this.options.store.setLinked(campaignId, linked)
   }
@@ -131,6 +136,17 @@ export class Durability {
   setProxy(campaignId: string, proxy: ProxySettings | null): void {
     if (!this.flags.has(campaignId)) return
     this.options.store.setProxy(campaignId, proxy ? JSON.stringify(proxy) : null)
+  }
+
+  /**
+   * Takes the campaign as the store has it now (another process ran it meanwhile): its owner,
+   * flags and proxy replace what this process remembered.
+   */
+  adopt(campaign: StoredCampaign): void {
+    const { campaignId } = campaign
+    this.flags.set(campaignId, { wanted: campaign.wanted, linked: campaign.linked })
+    this.options.registry.keepOwner(campaignId, campaign.owner)
+    this.options.registry.setProxy(campaignId, proxyFromStore(campaign.proxy))
   }
 
   isLinked(campaignId: string): boolean {

@@ -42,7 +42,7 @@ import type {
 import { Durability } from './durability.ts'
 import { DEFAULT_LIVENESS, type LivenessSettings } from './liveness.ts'
 import { RestoreQueue, type RestoreLaunch } from './restore.ts'
-import type { SessionStore } from './sessionStore.ts'
+import type { SessionStore, StoredCampaign } from './sessionStore.ts'
 
 export interface SessionTimeouts {
   initMs: number
@@ -75,6 +75,11 @@ export interface DurableSessionOptions extends SessionServiceOptions {
   store: SessionStore
   /** `RESTORE_CONCURRENCY`: restored sessions launching at once. */
   restoreConcurrency: number
+  /**
+   * Other nodes share the store (a cluster): flags are always written, and the restore of linked
+   * campaigns is the cluster's (their leases say which node takes each).
+   */
+  sharedStore?: boolean
 }
 
 /** How long a client waits before asking again when the store did not answer a claim. */
@@ -103,6 +108,18 @@ export interface DurableSessionService extends SupervisedSessionService<Promise<
    * composition root calls it when the server listens).
    */
   beginRestore(): void
+  /**
+   * Reads the campaign from the store and takes it as it is there (owner, flags, proxy): before
+   * this node runs a campaign another node ran. Undefined when the store does not know it.
+   */
+  reload(campaignId: string): Promise<StoredCampaign | undefined>
+  /** Linked and wanted `running`: it should run somewhere. */
+  shouldRun(campaignId: string): boolean
+  /**
+   * Stops the campaign's session here without changing what it wants (a drain hands it over to
+   * another node).
+   */
+  handOver(campaignId: string): Promise<CleanupResult>
 }
 
 /** Margin the machine's own teardown deadline leaves above the engine's bounded stop. */
@@ -128,7 +145,13 @@ export async function openSessionService(
   const { store, restoreConcurrency } = options
   let durability: Durability | undefined
   const base = buildService(options, (registry, now) => {
-    durability = new Durability({ store, registry, timeouts: options.timeouts, now })
+    durability = new Durability({
+      store,
+      registry,
+      timeouts: options.timeouts,
+      now,
+      sharedStore: options.sharedStore === true,
+    })
     return durability
   })
   const logger = options.logger ?? silentLogger
@@ -203,12 +226,20 @@ export async function openSessionService(
       if (set) durable.setProxy(campaignId, proxy)
       return set
     },
-    stats: () => ({ ...base.stats(), restore: queue.progress() }),
+    stats: () => ({ ...base.stats(), restore: options.sharedStore ? null : queue.progress() }),
     beginRestore() {
-      if (restoreBegun) return
+      if (restoreBegun || options.sharedStore) return
       restoreBegun = true
       queue.pump()
     },
+    async reload(campaignId) {
+      const stored = await store.getCampaign(campaignId)
+      if (stored) durable.adopt(stored)
+      return stored
+    },
+    shouldRun: (campaignId) =>
+      durable.isLinked(campaignId) && durable.wanted(campaignId) === 'running',
+    handOver: (campaignId) => base.cleanupSession(campaignId),
     shutdown() {
       queue.stop()
       return base.shutdown()

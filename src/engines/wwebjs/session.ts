@@ -125,7 +125,11 @@ export class WwebjsSession implements EngineSession {
   }
 
   stop(options: EngineStopOptions = {}): Promise<EngineStopResult> {
-    return this.#beginTeardown('stop requested', options.logout === true)
+    return this.#beginTeardown(
+      options.force ? 'fenced: killed at once' : 'stop requested',
+      options.logout === true,
+      options.force === true
+    )
   }
 
   /**
@@ -378,10 +382,10 @@ export class WwebjsSession implements EngineSession {
   }
 
   /** The first call decides (`logout` included); later calls return its promise. */
-  #beginTeardown(reason: string, logout = false): Promise<EngineStopResult> {
+  #beginTeardown(reason: string, logout = false, force = false): Promise<EngineStopResult> {
     if (!this.#teardown) {
       this.#stopping = true
-      const teardown = this.#tearDown(reason, logout)
+      const teardown = this.#tearDown(reason, logout, force)
       this.#teardown = teardown
       occupyProfile(this.#shared.profileWork, this.#campaignId, teardown)
       void teardown.then(() => this.#shared.sessions.delete(this))
@@ -390,7 +394,7 @@ export class WwebjsSession implements EngineSession {
   }
 
   /** Never rejects; settles within destroyTimeoutMs + killTimeoutMs (plus a few polls). */
-  async #tearDown(reason: string, logout: boolean): Promise<EngineStopResult> {
+  async #tearDown(reason: string, logout: boolean, force: boolean): Promise<EngineStopResult> {
     const { clock, options } = this.#shared
     const startedAt = clock.now()
     let forced = false
@@ -400,7 +404,10 @@ export class WwebjsSession implements EngineSession {
     // or not (it cannot when the session is not linked and live).
     if (logout) this.#wipeProfileAfterTeardown = true
     try {
-      if (this.#client && !this.#browser) {
+      if (force && this.#client) {
+        // Fencing: the lease may expire before a graceful destroy() could finish.
+        forced = true
+      } else if (this.#client && !this.#browser) {
         // Still launching: destroy() would return at once and the browser would launch anyway.
         // Aborting makes puppeteer SIGKILL the spawned group, or refuse to spawn one.
         forced = true
