@@ -8,6 +8,7 @@ import { closeAll, startTestServer } from '../support/edge.ts'
 import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
 
 let server: PostgresServer
+const CLUSTER_SECRET = 'single-node-test-cluster-secret-32+'
 
 beforeAll(async () => {
   server = await startPostgres()
@@ -21,8 +22,8 @@ afterAll(async () => {
 describe('one service per PostgreSQL database', () => {
   it('refuses a second service on the same database, and lets one start once the first stopped', async () => {
     const databaseUrl = await server.createDatabase()
-    const first = await startTestServer({ DATABASE_URL: databaseUrl })
-    const refused = await startTestServer({ DATABASE_URL: databaseUrl }).then(
+    const first = await startTestServer({ DATABASE_URL: databaseUrl, CLUSTER_SECRET })
+    const refused = await startTestServer({ DATABASE_URL: databaseUrl, CLUSTER_SECRET }).then(
       () => undefined,
       (error: unknown) => error
     )
@@ -35,11 +36,14 @@ describe('one service per PostgreSQL database', () => {
     expect((await fetch(`${first.url}/readyz`)).status).toBe(200)
 
     await first.close()
-    const next = await startTestServer({ DATABASE_URL: databaseUrl })
+    const next = await startTestServer({ DATABASE_URL: databaseUrl, CLUSTER_SECRET })
     expect((await fetch(`${next.url}/readyz`)).status).toBe(200)
     await next.close()
     // A service on another database is not concerned.
-    const other = await startTestServer({ DATABASE_URL: await server.createDatabase() })
+    const other = await startTestServer({
+      DATABASE_URL: await server.createDatabase(),
+      CLUSTER_SECRET,
+    })
     expect((await fetch(`${other.url}/readyz`)).status).toBe(200)
   }, 60_000)
 })
