@@ -35,6 +35,11 @@ export type EngineTerminationKind =
   | 'crashed'
   /** Any other failure the engine reported. */
   | 'engine_error'
+  /**
+   * The node lost the campaign's lease (it could not renew it in time): the engine was killed so
+   * that the node taking the campaign over never runs a second one. Never restarted here.
+   */
+  | 'lease_lost'
 
 export type EngineEvent =
   | { type: 'qr'; qr: string }

@@ -25,6 +25,7 @@ const SESSION_REASONS = [
   'engine_failed',
   'logged_out',
   'unresponsive',
+  'node_lost',
   'cleanup_requested',
   'unlinked',
   'replaced',

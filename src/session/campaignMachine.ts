@@ -180,6 +180,18 @@ function failedByEngine(from: SessionStatus) {
   } as const
 }
 
+/** The reason a session ends with when its engine ended on its own. */
+function failureReasonOf(kind: EngineTerminationKind): FailureReason {
+  switch (kind) {
+    case 'logged_out':
+      return 'logged_out'
+    case 'lease_lost':
+      return 'node_lost'
+    default:
+      return 'engine_failed'
+  }
+}
+
 export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
   return setup({
     types: {
@@ -315,8 +327,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       markFailedByEngine: assign(({ event }, params: { from: SessionStatus }) => {
         if (event.type !== 'ENGINE.TERMINATED') return {}
         return {
-          reason:
-            event.kind === 'logged_out' ? ('logged_out' as const) : ('engine_failed' as const),
+          reason: failureReasonOf(event.kind),
           endedFrom: params.from,
           failureKind: event.kind,
           detail: event.detail,
@@ -577,7 +588,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       failed: {
         tags: 'ended',
         description:
-          'The engine failed, the phone logged out, or WhatsApp stopped answering the liveness probe (reason says which).',
+          'The engine failed, the phone logged out, WhatsApp stopped answering the liveness probe, or the node lost the lease of the campaign (`node_lost`); reason says which.',
         entry: [{ type: 'recordStatus', params: { status: 'failed' } }, 'emitFailure'],
         always: 'cleaning',
       },
@@ -634,7 +645,8 @@ export const CAMPAIGN_EVENTS: Record<CampaignEvent['type'], string> = {
   'ENGINE.AUTHENTICATED':
     'The phone scanned the QR (or took the pairing code), or saved auth was accepted.',
   'ENGINE.READY': 'WhatsApp is linked and connected.',
-  'ENGINE.TERMINATED': 'The engine ended on its own (start failure, logout, crash, error).',
+  'ENGINE.TERMINATED':
+    'The engine ended on its own (start failure, logout, crash, error), or was killed because the node lost the lease of the campaign.',
   'ENGINE.STOPPED': "The engine's bounded stop settled: no process of it is left.",
   'ENGINE.ALIVE': 'The liveness probe found WhatsApp connected (`CONNECTED`).',
   'ENGINE.PROBE_FAILED':
