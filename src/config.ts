@@ -82,6 +82,8 @@ export interface ClusterConfig {
   secret: string | null
   /** `LEASE_TTL_MS`: how long a campaign's lease lasts without a renewal. */
   leaseTtlMs: number
+  /** `DRAIN_TIMEOUT_MS`: how long a stopping node may spend handing its linked campaigns over. */
+  drainMs: number
 }
 
 export interface WebhookConfig {
@@ -272,6 +274,7 @@ const environmentSchema = z.object({
     })
     .optional(),
   LEASE_TTL_MS: duration(1).default(15_000),
+  DRAIN_TIMEOUT_MS: duration(0).default(60_000),
   HISTORY_MAX_ENTRIES: integer(1, 1_000).default(50),
   ENDED_SESSIONS_MAX: integer(1, 10_000).default(20),
   ENDED_SESSIONS_TTL_MS: duration(1).default(7 * 24 * 60 * 60_000),
@@ -426,6 +429,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       nodeUrl: e.NODE_URL ?? null,
       secret: e.CLUSTER_SECRET ?? null,
       leaseTtlMs: e.LEASE_TTL_MS,
+      drainMs: e.DRAIN_TIMEOUT_MS,
     },
     webhooks: {
       service:

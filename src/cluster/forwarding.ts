@@ -21,11 +21,12 @@ import { CAMPAIGN_ID_PATTERN } from '../session/api.ts'
 import { sendError } from '../http/errors.ts'
 import type { Logger } from '../logger.ts'
 import type { CampaignLeases } from './campaignLeases.ts'
-import type { LeaseHolder } from './leaseTable.ts'
+import type { LeaseHolder, NodeAddress } from './leaseTable.ts'
 import { NODE_HEADER, type NodeSigner } from './nodeAuth.ts'
 
 export interface ForwardingOptions {
-  nodeId: string
+  /** This node (its id is known once it listens). */
+  node: NodeAddress
   signer: NodeSigner
   leases: CampaignLeases
   /** Who holds the campaign's lease, by the database. */
@@ -51,7 +52,7 @@ const DROPPED_HEADERS = new Set([
 ])
 
 export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler {
-  const { nodeId, signer, leases, logger, timeoutMs = 30_000 } = options
+  const { node, signer, leases, logger, timeoutMs = 30_000 } = options
   return async (c, next) => {
     const match = CAMPAIGN_PATH.exec(c.req.path)
     if (!match) return next()
@@ -75,7 +76,7 @@ export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler
       return next()
     }
     const runs = holder && !holder.released && holder.expiresInMs > 0 ? holder : undefined
-    if (runs && runs.nodeId !== nodeId) {
+    if (runs && runs.nodeId !== node.nodeId) {
       const answer = await forward(c, runs, campaignId)
       // A read is answered here when the owner does not answer (what this node knows of it).
       if (answer.status === 503 && !answer.headers.has('x-qrvisor-answered-by')) {
@@ -102,7 +103,7 @@ export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler
     c.req.raw.headers.forEach((value, name) => {
       if (!DROPPED_HEADERS.has(name.toLowerCase())) headers.set(name, value)
     })
-    headers.set(NODE_HEADER, signer.sign(c.req.method, c.req.path, nodeId))
+    headers.set(NODE_HEADER, signer.sign(c.req.method, c.req.path, node.nodeId))
     const url = new URL(c.req.url)
     const target = `${to.url.replace(/\/$/, '')}${url.pathname}${url.search}`
     const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD'

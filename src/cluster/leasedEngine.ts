@@ -35,6 +35,11 @@ export interface LeasedEngine extends Engine {
   fence(campaignIds: readonly string[], why: 'fenced' | 'lost'): void
   /** Engine sessions running here per campaign (tests, readiness). */
   runningCampaigns(): string[]
+  /**
+   * Releases the leases held with no engine here for two calls in a row (a start that was
+   * refused or joined after its lease was taken); called every renewal interval.
+   */
+  releaseIdle(): void
 }
 
 interface Leased {
@@ -49,6 +54,8 @@ export function leasedEngine(inner: Engine, options: LeasedEngineOptions): Lease
   const { leases, clock, logger } = options
   /** Sessions per campaign that hold (or are taking) its lease here. */
   const byCampaign = new Map<string, Set<Leased>>()
+  /** Leases held with no engine here at the last `releaseIdle`. */
+  let idle = new Set<string>()
 
   function track(session: Leased): void {
     let sessions = byCampaign.get(session.campaignId)
@@ -190,5 +197,15 @@ export function leasedEngine(inner: Engine, options: LeasedEngineOptions): Lease
       }
     },
     runningCampaigns: () => [...byCampaign.keys()],
+    releaseIdle() {
+      const idleNow = new Set<string>()
+      for (const campaignId of leases.heldCampaigns()) {
+        if (byCampaign.has(campaignId)) continue
+        if (idle.has(campaignId)) {
+          leases.release(campaignId).catch(() => undefined)
+        } else idleNow.add(campaignId)
+      }
+      idle = idleNow
+    },
   }
 }
