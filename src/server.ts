@@ -374,9 +374,7 @@ function durableSessions(
   const forwarding = forwardSessionEvents({ sessions, webhooks, logger })
   let sessionsDown: Promise<void> | undefined
   const shutdownSessions = () =>
-    (sessionsDown ??= cluster
-      ? cluster.close(() => sessions.shutdown())
-      : sessions.shutdown())
+    (sessionsDown ??= cluster ? cluster.close(() => sessions.shutdown()) : sessions.shutdown())
   return {
     sessions,
     store,

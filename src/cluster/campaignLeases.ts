@@ -88,7 +88,8 @@ export class CampaignLeases {
   /** Takes the campaign's lease, or proves this node holds it; concurrent calls share one query. */
   ensure(campaignId: string): Promise<EnsuredLease> {
     const epoch = this.keeper.epochOf(campaignId)
-    if (epoch !== undefined) return Promise.resolve({ ok: true, epoch, waitMs: this.waitOf(campaignId) })
+    if (epoch !== undefined)
+      return Promise.resolve({ ok: true, epoch, waitMs: this.waitOf(campaignId) })
     const pending = this.acquiring.get(campaignId)
     if (pending) return pending
     const acquisition = this.acquire(campaignId).finally(() => this.acquiring.delete(campaignId))

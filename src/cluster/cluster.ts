@@ -151,11 +151,14 @@ export function openCluster(options: OpenClusterOptions): Cluster {
         holderOf: (campaignId) => table.holderOf(campaignId),
         place: async () => {
           const stats = sessions?.stats()
-          if (stats && stats.accepting && !draining && stats.live < maxSessions) return { here: true }
+          if (stats && stats.accepting && !draining && stats.live < maxSessions)
+            return { here: true }
           const nodes = await table.liveNodes(ttlMs)
           const free = nodes.find(
             (other) =>
-              other.nodeId !== node.nodeId && !other.draining && other.liveSessions < other.maxSessions
+              other.nodeId !== node.nodeId &&
+              !other.draining &&
+              other.liveSessions < other.maxSessions
           )
           return free ? { here: false, nodeId: free.nodeId, url: free.url } : { here: true }
         },

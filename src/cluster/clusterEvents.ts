@@ -106,9 +106,9 @@ export class ClusterEvents {
   /** Tells the other nodes a campaign was handed over (they scan at once). */
   announceHandover(): void {
     if (this.closed) return
-    this.publisher.query(`select pg_notify($1, $2)`, [LEASES_CHANNEL, this.options.nodeId]).catch(
-      () => undefined
-    )
+    this.publisher
+      .query(`select pg_notify($1, $2)`, [LEASES_CHANNEL, this.options.nodeId])
+      .catch(() => undefined)
   }
 
   /** Resolves once every event queued so far was sent (or refused). */

@@ -85,7 +85,8 @@ export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler
       return answer
     }
 
-    const isStart = c.req.method === 'POST' && action === 'session' && !c.req.path.includes('/simulator/')
+    const isStart =
+      c.req.method === 'POST' && action === 'session' && !c.req.path.includes('/simulator/')
     if (!isStart || runs) return next()
     const place = await options.place().catch(() => ({ here: true as const }))
     if (!place.here) return forward(c, { nodeId: place.nodeId, url: place.url }, campaignId)

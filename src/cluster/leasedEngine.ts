@@ -138,7 +138,8 @@ export function leasedEngine(inner: Engine, options: LeasedEngineOptions): Lease
           sessionOptions.onEvent(event)
         },
       }
-      let stopping: Promise<{ forced: boolean; durationMs: number; loggedOut?: boolean }> | undefined
+      let stopping:
+        Promise<{ forced: boolean; durationMs: number; loggedOut?: boolean }> | undefined
       return {
         start() {
           track(session)

@@ -107,7 +107,11 @@ export function createApp({
     }
     if (isReady() && accepting && !cluster?.draining) {
       return c.json(
-        { status: 'ready' as const, ...(restore ? { restore } : {}), ...(cluster ? { cluster } : {}) },
+        {
+          status: 'ready' as const,
+          ...(restore ? { restore } : {}),
+          ...(cluster ? { cluster } : {}),
+        },
         200
       )
     }
