@@ -120,6 +120,15 @@ export function createMetrics({
         this.set(store.health().dropped)
       },
     })
+    new Counter({
+      name: 'qrvisor_store_fenced_writes_total',
+      help: "Session writes refused because the campaign's lease had moved to another node or epoch (a cluster's fencing); dropped.",
+      registers: [registry],
+      collect() {
+        this.reset()
+        this.inc(store.health().fenced)
+      },
+    })
   }
   if (webhooks) {
     const counted: Array<[string, string, keyof ReturnType<Webhooks['counters']>]> = [

@@ -27,7 +27,7 @@ import { leasedEngine, type LeasedEngine } from './leasedEngine.ts'
 import { openLeaseTable, type NodeAddress } from './leaseTable.ts'
 import { renewIntervalMs } from './leaseKeeper.ts'
 import { createNodeSigner } from './nodeAuth.ts'
-import { checkSharedDataDir } from './sharedDataDir.ts'
+import { checkSharedDataDir, removeDataDirMarker } from './sharedDataDir.ts'
 import { drainNode } from './drain.ts'
 
 /** The store as the cluster needs it: session writes carry their lease's epoch. */
@@ -110,7 +110,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
   let failover: Failover | undefined
   let published: { unsubscribe(): void } | undefined
   let timer: ReturnType<typeof setInterval> | undefined
-  let marker: { remove(): void } | undefined
+  let marker: { token: string } | undefined
 
   function heartbeat(): Promise<void> {
     const stats = sessions?.stats()
@@ -119,7 +119,6 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       liveSessions: stats?.live ?? 0,
       maxSessions,
       draining,
-      ...(marker && 'token' in marker ? { dataMarker: (marker as { token: string }).token } : {}),
     })
   }
 
@@ -172,13 +171,13 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       node.nodeId ||= `${hostname()}:${address.port}`
       node.url ||= `http://${reachableHost(address.host)}:${address.port}`
       logger.info({ node: node.nodeId, url: node.url }, 'joining the cluster')
+      await heartbeat()
+      // The wwebjs engine's saved logins are in DATA_DIR: every node must see the same one.
       marker = await checkSharedDataDir({
         dataDir: config.dataDir,
         nodeId: node.nodeId,
         table,
         ttlMs,
-        heartbeat: (dataMarker) =>
-          table.heartbeat({ ...node, liveSessions: 0, maxSessions, draining, dataMarker }),
       })
       events = new ClusterEvents({
         url: databaseUrl,
@@ -264,7 +263,13 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       events?.announceHandover()
       await events?.close()
       leases.stop()
-      marker?.remove()
+      if (marker) {
+        await removeDataDirMarker({
+          dataDir: config.dataDir,
+          nodeId: node.nodeId,
+          ...marker,
+        }).catch(() => undefined)
+      }
       await table.leave(node.nodeId).catch(() => undefined)
       await pool.end().catch(() => undefined)
     },

@@ -172,11 +172,19 @@ export class LeaseTable {
   ): Promise<Set<string>> {
     if (held.length === 0) return new Set()
     const { rows } = await this.pool.query<{ campaign_id: string }>(
-      `with clock as (select ${NOW_MS} as t)
+      // The rows are locked in campaign order, as the store's fenced writes lock them
+      // (\`FOR SHARE\`), so a renewal and a batch of writes never deadlock.
+      `with clock as (select ${NOW_MS} as t),
+            held as (
+              select l.campaign_id from campaign_leases l
+                join unnest($2::text[], $3::bigint[]) as h(campaign_id, epoch)
+                  on l.campaign_id = h.campaign_id and l.epoch = h.epoch
+               where l.owner_node = $1 and l.released = 0 and l.expires_at > (select t from clock)
+               order by l.campaign_id
+                 for update of l)
        update campaign_leases as l set expires_at = clock.t + $4
-         from clock, unnest($2::text[], $3::bigint[]) as h(campaign_id, epoch)
-        where l.campaign_id = h.campaign_id and l.epoch = h.epoch and l.owner_node = $1
-          and l.released = 0 and l.expires_at > clock.t
+         from clock, held
+        where l.campaign_id = held.campaign_id
        returning l.campaign_id`,
       [nodeId, held.map((lease) => lease.campaignId), held.map((lease) => lease.epoch), ttlMs]
     )
