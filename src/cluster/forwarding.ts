@@ -86,7 +86,9 @@ export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler
     }
 
     const isStart =
-      c.req.method === 'POST' && action === 'session' && !c.req.path.includes('/simulator/')
+      c.req.method === 'POST' &&
+      (action === 'qr-code' || action === 'pairing-code') &&
+      !c.req.path.startsWith('/api/simulator/')
     if (!isStart || runs) return next()
     const place = await options.place().catch(() => ({ here: true as const }))
     if (!place.here) return forward(c, { nodeId: place.nodeId, url: place.url }, campaignId)
