@@ -120,6 +120,7 @@ export async function startServer(
     sessions,
     ...(store ? { store } : {}),
     ...(webhooks ? { webhooks } : {}),
+    ...(opened.cluster ? { cluster: opened.cluster } : {}),
   })
   sessions.observe((event) => metrics.observe(event))
   const qrImages =

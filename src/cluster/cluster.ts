@@ -15,6 +15,7 @@ import type { MiddlewareHandler } from 'hono'
 import type { Config } from '../config.ts'
 import type { Engine } from '../engines/engine.ts'
 import type { Logger } from '../logger.ts'
+import type { ClusterCounters } from '../metrics.ts'
 import type { SessionEvent } from '../session/api.ts'
 import { describeFailure } from '../session/messages.ts'
 import type { DurableSessionService } from '../session/service.ts'
@@ -54,6 +55,8 @@ export interface Cluster {
   /** Once the node listens. */
   begin(sessions: DurableSessionService, address: { port: number; host: string }): Promise<void>
   status(): Promise<ClusterStatus>
+  /** For `/metrics`. */
+  counters(): ClusterCounters
   /** Drain (hand linked campaigns over), then stop the cluster's parts; sessions are shut down by `shutdownSessions` in between. */
   close(shutdownSessions: () => Promise<void>): Promise<void>
   readonly node: NodeAddress
@@ -74,12 +77,18 @@ export function openCluster(options: OpenClusterOptions): Cluster {
   const logger = options.logger.child({ component: 'cluster' })
   const ttlMs = settings.leaseTtlMs
   const killBoundMs = config.timeouts.killMs
-  const node: NodeAddress = { nodeId: settings.nodeId ?? '', url: settings.nodeUrl ?? '' }
+  // Known before the node listens (its sessions say where they run); with PORT=0 the port is
+  // not known yet, so the process id stands in for it.
+  const node: NodeAddress = {
+    nodeId: settings.nodeId ?? `${hostname()}:${config.port || `pid${process.pid}`}`,
+    url: settings.nodeUrl ?? '',
+  }
   const { table, pool } = openLeaseTable(databaseUrl)
   const signer = createNodeSigner(settings.secret ?? '')
   let sessions: DurableSessionService | undefined
   let draining = false
   let begun = false
+  let fenced = 0
 
   const leases = new CampaignLeases({
     node,
@@ -88,6 +97,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
     killBoundMs,
     clock: monotonicClock,
     onLost: (campaignIds, why) => {
+      fenced += campaignIds.length
       logger.warn({ campaigns: campaignIds.length, why }, 'leases lost: fencing their engines')
       engine.fence(campaignIds, why)
     },
@@ -168,7 +178,6 @@ export function openCluster(options: OpenClusterOptions): Cluster {
 
     async begin(service, address) {
       sessions = service
-      node.nodeId ||= `${hostname()}:${address.port}`
       node.url ||= `http://${reachableHost(address.host)}:${address.port}`
       logger.info({ node: node.nodeId, url: node.url }, 'joining the cluster')
       await heartbeat()
@@ -223,6 +232,13 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       timer = setInterval(tick, renewIntervalMs({ ttlMs, killBoundMs }))
       tick()
     },
+
+    counters: () => ({
+      leases: leases.held,
+      fenced,
+      events: { ...(events?.counts ?? { published: 0, refused: 0, failed: 0, received: 0 }) },
+      failover: { ...(failover?.counts ?? { restored: 0, lost: 0 }) },
+    }),
 
     async status() {
       let database: ClusterStatus['database'] = 'ok'
