@@ -164,9 +164,7 @@ export function applyRemoteEvent(session: RemoteSession, remote: RemoteSessionEv
 function appendHistory(session: RemoteSession, entry: HistoryEntry): void {
   const { history } = session
   session.history =
-    history.length >= MAX_HISTORY
-      ? [...history.slice(1 - MAX_HISTORY), entry]
-      : [...history, entry]
+    history.length >= MAX_HISTORY ? [...history.slice(1 - MAX_HISTORY), entry] : [...history, entry]
 }
 
 /** The remote sessions by sessionId, the oldest dropped past `max`. */

@@ -107,6 +107,11 @@ export interface SupervisedSessionService<
   applyRemote(remote: RemoteSessionEvent): void
   /** Forgets the sessions that run on `node` (it was declared dead; failover tells their end). */
   dropRemoteOf(node: string): void
+  /**
+   * Sessions of other nodes shown now, and how many were dropped because `maxRemoteSessions` were
+   * shown already (for metrics; `stats()` counts only this node's sessions).
+   */
+  remoteSessionCounts(): { live: number; dropped: number }
   /** Engine sessions started and not yet stopped (tests use it to prove nothing leaks). */
   liveEngineSessions(): string[]
   readonly supervisor: ReturnType<typeof createActor<SupervisorMachine>>
@@ -396,6 +401,7 @@ function buildService(
     observe: (listener) => registry.observe(listener),
     applyRemote: (remote) => registry.applyRemote(remote),
     dropRemoteOf: (node) => registry.dropRemoteOf(node),
+    remoteSessionCounts: () => registry.remoteCounts,
     stats: () => ({
       accepting: isAccepting(),
       maxSessions,
