@@ -294,6 +294,7 @@ export class CampaignTable {
       awaitPredecessor: (record.draining?.size ?? 0) > 0,
       liveness: this.options.liveness ?? DEFAULT_LIVENESS,
       ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
+      ...(this.options.nodeId !== undefined ? { node: this.options.nodeId } : {}),
     }
     const shard = this.shards.place()
     const actor = createActor(this.options.machine, { id: sessionId, input, parent: shard.actor })

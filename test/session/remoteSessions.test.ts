@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { systemClock } from '../../src/clock.ts'
+import { summarizeContext } from '../../src/inspect/redaction.ts'
 import { createSimulatedEngine } from '../../src/engines/simulated.ts'
 import type {
   CampaignView,
@@ -323,6 +324,26 @@ describe('remote sessions: a session of another node, shown by this one', () => 
     expect(nodeB.getCampaign('moving')).toEqual(local)
     expect(following.slice(1)).toEqual([])
     expect(byOld).toHaveLength(1)
+  })
+})
+
+describe('node: which node runs a session', () => {
+  it("is in the context of this node's campaign actors, within what the inspector summarizes", () => {
+    a = createHarness()
+    const { sessions: nodeB } = createNodeB()
+    nodeB.requestSession({ campaignId: 'here', caller: alice })
+    const contexts: Array<Record<string, unknown>> = []
+    const inspection = nodeB.inspect((event) => {
+      if (event.type !== '@xstate.snapshot') return
+      const { context } = event.snapshot as { context?: Record<string, unknown> }
+      if (context && 'sessionId' in context) contexts.push(context)
+    })
+    inspection.unsubscribe()
+    expect(contexts).toHaveLength(1)
+    const summary = summarizeContext(contexts[0]!)
+    expect(summary.node).toBe('node-b')
+    expect(summary).not.toHaveProperty('…')
+    expect(nodeB.getCampaign('here').node).toBe('node-b')
   })
 })
 
