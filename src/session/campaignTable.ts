@@ -496,11 +496,13 @@ export class CampaignTable {
    * (never its observers: the node that runs the session stores it, counts it, delivers its
    * webhooks and tells the other nodes). Ignored when it can only be stale: a session runs here
    * (a node runs a campaign's session only while it holds the campaign's lease), the session
-   * already ended, or it is a late word of an older session than the one shown.
+   * already ended, or it is a late word of an older session than the one shown. This node's own
+   * events (a listener may hear what its node published) were told when they happened.
    */
   applyRemote(remote: RemoteSessionEvent): void {
     const { event } = remote
     if (event.type === 'subscribed' || event.sessionId === null) return
+    if (remote.node === this.options.nodeId) return
     const { campaignId, sessionId } = event
     if (this.tombstones.get(sessionId)) return
     let record = this.campaigns.get(campaignId)

@@ -387,6 +387,20 @@ describe('remote sessions: stale events and bounds', () => {
     ])
   })
 
+  it("ignores this node's own events when they come back from the cluster", async () => {
+    const nodeB = nodeBOnly()
+    const following = record(nodeB, 'c1')
+    nodeB.applyRemote(remote(status('c1', 's1', 'initializing'), 'node-b'))
+    expect(nodeB.getCampaign('c1')).toMatchObject({ sessionId: null, status: 'idle' })
+    // Its own session, after it ended here: nothing is revived either.
+    nodeB.requestSession({ campaignId: 'c2', caller: alice })
+    await Promise.all([nodeB.cleanupSession('c2'), a.advance(1_000)])
+    const ended = nodeB.getCampaign('c2')
+    nodeB.applyRemote(remote(status('c2', ended.sessionId!, 'initializing'), 'node-b'))
+    expect(nodeB.getCampaign('c2')).toEqual(ended)
+    expect(following.slice(1)).toEqual([])
+  })
+
   it('ignores every event of a session that ended', () => {
     const nodeB = nodeBOnly()
     nodeB.applyRemote(remote(status('c1', 's1', 'initializing')))
