@@ -518,7 +518,7 @@ export class CampaignTable {
     this.keepOwner(campaignId, owner)
     record ??= this.remember(campaignId, owner)
     if (!session) {
-      session = newRemoteSession({ ...remote, event: { ...event, sessionId } }, this.activeStatuses)
+      session = newRemoteSession(event, sessionId, remote.node, this.activeStatuses)
       record.remote = session
       this.remoteSessions.add(session, this.onRemoteDropped)
     }

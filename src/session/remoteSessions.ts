@@ -73,21 +73,22 @@ export function startsSession(event: RemoteEvent): boolean {
  * that event implies (a QR is shown while `awaitingScan`, an `error` comes with the end).
  */
 export function newRemoteSession(
-  remote: RemoteSessionEvent & { event: RemoteEvent & { sessionId: string } },
+  event: RemoteEvent,
+  sessionId: string,
+  node: string,
   activeStatuses: ReadonlySet<SessionStatus>
 ): RemoteSession {
-  const { event } = remote
   const status = statusImpliedBy(event)
   return {
     campaignId: event.campaignId,
-    sessionId: event.sessionId,
-    node: remote.node,
+    sessionId,
+    node,
     status,
     reason: null,
     isConnected: status === 'ready',
     hasActiveSession: activeStatuses.has(status),
-    expiresAt: remote.expiresAt,
-    lastSeenAlive: remote.lastSeenAlive,
+    expiresAt: null,
+    lastSeenAlive: null,
     qr: null,
     pairingCode: null,
     failure: null,
@@ -179,7 +180,11 @@ export class RemoteSessions {
   private head = 0
   private droppedCount = 0
 
-  constructor(private readonly max: number) {}
+  constructor(private readonly max: number) {
+    if (!Number.isInteger(max) || max < 1) {
+      throw new RangeError(`maxRemoteSessions must be an integer of at least 1 (got ${max})`)
+    }
+  }
 
   get size(): number {
     return this.bySession.size

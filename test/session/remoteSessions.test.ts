@@ -443,6 +443,20 @@ describe('remote sessions: stale events and bounds', () => {
     expect(nodeB.getCampaign('c3').status).toBe('idle')
   })
 
+  it('refuses a maxRemoteSessions below 1, saying so', () => {
+    a = createHarness()
+    for (const maxRemoteSessions of [0, -1, 1.5, Number.NaN]) {
+      expect(() =>
+        createSessionService({
+          engine: a.engine,
+          timeouts: TIMEOUTS,
+          maxSessions: 1,
+          maxRemoteSessions,
+        })
+      ).toThrow(/maxRemoteSessions must be an integer of at least 1/)
+    }
+  })
+
   it('keeps nothing per campaign after many remote sessions came and went past the bounds', () => {
     const nodeB = nodeBOnly({ maxRemoteSessions: 50 })
     for (let i = 0; i < 5_000; i++) {
