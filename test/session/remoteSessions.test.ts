@@ -215,6 +215,28 @@ describe('remote sessions: a session of another node, shown by this one', () => 
     expect(replay[1]).toMatchObject({ code: 'engine_failed' })
   })
 
+  it('shows the pairing code of a remote session that links with a phone number', async () => {
+    a = createHarness({ service: { nodeId: 'node-a' } })
+    const { sessions: nodeB } = createNodeB()
+    connect(a, nodeB)
+    a.sessions.requestSession({
+      campaignId: 'by-phone',
+      caller: alice,
+      pairWithPhoneNumber: '447911123456',
+    })
+    await a.advance(300)
+    const shown = a.sessions.getCampaign('by-phone')
+    expect(shown.pairingCode).not.toBeNull()
+    expect(nodeB.getCampaign('by-phone')).toEqual(shown)
+    const replay: SessionEvent[] = []
+    nodeB.subscribe({ campaignId: 'by-phone' }, (event) => replay.push(event))
+    expect(replay[1]).toMatchObject({ type: 'pairing_code', ...shown.pairingCode })
+    a.engine.enterPairingCode('by-phone', shown.pairingCode!.code)
+    await a.advance(1_000)
+    expect(nodeB.getCampaign('by-phone')).toEqual(a.sessions.getCampaign('by-phone'))
+    expect(nodeB.getCampaign('by-phone')).toMatchObject({ status: 'ready', pairingCode: null })
+  })
+
   it('replays the QR of a live remote session to a late subscriber, by campaign or by session', async () => {
     a = createHarness({ service: { nodeId: 'node-a' } })
     const { sessions: nodeB } = createNodeB()
