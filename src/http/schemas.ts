@@ -162,6 +162,10 @@ export const connectionSchema = z
       description:
         'When WhatsApp was last known connected: at ready, then at each liveness probe it answered; kept after the session ended; null if it never was ready.',
     }),
+    node: z.string().nullable().openapi({
+      description:
+        'In a cluster, the node (`NODE_ID`) that runs the session, or ran it when known; null outside a cluster and for a session remembered from before a restart.',
+    }),
     history: z.array(
       z.strictObject({
         status: sessionStatus,

@@ -43,6 +43,8 @@ export interface CampaignInput {
   liveness: LivenessSettings
   /** Link with this phone number (a pairing code typed on the phone) instead of a QR. */
   pairWithPhoneNumber?: string
+  /** The node that runs the session, in a cluster (shown by the inspector). */
+  node?: string
 }
 
 export interface CurrentQr {
@@ -61,6 +63,8 @@ export interface CurrentPairingCode {
 export interface CampaignContext {
   campaignId: string
   sessionId: string
+  /** The node that runs the session, in a cluster; null outside one. */
+  node: string | null
   timeouts: CampaignTimeouts
   awaitPredecessor: boolean
   /** Deadline of the current phase (epoch ms), or null. This is the contract's `expiresAt`. */
@@ -367,6 +371,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
     context: ({ input }) => ({
       campaignId: input.campaignId,
       sessionId: input.sessionId,
+      node: input.node ?? null,
       timeouts: input.timeouts,
       awaitPredecessor: input.awaitPredecessor,
       phaseDeadline: null,

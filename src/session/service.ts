@@ -32,6 +32,7 @@ import {
 } from './supervisorMachine.ts'
 import type {
   CleanupResult,
+  RemoteSessionEvent,
   SessionEvent,
   SessionService,
   StartRequest,
@@ -68,6 +69,10 @@ export interface SessionServiceOptions {
   tombstoneTtlMs?: number
   newSessionId?: () => string
   random?: () => number
+  /** This node's `NODE_ID` in a cluster: the `node` of the sessions it runs. Absent outside one. */
+  nodeId?: string
+  /** Sessions of other nodes shown at most at once (default 100,000; the oldest dropped past it). */
+  maxRemoteSessions?: number
 }
 
 /** A service with a durable store: see `openSessionService`. */
@@ -95,8 +100,23 @@ export interface SupervisedSessionService<
    * `@xstate.snapshot` for every live campaign actor. Costs nothing while nobody is attached.
    */
   inspect(observer: (event: InspectionEvent) => void): Subscription
-  /** Every event of every campaign, without replay (metrics, logs). */
+  /**
+   * Every event of the sessions this node runs, without replay (metrics, logs, the store,
+   * webhooks, the publishing to other nodes); never an event applied by `applyRemote`.
+   */
   observe(listener: (event: SessionEvent) => void): Subscription
+  /**
+   * Shows a session that runs on another node, as that node published its event: views, the list
+   * and subscribers (with this node's `seq`) answer for it as for this node's own sessions.
+   */
+  applyRemote(remote: RemoteSessionEvent): void
+  /** Forgets the sessions that run on `node` (it was declared dead; failover tells their end). */
+  dropRemoteOf(node: string): void
+  /**
+   * Sessions of other nodes shown now, and how many were dropped because `maxRemoteSessions` were
+   * shown already (for metrics; `stats()` counts only this node's sessions).
+   */
+  remoteSessionCounts(): { live: number; dropped: number }
   /** Engine sessions started and not yet stopped (tests use it to prove nothing leaks). */
   liveEngineSessions(): string[]
   readonly supervisor: ReturnType<typeof createActor<SupervisorMachine>>
@@ -283,6 +303,10 @@ function buildService(
     maxTombstones,
     tombstoneTtlMs,
     onListenerError: (error) => logger.error({ err: error }, 'a session subscriber failed'),
+    ...(options.nodeId !== undefined ? { nodeId: options.nodeId } : {}),
+    ...(options.maxRemoteSessions !== undefined
+      ? { maxRemoteSessions: options.maxRemoteSessions }
+      : {}),
   })
   const durability = withDurability?.(registry, now)
   if (durability) registry.observe(durability.record)
@@ -406,6 +430,9 @@ function buildService(
     },
     subscribe: (target, listener) => registry.subscribe(target, listener),
     observe: (listener) => registry.observe(listener),
+    applyRemote: (remote) => registry.applyRemote(remote),
+    dropRemoteOf: (node) => registry.dropRemoteOf(node),
+    remoteSessionCounts: () => registry.remoteCounts,
     stats: () => ({
       accepting: isAccepting(),
       maxSessions,

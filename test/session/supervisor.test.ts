@@ -567,6 +567,7 @@ describe('capacity and ownership', () => {
       history: [],
       qr: null,
       pairingCode: null,
+      node: null,
     })
   })
 })
