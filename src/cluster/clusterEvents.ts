@@ -16,7 +16,7 @@
  */
 import pg from 'pg'
 import type { Logger } from '../logger.ts'
-import type { SessionEvent } from '../session/api.ts'
+import type { RemoteSessionEvent } from '../session/api.ts'
 import type { Fence } from './campaignLeases.ts'
 
 export const SESSIONS_CHANNEL = 'qrvisor_sessions'
@@ -24,17 +24,8 @@ export const LEASES_CHANNEL = 'qrvisor_leases'
 /** PostgreSQL refuses a payload of 8000 bytes or more. */
 const MAX_PAYLOAD_BYTES = 7_900
 
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
-
 /** An event of a session that runs on a node, as that node publishes it. */
-export interface PublishedSessionEvent {
-  /** The node the session runs (or ran) on. */
-  node: string
-  owner: string
-  event: DistributiveOmit<SessionEvent, 'seq'>
-  expiresAt: number | null
-  lastSeenAlive: number | null
-}
+export type PublishedSessionEvent = RemoteSessionEvent
 
 interface WireEvent extends PublishedSessionEvent {
   /** The node that sent it (a node skips its own). */

@@ -180,7 +180,7 @@ export class Failover {
       },
       fence
     )
-    const base = { campaignId: session.campaignId, sessionId: session.sessionId, at }
+    const base = { campaignId: session.campaignId, sessionId: session.sessionId, at, node }
     const events: Array<PublishedSessionEvent['event']> = [
       {
         ...base,
