@@ -16,7 +16,13 @@ import type { Config } from '../config.ts'
 import type { Engine } from '../engines/engine.ts'
 import type { Logger } from '../logger.ts'
 import type { ClusterCounters } from '../metrics.ts'
-import type { SessionEvent } from '../session/api.ts'
+import {
+  SESSION_STATUSES,
+  type SessionEvent,
+  type SessionReason,
+  type SessionStatus,
+} from '../session/api.ts'
+import { SESSION_REASONS } from '../session/status.ts'
 import { describeFailure } from '../session/messages.ts'
 import type { DurableSessionService } from '../session/service.ts'
 import type { SessionStore, StoredSession } from '../session/sessionStore.ts'
@@ -148,6 +154,31 @@ export function openCluster(options: OpenClusterOptions): Cluster {
     })
   }
 
+  /** Shows the sessions the other nodes run now as the store has them (their next event follows). */
+  async function resync(service: DurableSessionService): Promise<void> {
+    for (const session of await table.sessionsElsewhere(node.nodeId)) {
+      if (!isStatus(session.status) || session.status === 'cleaned') continue
+      const reason = isReason(session.reason) ? session.reason : null
+      service.applyRemote({
+        node: session.nodeId,
+        owner: session.owner,
+        event: {
+          type: 'status',
+          campaignId: session.campaignId,
+          sessionId: session.sessionId,
+          at: session.updatedAt,
+          status: session.status,
+          reason,
+          isConnected: session.status === 'ready',
+          hasActiveSession: true,
+          node: session.nodeId,
+        },
+        expiresAt: null,
+        lastSeenAlive: session.lastSeenAlive,
+      })
+    }
+  }
+
   return {
     engine,
     store: fencedStore,
@@ -194,9 +225,16 @@ export function openCluster(options: OpenClusterOptions): Cluster {
         logger,
         onRemote: (remote) => service.applyRemote(remote),
         onHandover: () => failover?.scan(),
-        onResync: () => logger.warn('cluster events may have been missed while reconnecting'),
+        onResync: () => {
+          logger.warn('cluster events may have been missed while reconnecting; reading them again')
+          resync(service).catch((error: unknown) =>
+            logger.warn({ err: error }, 'the sessions of the other nodes could not be read')
+          )
+        },
       })
       await events.start()
+      // Listening first: what runs elsewhere now, then every change of it.
+      await resync(service)
       published = service.observe(publish)
       leases.start()
       failover = new Failover({
@@ -291,6 +329,12 @@ export function openCluster(options: OpenClusterOptions): Cluster {
     },
   }
 }
+
+const STATUSES: ReadonlySet<string> = new Set(SESSION_STATUSES)
+const REASONS: ReadonlySet<string> = new Set(SESSION_REASONS)
+const isStatus = (value: string): value is SessionStatus => STATUSES.has(value)
+const isReason = (value: string | null): value is SessionReason =>
+  value !== null && REASONS.has(value)
 
 /** `HOST` as other machines reach it: a wildcard address is this machine's name. */
 function reachableHost(host: string): string {

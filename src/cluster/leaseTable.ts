@@ -299,6 +299,58 @@ export class LeaseTable {
   }
 
   /**
+   * The sessions other nodes run now (their lease unexpired, their record not ended), as the
+   * store last has them: what a node that starts or reconnects its listener shows for them until
+   * their next event.
+   */
+  async sessionsElsewhere(
+    nodeId: string,
+    limit = 100_000
+  ): Promise<
+    Array<{
+      campaignId: string
+      nodeId: string
+      owner: string
+      sessionId: string
+      status: string
+      reason: string | null
+      updatedAt: number
+      lastSeenAlive: number | null
+    }>
+  > {
+    const { rows } = await this.pool.query<{
+      campaign_id: string
+      owner_node: string
+      owner: string
+      session_id: string
+      status: string
+      reason: string | null
+      updated_at: number
+      last_seen_alive: number | null
+    }>(
+      `select distinct on (l.campaign_id) l.campaign_id, l.owner_node, c.owner, s.session_id,
+              s.status, s.reason, s.updated_at, s.last_seen_alive
+         from campaign_leases l
+         join campaigns c on c.campaign_id = l.campaign_id
+         join sessions s on s.campaign_id = l.campaign_id and s.ended_at is null
+        where l.released = 0 and l.expires_at > ${NOW_MS} and l.owner_node <> $1
+        order by l.campaign_id, s.started_at desc
+        limit $2`,
+      [nodeId, limit]
+    )
+    return rows.map((row) => ({
+      campaignId: row.campaign_id,
+      nodeId: row.owner_node,
+      owner: row.owner,
+      sessionId: row.session_id,
+      status: row.status,
+      reason: row.reason,
+      updatedAt: row.updated_at,
+      lastSeenAlive: row.last_seen_alive,
+    }))
+  }
+
+  /**
    * Records that the node is alive, with its load (and its `DATA_DIR` marker's token when given;
    * otherwise the stored one stays).
    */

@@ -78,7 +78,11 @@ export class Durability {
     const now = this.options.now()
     for (const campaign of campaigns) {
       this.flags.set(campaign.campaignId, { wanted: campaign.wanted, linked: campaign.linked })
-      const last = campaign.lastSession ? this.tombstoneOf(campaign.lastSession, now) : undefined
+      // In a cluster a session not ended may well run on another node: its node's events (or the
+      // failover's node_lost) say how it is, never a tombstone guessed here.
+      const open = campaign.lastSession?.endedAt === null && this.options.sharedStore === true
+      const last =
+        campaign.lastSession && !open ? this.tombstoneOf(campaign.lastSession, now) : undefined
       this.options.registry.recall(campaign.campaignId, campaign.owner, last)
       const proxy = proxyFromStore(campaign.proxy)
       if (proxy) this.options.registry.setProxy(campaign.campaignId, proxy)
