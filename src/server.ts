@@ -28,7 +28,8 @@ import {
   type SupervisedSessionService,
 } from './session/service.ts'
 import { openStore, type CampaignStore } from './store/index.ts'
-import { openCluster, type Cluster, type FencedSessionStore } from './cluster/cluster.ts'
+import { openCluster, type Cluster } from './cluster/cluster.ts'
+import { describeFailure } from './session/messages.ts'
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.ts'
 import { forwardSessionEvents } from './webhooks/sessionEvents.ts'
 import type { StartResult } from './session/api.ts'
@@ -340,7 +341,8 @@ async function openSessions(
         config,
         databaseUrl: url,
         engine,
-        store: store as FencedSessionStore,
+        store,
+        nodeLostMessage: describeFailure('node_lost', config.timeouts, null),
         maxSessions,
         logger,
       })

@@ -17,17 +17,16 @@ import type { Engine } from '../engines/engine.ts'
 import type { Logger } from '../logger.ts'
 import type { ClusterCounters } from '../metrics.ts'
 import {
+  SESSION_REASONS,
   SESSION_STATUSES,
   type SessionEvent,
   type SessionReason,
   type SessionStatus,
 } from '../session/api.ts'
-import { SESSION_REASONS } from '../session/status.ts'
-import { describeFailure } from '../session/messages.ts'
-import type { DurableSessionService } from '../session/service.ts'
-import type { SessionStore, StoredSession } from '../session/sessionStore.ts'
-import { CampaignLeases, monotonicClock, type Fence } from './campaignLeases.ts'
-import { ClusterEvents, type PublishedSessionEvent } from './clusterEvents.ts'
+import type { ClusterSessions } from './clusterSessions.ts'
+import type { CampaignStore } from '../store/index.ts'
+import { CampaignLeases, monotonicClock } from './campaignLeases.ts'
+import { ClusterEvents } from './clusterEvents.ts'
 import { Failover } from './failover.ts'
 import { clusterForwarding } from './forwarding.ts'
 import { leasedEngine, type LeasedEngine } from './leasedEngine.ts'
@@ -37,11 +36,11 @@ import { createNodeSigner } from './nodeAuth.ts'
 import { checkSharedDataDir, removeDataDirMarker } from './sharedDataDir.ts'
 import { drainNode } from './drain.ts'
 
-/** The store as the cluster needs it: session writes carry their lease's epoch. */
-export interface FencedSessionStore extends SessionStore {
-  saveSession(record: StoredSession, fence?: Fence): void
-  setLinked(campaignId: string, linked: boolean, fence?: Fence): void
-}
+/** What the session service writes to and reads from the store. */
+export type SessionStorePart = Pick<
+  CampaignStore,
+  'claim' | 'setWanted' | 'setLinked' | 'setProxy' | 'saveSession' | 'listCampaigns' | 'getCampaign'
+>
 
 export interface ClusterStatus {
   node: string
@@ -55,11 +54,11 @@ export interface Cluster {
   /** The engine to give the session service: a campaign runs only under its lease. */
   engine: LeasedEngine
   /** The store to give the session service: its session writes are fenced. */
-  store: SessionStore
+  store: SessionStorePart
   /** The campaign routes' middleware: forwards a campaign's requests to the node running it. */
   forwarding: MiddlewareHandler
   /** Once the node listens. */
-  begin(sessions: DurableSessionService, address: { port: number; host: string }): Promise<void>
+  begin(sessions: ClusterSessions, address: { port: number; host: string }): Promise<void>
   status(): Promise<ClusterStatus>
   /** For `/metrics`. */
   counters(): ClusterCounters
@@ -72,7 +71,9 @@ export interface OpenClusterOptions {
   config: Config
   databaseUrl: string
   engine: Engine
-  store: FencedSessionStore
+  store: CampaignStore
+  /** The message of a session that ended `node_lost` (the core's wording). */
+  nodeLostMessage: string
   maxSessions: number
   logger: Logger
 }
@@ -91,7 +92,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
   }
   const { table, pool } = openLeaseTable(databaseUrl)
   const signer = createNodeSigner(settings.secret ?? '')
-  let sessions: DurableSessionService | undefined
+  let sessions: ClusterSessions | undefined
   let draining = false
   let begun = false
   let fenced = 0
@@ -115,7 +116,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
     logger,
     handsOver: (campaignId) => draining && (sessions?.shouldRun(campaignId) ?? false),
   })
-  const fencedStore: SessionStore = {
+  const fencedStore: SessionStorePart = {
     ...bindAll(store),
     saveSession: (record) => store.saveSession(record, leases.fenceOf(record.campaignId)),
     setLinked: (campaignId, linked) =>
@@ -155,7 +156,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
   }
 
   /** Shows the sessions the other nodes run now as the store has them (their next event follows). */
-  async function resync(service: DurableSessionService): Promise<void> {
+  async function resync(service: ClusterSessions): Promise<void> {
     for (const session of await table.sessionsElsewhere(node.nodeId)) {
       if (!isStatus(session.status) || session.status === 'cleaned') continue
       const reason = isReason(session.reason) ? session.reason : null
@@ -257,7 +258,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
           events?.publish(campaignId, fence, remote)
         },
         concurrency: config.restoreConcurrency,
-        nodeLostMessage: describeFailure('node_lost', config.timeouts, null),
+        nodeLostMessage: options.nodeLostMessage,
         logger,
       })
       await heartbeat()
@@ -343,7 +344,7 @@ function reachableHost(host: string): string {
 }
 
 /** The store's methods, bound (the fenced store replaces two of them). */
-function bindAll(store: SessionStore): SessionStore {
+function bindAll(store: CampaignStore): SessionStorePart {
   return {
     claim: store.claim.bind(store),
     setWanted: store.setWanted.bind(store),
@@ -355,4 +356,3 @@ function bindAll(store: SessionStore): SessionStore {
   }
 }
 
-export type { PublishedSessionEvent }

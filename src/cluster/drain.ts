@@ -16,12 +16,12 @@
  * @module
  */
 import type { Logger } from '../logger.ts'
-import type { DurableSessionService } from '../session/service.ts'
+import type { ClusterSessions } from './clusterSessions.ts'
 import type { ClusterEvents } from './clusterEvents.ts'
 import type { LeasedEngine } from './leasedEngine.ts'
 
 export interface DrainOptions {
-  sessions: DurableSessionService
+  sessions: ClusterSessions
   engine: LeasedEngine
   events: ClusterEvents
   /** Live nodes that take sessions, this one excluded. */

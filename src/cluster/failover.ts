@@ -17,7 +17,7 @@
  */
 import type { Logger } from '../logger.ts'
 import type { SessionEvent, StartResult } from '../session/api.ts'
-import type { StoredCampaign, StoredSession } from '../session/sessionStore.ts'
+import type { CampaignRecord, SessionRecord } from '../store/index.ts'
 import type { CampaignLeases, Fence } from './campaignLeases.ts'
 import type { PublishedSessionEvent } from './clusterEvents.ts'
 
@@ -33,7 +33,9 @@ export interface FailoverOptions {
   /** Live nodes that take sessions (not draining), this one included. */
   takingNodes(): Promise<number>
   sessions: {
-    reload(campaignId: string): Promise<StoredCampaign | undefined>
+    reload(
+      campaignId: string
+    ): Promise<Pick<CampaignRecord, 'owner' | 'wanted' | 'linked' | 'lastSession'> | undefined>
     requestSession(request: {
       campaignId: string
       caller: { userId: string; admin: boolean }
@@ -42,7 +44,7 @@ export interface FailoverOptions {
     observe(listener: (event: SessionEvent) => void): { unsubscribe(): void }
   }
   /** Closes a session record that the dead node left open. */
-  saveSession(record: StoredSession, fence: Fence): void
+  saveSession(record: SessionRecord, fence: Fence): void
   /** Tells every node (this one included) an event of a session on another node. */
   announce(campaignId: string, fence: Fence, event: PublishedSessionEvent): void
   /** Restored sessions launching at once (`RESTORE_CONCURRENCY`). */
@@ -124,7 +126,7 @@ export class Failover {
     const lease = await leases.ensure(campaignId)
     if (!lease.ok) return false
     const fence = leases.fenceOf(campaignId)!
-    let stored: StoredCampaign | undefined
+    let stored: Pick<CampaignRecord, 'owner' | 'wanted' | 'linked' | 'lastSession'> | undefined
     try {
       stored = await sessions.reload(campaignId)
     } catch (error) {
@@ -160,7 +162,7 @@ export class Failover {
   }
 
   /** The session was live on a node that is gone: it ends `failed`, `node_lost`, for everyone. */
-  private endLost(session: StoredSession, node: string, owner: string, fence: Fence): void {
+  private endLost(session: SessionRecord, node: string, owner: string, fence: Fence): void {
     const at = (this.options.now ?? Date.now)()
     const detail = `node ${node} stopped renewing its lease`
     const message = this.options.nodeLostMessage

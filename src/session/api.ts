@@ -10,7 +10,7 @@ import type { RestoreProgress } from './restore.ts'
 import type { HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 
 export type { HistoryEntry, SessionReason, SessionStatus }
-export { SESSION_STATUSES } from './status.ts'
+export { SESSION_REASONS, SESSION_STATUSES } from './status.ts'
 
 /** The contract's campaign id pattern. */
 export const CAMPAIGN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/

@@ -49,7 +49,7 @@ afterEach(() => {
 
 function node(address = nodeA, handsOver = () => false) {
   const lost: Array<{ campaignIds: string[]; why: string }> = []
-  let engine: LeasedEngine | undefined
+  const fence: { engine?: LeasedEngine } = {}
   const leases = new CampaignLeases({
     ...TIMING,
     node: address,
@@ -57,17 +57,18 @@ function node(address = nodeA, handsOver = () => false) {
     clock: monotonicClock,
     onLost: (campaignIds, why) => {
       lost.push({ campaignIds, why })
-      engine?.fence(campaignIds, why)
+      fence.engine?.fence(campaignIds, why)
     },
   })
   open.push(leases)
   const inner = createScriptedEngine()
-  engine = leasedEngine(inner.engine, {
+  const engine = leasedEngine(inner.engine, {
     leases,
     clock: monotonicClock,
     logger: silentLogger,
     handsOver,
   })
+  fence.engine = engine
   return { leases, inner, engine, lost }
 }
 
