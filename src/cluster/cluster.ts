@@ -355,4 +355,3 @@ function bindAll(store: CampaignStore): SessionStorePart {
     getCampaign: store.getCampaign.bind(store),
   }
 }
-
