@@ -92,6 +92,9 @@ export function startWatchdog({
   let stopped = false
   const worker = new Worker(WORKER_URL, {
     workerData: { heartbeat, blockedAfterMs, pollMs, logFd },
+    // Plain JavaScript needs none of the process's flags (`--import tsx`, or an `--eval` that
+    // a worker inheriting it would run instead of its own file).
+    execArgv: [],
   })
   worker.on('message', (report: WorkerReport) => {
     if (report.type === 'killed') {

@@ -14,6 +14,7 @@
  * @module
  */
 import { readFileSync, writeSync } from 'node:fs'
+import { setInterval } from 'node:timers'
 import { parentPort, workerData } from 'node:worker_threads'
 
 /**
