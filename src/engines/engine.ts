@@ -106,6 +106,13 @@ export interface EngineSession {
    * page hangs, so the caller bounds it (`LIVENESS_TIMEOUT_MS`).
    */
   probe(): Promise<EngineProbeResult>
+  /**
+   * The OS processes of the session's browser, each leading its process group (which holds the
+   * rest of the browser): empty before the launch and once the teardown has seen them gone (their
+   * pids may be reused then). For a watchdog that kills browsers when the main thread cannot.
+   * Absent from an engine with no processes of its own (the simulated engine).
+   */
+  pids?(): number[]
 }
 
 export interface Engine {

@@ -89,6 +89,8 @@ export class WwebjsSession implements EngineSession {
   #browserPid: number | undefined
   /** Every browser pid of this session seen, so its profile locks can be told from others'. */
   readonly #browserPids = new Set<number>()
+  /** Set once the teardown saw every process of the session gone: their pids may be reused. */
+  #processesGone = false
   #teardown: Promise<EngineStopResult> | undefined
 
   constructor(
@@ -130,6 +132,10 @@ export class WwebjsSession implements EngineSession {
       options.logout === true,
       options.force === true
     )
+  }
+
+  pids(): number[] {
+    return this.#processesGone ? [] : [...this.#browserPids]
   }
 
   /**
@@ -441,13 +447,16 @@ export class WwebjsSession implements EngineSession {
           { pids: survivors.map((survivor) => survivor.pid), killTimeoutMs: options.killTimeoutMs },
           'Chromium processes survived SIGKILL; the profile keeps its locks'
         )
-      } else if (this.#client) {
-        releaseProfile({
-          profileDir: this.#profileDir,
-          browserPids: [...this.#browserPids],
-          wipe: this.#wipeProfileAfterTeardown,
-          log: this.#log,
-        })
+      } else {
+        this.#processesGone = true
+        if (this.#client) {
+          releaseProfile({
+            profileDir: this.#profileDir,
+            browserPids: [...this.#browserPids],
+            wipe: this.#wipeProfileAfterTeardown,
+            log: this.#log,
+          })
+        }
       }
     } catch (error) {
       this.#log.error({ err: error }, 'teardown failed')
