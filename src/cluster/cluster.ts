@@ -35,6 +35,7 @@ import { renewIntervalMs } from './leaseKeeper.ts'
 import { createNodeSigner } from './nodeAuth.ts'
 import { checkSharedDataDir, removeDataDirMarker } from './sharedDataDir.ts'
 import { drainNode } from './drain.ts'
+import { hrtimeMs, startWatchdog, type Watchdog } from './watchdog.ts'
 
 /** What the session service writes to and reads from the store. */
 export type SessionStorePart = Pick<
@@ -128,6 +129,32 @@ export function openCluster(options: OpenClusterOptions): Cluster {
   let published: { unsubscribe(): void } | undefined
   let timer: ReturnType<typeof setInterval> | undefined
   let marker: { token: string } | undefined
+  let watchdog: Watchdog | undefined
+  /** Campaigns the watchdog watches (their browsers' processes are known). */
+  const watched = new Set<string>()
+
+  /**
+   * Tells the watchdog, for each lease held, when its fencing starts and which processes to kill
+   * if the event loop is blocked then (conservative: a deadline is never later than the keeper's).
+   */
+  function updateWatchdog(): void {
+    if (!watchdog) return
+    const now = monotonicClock.now()
+    const held = new Set<string>()
+    for (const campaignId of leases.heldCampaigns()) {
+      const deadline = leases.keeper.fencingDeadlineOf(campaignId)
+      const pids = engine.pidsOf(campaignId)
+      if (deadline === undefined || pids.length === 0) continue
+      held.add(campaignId)
+      watched.add(campaignId)
+      watchdog.watch(campaignId, hrtimeMs() + (deadline - now), pids)
+    }
+    for (const campaignId of watched) {
+      if (held.has(campaignId)) continue
+      watched.delete(campaignId)
+      watchdog.unwatch(campaignId)
+    }
+  }
 
   function heartbeat(): Promise<void> {
     const stats = sessions?.stats()
@@ -262,10 +289,16 @@ export function openCluster(options: OpenClusterOptions): Cluster {
         logger,
       })
       await heartbeat()
+      // Kills the browsers of leases this node can no longer fence itself (a blocked event loop).
+      watchdog = startWatchdog({
+        logger,
+        onKilled: (campaignIds) => engine.fence(campaignIds, 'fenced'),
+      })
       begun = true
       const tick = () => {
         heartbeat().catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'))
         engine.releaseIdle()
+        updateWatchdog()
         failover?.scan()
       }
       timer = setInterval(tick, renewIntervalMs({ ttlMs, killBoundMs }))
@@ -311,6 +344,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       }
       if (timer) clearInterval(timer)
       await failover?.stop()
+      await watchdog?.stop()
       await shutdownSessions()
       // The last events (the sessions' ends), then the leases they were published under.
       published?.unsubscribe()

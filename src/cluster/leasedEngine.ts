@@ -33,6 +33,8 @@ export interface LeasedEngineOptions {
 export interface LeasedEngine extends Engine {
   /** Kills the engines of campaigns whose lease was lost; their sessions end `node_lost`. */
   fence(campaignIds: readonly string[], why: 'fenced' | 'lost'): void
+  /** The OS processes of the campaign's engines here (a wwebjs browser), for the watchdog. */
+  pidsOf(campaignId: string): number[]
   /** Engine sessions running here per campaign (tests, readiness). */
   runningCampaigns(): string[]
   /**
@@ -198,6 +200,8 @@ export function leasedEngine(inner: Engine, options: LeasedEngineOptions): Lease
       }
     },
     runningCampaigns: () => [...byCampaign.keys()],
+    pidsOf: (campaignId) =>
+      [...(byCampaign.get(campaignId) ?? [])].flatMap((session) => session.inner?.pids?.() ?? []),
     releaseIdle() {
       const idleNow = new Set<string>()
       for (const campaignId of leases.heldCampaigns()) {
