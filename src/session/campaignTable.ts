@@ -52,6 +52,7 @@ import {
   applyRemoteEvent,
   newRemoteSession,
   RemoteSessions,
+  repeatsStatus,
   startsSession,
   type RemoteEvent,
   type RemoteSession,
@@ -508,6 +509,7 @@ export class CampaignTable {
     let record = this.campaigns.get(campaignId)
     if (record?.current) return
     let session = record?.remote
+    if (session?.sessionId === sessionId && repeatsStatus(session, event)) return
     if (session && session.sessionId !== sessionId) {
       if (!startsSession(event)) return
       this.endRemote(record!, session)

@@ -68,6 +68,17 @@ export function startsSession(event: RemoteEvent): boolean {
 }
 
 /**
+ * The event repeats the status the session last recorded: a node that reads again what the other
+ * nodes run (after its listener reconnected) tells a status it may have told already. A session's
+ * machine never records one status twice in a row, so a repeat carries nothing new.
+ */
+export function repeatsStatus(session: RemoteSession, event: RemoteEvent): boolean {
+  if (event.type !== 'status') return false
+  const last = session.history.at(-1)
+  return last?.status === event.status && (last.reason ?? null) === event.reason
+}
+
+/**
  * A remote session as its first event here shows it. Usually that is its `initializing`; a node
  * that began listening while the session ran first hears a later event, and the status is the one
  * that event implies (a QR is shown while `awaitingScan`, an `error` comes with the end).

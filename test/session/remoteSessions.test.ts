@@ -423,6 +423,23 @@ describe('remote sessions: stale events and bounds', () => {
     expect(following.slice(1)).toEqual([])
   })
 
+  it('ignores a status told again (a node reading what the others run after a reconnect)', () => {
+    const nodeB = nodeBOnly()
+    nodeB.applyRemote(remote(status('c1', 's1', 'initializing')))
+    nodeB.applyRemote(remote(qr('c1', 's1', 'qr-1')))
+    nodeB.applyRemote(remote(status('c1', 's1', 'awaitingScan')))
+    const shown = nodeB.getCampaign('c1')
+    const following = record(nodeB, 'c1')
+    const replayed = following.length // subscribed, then the QR
+    nodeB.applyRemote(remote(status('c1', 's1', 'awaitingScan')))
+    expect(nodeB.getCampaign('c1')).toEqual(shown)
+    expect(following.slice(replayed)).toEqual([])
+    // A session first heard of by its QR records the status that follows it.
+    nodeB.applyRemote(remote(qr('c2', 's2', 'qr-2', 2)))
+    nodeB.applyRemote(remote(status('c2', 's2', 'awaitingScan')))
+    expect(nodeB.getCampaign('c2').history.map((entry) => entry.status)).toEqual(['awaitingScan'])
+  })
+
   it('ignores every event of a session that ended', () => {
     const nodeB = nodeBOnly()
     nodeB.applyRemote(remote(status('c1', 's1', 'initializing')))
