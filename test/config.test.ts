@@ -299,19 +299,21 @@ describe('LIVENESS_* (issue 15)', () => {
   })
 })
 
-describe('the cluster: NODE_ID, NODE_URL, CLUSTER_SECRET, LEASE_TTL_MS (issue 12)', () => {
+describe('the cluster: NODE_ID, NODE_URL, CLUSTER_SECRET, LEASE_TTL_MS, DRAIN_TIMEOUT_MS (issue 12)', () => {
   it('leaves the node id and URL to be derived, and leases last 15 s, by default', () => {
     expect(loadConfig({ JWT_SECRET: SECRET }).cluster).toEqual({
       nodeId: null,
       nodeUrl: null,
       secret: null,
       leaseTtlMs: 15_000,
+      drainMs: 60_000,
     })
     expect(loadConfig({ JWT_SECRET: SECRET, DATABASE_URL, CLUSTER_SECRET }).cluster).toEqual({
       nodeId: null,
       nodeUrl: null,
       secret: CLUSTER_SECRET,
       leaseTtlMs: 15_000,
+      drainMs: 60_000,
     })
   })
 
@@ -323,12 +325,14 @@ describe('the cluster: NODE_ID, NODE_URL, CLUSTER_SECRET, LEASE_TTL_MS (issue 12
       NODE_ID: 'web-1.eu:3000',
       NODE_URL: 'https://Web-1.internal:8443/',
       LEASE_TTL_MS: '30000',
+      DRAIN_TIMEOUT_MS: '90000',
     })
     expect(config.cluster).toEqual({
       nodeId: 'web-1.eu:3000',
       nodeUrl: 'https://web-1.internal:8443',
       secret: CLUSTER_SECRET,
       leaseTtlMs: 30_000,
+      drainMs: 90_000,
     })
   })
 

@@ -198,7 +198,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
           status: session.status,
           reason,
           isConnected: session.status === 'ready',
-          hasActiveSession: true,
+          hasActiveSession: ACTIVE.has(session.status),
           node: session.nodeId,
         },
         expiresAt: null,
@@ -366,6 +366,13 @@ export function openCluster(options: OpenClusterOptions): Cluster {
 }
 
 const STATUSES: ReadonlySet<string> = new Set(SESSION_STATUSES)
+/** The statuses that hold (or are starting) an engine. */
+const ACTIVE: ReadonlySet<string> = new Set([
+  'initializing',
+  'awaitingScan',
+  'authenticating',
+  'ready',
+])
 const REASONS: ReadonlySet<string> = new Set(SESSION_REASONS)
 const isStatus = (value: string): value is SessionStatus => STATUSES.has(value)
 const isReason = (value: string | null): value is SessionReason =>
