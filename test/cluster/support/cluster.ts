@@ -74,6 +74,7 @@ export class TestCluster {
   readonly ledger: LedgerWatch
   private readonly sockets = new Set<TestSocket>()
   private readonly proxies = new Set<TcpProxy>()
+  private readonly cleanups: Array<() => void | Promise<void>> = []
   private token = ''
 
   private constructor(
@@ -347,6 +348,14 @@ export class TestCluster {
     }
   }
 
+  /**
+   * Runs `cleanup` at `close()`, once every node is gone and before the DATA_DIR is deleted (e.g.
+   * to kill browsers, which run in process groups of their own).
+   */
+  onClose(cleanup: () => void | Promise<void>): void {
+    this.cleanups.push(cleanup)
+  }
+
   /** The last lines of every node's log (for a failing assertion's message). */
   logs(lines = 15): string {
     return [...this.nodes.values()]
@@ -369,6 +378,7 @@ export class TestCluster {
     this.sockets.clear()
     const pids = await stopServices()
     const survivors = pids.filter(isRunning)
+    for (const cleanup of this.cleanups.splice(0)) await cleanup()
     await Promise.all([...this.proxies].map((proxy) => proxy.close()))
     this.proxies.clear()
     this.nodes.clear()
