@@ -340,74 +340,83 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     }
   }, 150_000)
 
-  it('the database cut from one node: its engines stop before its leases expire by the database’s clock, and the others take its campaigns over', async () => {
-    cluster = await TestCluster.create(postgres)
-    const c = cluster
-    await c.startAll(['node-a', 'node-b', 'node-c'], { viaProxy: ['node-c'] })
-    const linked = names('cut', 5)
-    const before = new Map<string, string>()
-    await eachLimited(linked, 5, async (campaignId) => {
-      const view = await c.link(campaignId, 'node-c')
-      expect(view.node).toBe('node-c')
-      before.set(campaignId, view.sessionId as string)
-    })
-    for (const campaignId of linked) {
-      expect(runningEngines(campaignId).map((e) => e.node)).toEqual(['node-c'])
-    }
+  // `cut`: the link fails loudly (connections reset, new ones refused); `stall`: it drops
+  // everything silently (queries hang until the node's own timeouts).
+  it.each(['cut', 'stall'] as const)(
+    'the database %s from one node: its engines stop before its leases expire by the database’s clock, and the others take its campaigns over',
+    async (failure) => {
+      cluster = await TestCluster.create(postgres)
+      const c = cluster
+      await c.startAll(['node-a', 'node-b', 'node-c'], { viaProxy: ['node-c'] })
+      const linked = names(failure, 5)
+      const before = new Map<string, string>()
+      await eachLimited(linked, 5, async (campaignId) => {
+        const view = await c.link(campaignId, 'node-c')
+        expect(view.node).toBe('node-c')
+        before.set(campaignId, view.sessionId as string)
+      })
+      for (const campaignId of linked) {
+        expect(runningEngines(campaignId).map((e) => e.node)).toEqual(['node-c'])
+      }
 
-    const cutAt = Date.now()
-    c.node('node-c').proxy!.cut()
-    // The leases as node-c last renewed them: it can renew none after the cut.
-    const { leases } = await c.leases()
-    const expiry = new Map(
-      leases.filter((l) => l.owner === 'node-c').map((l) => [l.campaignId, l.expiresAt])
-    )
-    expect([...expiry.keys()].sort()).toEqual([...linked].sort())
-
-    await c.until(
-      () =>
-        linked.every((campaignId) =>
-          (c.ledger.intervals().get(campaignId) ?? []).some(
-            (e) => e.node === 'node-c' && e.endedBy === 'stop'
-          )
-        )
-          ? true
-          : undefined,
-      'node-c to stop its engines',
-      LEASE_TTL_MS + 5_000
-    )
-    for (const campaignId of linked) {
-      const engine = (c.ledger.intervals().get(campaignId) ?? []).find((e) => e.node === 'node-c')!
-      const margin = expiry.get(campaignId)! - engine.end
-      log(
-        `DB cut: ${campaignId} stopped ${engine.end - cutAt} ms after the cut, ${margin} ms before its lease expired`
+      const cutAt = Date.now()
+      c.node('node-c').proxy![failure]()
+      // The leases as node-c last renewed them: it can renew none after the cut.
+      const { leases } = await c.leases()
+      const expiry = new Map(
+        leases.filter((l) => l.owner === 'node-c').map((l) => [l.campaignId, l.expiresAt])
       )
-      expect(margin, `${campaignId}: stopped before its lease expired`).toBeGreaterThan(0)
-    }
+      expect([...expiry.keys()].sort()).toEqual([...linked].sort())
 
-    await c.until(
-      async () => {
-        for (const campaignId of linked) {
-          const view = await c.connection('node-a', campaignId)
-          if (view.status !== 'ready' || view.sessionId === before.get(campaignId)) return undefined
-          expect(['node-a', 'node-b']).toContain(view.node)
-        }
-        return true
-      },
-      'the others to take the campaigns over',
-      FAILOVER_BOUND_MS + 10_000,
-      100
-    )
-    log(`DB cut: all 5 ready on the others ${Date.now() - cutAt} ms after the cut`)
+      await c.until(
+        () =>
+          linked.every((campaignId) =>
+            (c.ledger.intervals().get(campaignId) ?? []).some(
+              (e) => e.node === 'node-c' && e.endedBy === 'stop'
+            )
+          )
+            ? true
+            : undefined,
+        'node-c to stop its engines',
+        LEASE_TTL_MS + 5_000
+      )
+      for (const campaignId of linked) {
+        const engine = (c.ledger.intervals().get(campaignId) ?? []).find(
+          (e) => e.node === 'node-c'
+        )!
+        const margin = expiry.get(campaignId)! - engine.end
+        log(
+          `DB cut: ${campaignId} stopped ${engine.end - cutAt} ms after the cut, ${margin} ms before its lease expired`
+        )
+        expect(margin, `${campaignId}: stopped before its lease expired`).toBeGreaterThan(0)
+      }
 
-    // The link comes back: node-c takes nothing back while the others hold the leases.
-    c.node('node-c').proxy!.restore()
-    await new Promise((resolve) => setTimeout(resolve, LEASE_TTL_MS))
-    for (const campaignId of linked) {
-      expect(runningEngines(campaignId).map((e) => e.node)).not.toContain('node-c')
-      expect(await c.connection('node-a', campaignId)).toMatchObject({ status: 'ready' })
-    }
-  }, 150_000)
+      await c.until(
+        async () => {
+          for (const campaignId of linked) {
+            const view = await c.connection('node-a', campaignId)
+            if (view.status !== 'ready' || view.sessionId === before.get(campaignId))
+              return undefined
+            expect(['node-a', 'node-b']).toContain(view.node)
+          }
+          return true
+        },
+        'the others to take the campaigns over',
+        FAILOVER_BOUND_MS + 10_000,
+        100
+      )
+      log(`DB ${failure}: all 5 ready on the others ${Date.now() - cutAt} ms after the cut`)
+
+      // The link comes back: node-c takes nothing back while the others hold the leases.
+      c.node('node-c').proxy!.restore()
+      await new Promise((resolve) => setTimeout(resolve, LEASE_TTL_MS))
+      for (const campaignId of linked) {
+        expect(runningEngines(campaignId).map((e) => e.node)).not.toContain('node-c')
+        expect(await c.connection('node-a', campaignId)).toMatchObject({ status: 'ready' })
+      }
+    },
+    150_000
+  )
 
   it('a rolling restart (SIGTERM, start again, node by node) keeps 30 linked campaigns: every one ready at the end', async () => {
     cluster = await TestCluster.create(postgres)
