@@ -105,6 +105,41 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     await postgres?.stop()
   }, 60_000)
 
+  /**
+   * The leases `node` holds, once it can renew none any more (dead, frozen, cut off): their
+   * expiry by the database's clock (a renewal in flight at the failure has landed by then).
+   */
+  async function finalExpiries(node: string): Promise<Map<string, number>> {
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const { leases } = await cluster!.leases()
+    return new Map(leases.filter((l) => l.owner === node).map((l) => [l.campaignId, l.expiresAt]))
+  }
+
+  /**
+   * A new owner starts only after the old lease expired, and (having taken over an expired lease)
+   * waits `KILL_TIMEOUT_MS + 2 s` more before launching, in case the old owner is only paused.
+   * Checked on the engines' own records: each campaign's engines on other nodes than `from`.
+   */
+  function expectTakeoversAfterExpiry(from: string, expiries: Map<string, number>): void {
+    const gaps: number[] = []
+    for (const [campaignId, expiresAt] of expiries) {
+      const takeovers = (cluster!.ledger.intervals().get(campaignId) ?? []).filter(
+        (e) => e.node !== from && e.start > expiresAt - LEASE_TTL_MS
+      )
+      expect(takeovers.length, `${campaignId}: taken over`).toBeGreaterThan(0)
+      for (const engine of takeovers) {
+        gaps.push(engine.start - expiresAt)
+        expect(engine.start, `${campaignId}: started after the old lease expired`).toBeGreaterThan(
+          expiresAt
+        )
+      }
+    }
+    log(
+      `takeovers launched ${Math.min(...gaps)}…${Math.max(...gaps)} ms after the old leases expired (wait ${TAKEOVER_WAIT_MS} ms)`
+    )
+    expect(Math.min(...gaps), 'the takeover wait').toBeGreaterThanOrEqual(TAKEOVER_WAIT_MS)
+  }
+
   /** The running intervals of a campaign's engines (the ledger's), by node. */
   function runningEngines(campaignId: string): EngineInterval[] {
     const intervals = cluster!.ledger.intervals().get(campaignId) ?? []
@@ -188,6 +223,8 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
 
     const killedAt = Date.now()
     await c.kill('node-a')
+    const expiries = await finalExpiries('node-a')
+    expect([...expiries.keys()].sort()).toEqual([...linked, ...pending].sort())
 
     const readyAfter = new Map<string, number>()
     await c.until(
@@ -222,6 +259,7 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
       spread.set(engine!.node, (spread.get(engine!.node) ?? 0) + 1)
     }
     log(`restored on: ${str(Object.fromEntries(spread))}`)
+    expectTakeoversAfterExpiry('node-a', new Map(linked.map((id) => [id, expiries.get(id)!])))
 
     for (const campaignId of pending) {
       const view = await c.connectionWhen(
@@ -260,6 +298,8 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
 
     const frozenAt = Date.now()
     c.freeze('node-a')
+    const expiries = await finalExpiries('node-a')
+    expect([...expiries.keys()].sort()).toEqual([...linked].sort())
     const after = new Map<string, { sessionId: string; node: string }>()
     await c.until(
       async () => {
@@ -278,6 +318,7 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     )
     log(`SIGSTOP: all 5 taken over ${Date.now() - frozenAt} ms after the freeze`)
     for (const { node } of after.values()) expect(['node-b', 'node-c']).toContain(node)
+    expectTakeoversAfterExpiry('node-a', expiries)
 
     const thawedAt = Date.now()
     const seenBeforeThaw = onB.messages.length
@@ -362,10 +403,7 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
       const cutAt = Date.now()
       c.node('node-c').proxy![failure]()
       // The leases as node-c last renewed them: it can renew none after the cut.
-      const { leases } = await c.leases()
-      const expiry = new Map(
-        leases.filter((l) => l.owner === 'node-c').map((l) => [l.campaignId, l.expiresAt])
-      )
+      const expiry = await finalExpiries('node-c')
       expect([...expiry.keys()].sort()).toEqual([...linked].sort())
 
       await c.until(
@@ -406,6 +444,7 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
         100
       )
       log(`DB ${failure}: all 5 ready on the others ${Date.now() - cutAt} ms after the cut`)
+      expectTakeoversAfterExpiry('node-c', expiry)
 
       // The link comes back: node-c takes nothing back while the others hold the leases.
       c.node('node-c').proxy!.restore()
