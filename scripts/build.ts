@@ -3,8 +3,8 @@
  *
  * tsc compiles `src/` (tsconfig.build.json rewrites the `.ts` import specifiers to `.js`), then the
  * files the modules read at run time from beside themselves are copied next to them: the QR render
- * worker (a plain `.mjs` module, so that worker threads load it without a TypeScript loader) and
- * the pages with their assets.
+ * worker and the cluster's watchdog worker (plain `.mjs` modules, so that worker threads load them
+ * without a TypeScript loader) and the pages with their assets.
  *
  * @module
  */
@@ -17,7 +17,12 @@ import { fileURLToPath } from 'node:url'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const OUT = join(ROOT, 'dist')
 /** Paths under `src/` that modules read at run time, relative to themselves. */
-const RUN_TIME_FILES = ['qr/render-worker.mjs', 'web/pages', 'web/assets']
+const RUN_TIME_FILES = [
+  'qr/render-worker.mjs',
+  'cluster/watchdogWorker.mjs',
+  'web/pages',
+  'web/assets',
+]
 
 // A fresh tree: nothing of a module that was renamed or removed may linger in dist/.
 rmSync(OUT, { recursive: true, force: true })

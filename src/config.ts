@@ -5,8 +5,9 @@
  *
  * @module
  */
-import { parseProxy, type ProxySettings } from './proxy.ts'
 import { z } from 'zod'
+import { checkLeaseTiming } from './cluster/leaseKeeper.ts'
+import { parseProxy, type ProxySettings } from './proxy.ts'
 
 /** How bearer tokens are verified: exactly one of the three is configured. */
 export type JwtKeyConfig =
@@ -49,6 +50,7 @@ export interface Config {
   /** `WA_PROXY`: the proxy of every campaign that sets none of its own; null: none. */
   proxy: ProxySettings | null
   store: StoreConfig
+  cluster: ClusterConfig
   webhooks: WebhookConfig
   /** `RESTORE_CONCURRENCY`: restored sessions launching at once (default: 2 wwebjs, 100 simulated). */
   restoreConcurrency: number
@@ -68,6 +70,20 @@ export interface StoreConfig {
   writeLagMs: number
   /** `STORE_WRITE_QUEUE_MAX`: changed records queued at most while the database fails. */
   writeQueueMax: number
+}
+
+/** A cluster of nodes on one PostgreSQL (`DATABASE_URL`); see src/cluster. */
+export interface ClusterConfig {
+  /** `NODE_ID`; null: `<hostname>:<port>`, once the node listens. */
+  nodeId: string | null
+  /** `NODE_URL`: how the other nodes reach this one (an origin); null: `http://HOST:PORT`. */
+  nodeUrl: string | null
+  /** `CLUSTER_SECRET`: authenticates node-to-node calls; set whenever `DATABASE_URL` is. */
+  secret: string | null
+  /** `LEASE_TTL_MS`: how long a campaign's lease lasts without a renewal. */
+  leaseTtlMs: number
+  /** `DRAIN_TIMEOUT_MS`: how long a stopping node may spend handing its linked campaigns over. */
+  drainMs: number
 }
 
 export interface WebhookConfig {
@@ -175,6 +191,17 @@ function parseOrigin(entry: string): string | undefined {
   return url.origin
 }
 
+/** An http(s) origin: how other nodes reach this one. A path, query or credentials are refused. */
+const nodeUrl = z.string().transform((value, ctx) => {
+  const origin = parseOrigin(value)
+  if (origin !== undefined) return origin
+  ctx.addIssue({
+    code: 'custom',
+    message: 'must be an http(s) URL without a path or query, like http://10.0.0.5:3000',
+  })
+  return z.NEVER
+})
+
 const environmentSchema = z.object({
   PORT: integer(0, 65_535).default(3000),
   HOST: nonEmpty.default('127.0.0.1'),
@@ -232,6 +259,22 @@ const environmentSchema = z.object({
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
     .optional(),
+  NODE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/, {
+      error:
+        'must be 1 to 128 letters, digits and . _ : @ - (starting with a letter or digit), like web-1 or web-1:3000',
+    })
+    .optional(),
+  NODE_URL: nodeUrl.optional(),
+  CLUSTER_SECRET: z
+    .string()
+    .min(MIN_SECRET_LENGTH, {
+      error: `must be at least ${MIN_SECRET_LENGTH} characters; to make one: openssl rand -hex 32`,
+    })
+    .optional(),
+  LEASE_TTL_MS: duration(1).default(15_000),
+  DRAIN_TIMEOUT_MS: duration(0).default(60_000),
   HISTORY_MAX_ENTRIES: integer(1, 1_000).default(50),
   ENDED_SESSIONS_MAX: integer(1, 10_000).default(20),
   ENDED_SESSIONS_TTL_MS: duration(1).default(7 * 24 * 60 * 60_000),
@@ -323,6 +366,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         `LIVENESS_INTERVAL_MS (${e.LIVENESS_INTERVAL_MS}): a probe is answered before the next one.`
     )
   }
+  if (e.DATABASE_URL !== undefined) {
+    if (e.CLUSTER_SECRET === undefined) {
+      throw new ConfigError(
+        'Invalid configuration: CLUSTER_SECRET is required with DATABASE_URL (every node on the ' +
+          'database is a cluster member, and the nodes authenticate their calls to each other with ' +
+          'it): give every node the same one, at least 32 characters; to make one: ' +
+          'CLUSTER_SECRET=$(openssl rand -hex 32).'
+      )
+    }
+    // Leases matter only in a cluster: a single node may keep a long KILL_TIMEOUT_MS.
+    const timing = checkLeaseTiming({ ttlMs: e.LEASE_TTL_MS, killBoundMs: e.KILL_TIMEOUT_MS })
+    if (timing !== null) throw new ConfigError(`Invalid configuration: ${timing}.`)
+  }
   const [key] = keys
   if (key === undefined || keys.length > 1) {
     throw new ConfigError(
@@ -368,6 +424,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       writeLagMs: e.STORE_WRITE_LAG_MS,
       writeQueueMax: e.STORE_WRITE_QUEUE_MAX,
     },
+    cluster: {
+      nodeId: e.NODE_ID ?? null,
+      nodeUrl: e.NODE_URL ?? null,
+      secret: e.CLUSTER_SECRET ?? null,
+      leaseTtlMs: e.LEASE_TTL_MS,
+      drainMs: e.DRAIN_TIMEOUT_MS,
+    },
     webhooks: {
       service:
         e.WEBHOOK_URL !== undefined && e.WEBHOOK_SECRET !== undefined
@@ -393,7 +456,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** Secrets are never echoed back in an error message. */
 function redact(name: string, value: string | undefined): string | undefined {
-  if (name === 'JWT_SECRET' || name === 'WEBHOOK_SECRET') return '[redacted]'
+  if (name === 'JWT_SECRET' || name === 'WEBHOOK_SECRET' || name === 'CLUSTER_SECRET') {
+    return '[redacted]'
+  }
   // A database URL or a proxy may carry a password.
   if ((name === 'DATABASE_URL' || name === 'WA_PROXY') && value) {
     return value.replace(/\/\/[^@/]*@/, '//[redacted]@')

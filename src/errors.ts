@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'at_capacity'
   | 'shutting_down'
   | 'store_unavailable'
+  /** A cluster node that runs the campaign did not answer a forwarded request. */
+  | 'node_unavailable'
   | 'internal'
 
 export interface ErrorBody {

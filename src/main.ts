@@ -26,7 +26,11 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel })
   const supervision = superviseProcess({
     logger,
-    teardownBoundMs: config.timeouts.destroyMs + config.timeouts.killMs,
+    // A cluster node hands its linked campaigns over first (DRAIN_TIMEOUT_MS).
+    teardownBoundMs:
+      config.timeouts.destroyMs +
+      config.timeouts.killMs +
+      (config.store.databaseUrl ? config.cluster.drainMs : 0),
   })
 
   try {

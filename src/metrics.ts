@@ -25,12 +25,22 @@ export interface Metrics {
   readonly contentType: string
 }
 
+/** What a cluster node counts (see src/cluster/cluster.ts). */
+export interface ClusterCounters {
+  leases: number
+  fenced: number
+  events: { published: number; refused: number; failed: number; received: number }
+  failover: { restored: number; lost: number }
+}
+
 export interface MetricsOptions {
   sessions: Pick<SessionService, 'stats'>
   /** The durable store, when there is one: its write-behind queue and failures. */
   store?: Pick<CampaignStore, 'health'>
   /** The webhooks, when there are: deliveries, failures, the outbox's depth and lag. */
   webhooks?: Pick<Webhooks, 'counters' | 'depth'>
+  /** A cluster node (PostgreSQL): its leases, the events between nodes, the failovers. */
+  cluster?: { counters(): ClusterCounters }
   /** Also collect Node's process metrics (CPU, memory, event loop lag). */
   processMetrics?: boolean
 }
@@ -57,6 +67,7 @@ export function createMetrics({
   sessions,
   store,
   webhooks,
+  cluster,
   processMetrics = true,
 }: MetricsOptions): Metrics {
   const registry = new Registry()
@@ -118,6 +129,58 @@ export function createMetrics({
       registers: [registry],
       collect() {
         this.set(store.health().dropped)
+      },
+    })
+    new Counter({
+      name: 'qrvisor_store_fenced_writes_total',
+      help: "Session writes refused because the campaign's lease had moved to another node or epoch (a cluster's fencing); dropped.",
+      registers: [registry],
+      collect() {
+        this.reset()
+        this.inc(store.health().fenced)
+      },
+    })
+  }
+  if (cluster) {
+    new Gauge({
+      name: 'qrvisor_cluster_leases',
+      help: 'Campaign leases this node holds (one per campaign whose engine runs here).',
+      registers: [registry],
+      collect() {
+        this.set(cluster.counters().leases)
+      },
+    })
+    new Counter({
+      name: 'qrvisor_cluster_fenced_total',
+      help: 'Leases this node gave up because it could not prove them (fenced) or lost them to another node; their engines were killed.',
+      registers: [registry],
+      collect() {
+        this.reset()
+        this.inc(cluster.counters().fenced)
+      },
+    })
+    new Counter({
+      name: 'qrvisor_cluster_events_total',
+      help: 'Session events between nodes: published (sent), refused (by the database: the lease had moved), failed (not sent), received.',
+      labelNames: ['outcome'],
+      registers: [registry],
+      collect() {
+        this.reset()
+        for (const [outcome, count] of Object.entries(cluster.counters().events)) {
+          this.inc({ outcome }, count)
+        }
+      },
+    })
+    new Counter({
+      name: 'qrvisor_cluster_failovers_total',
+      help: 'Campaigns this node took over from another: restored (linked) or lost (a session waiting for a scan ended node_lost).',
+      labelNames: ['outcome'],
+      registers: [registry],
+      collect() {
+        this.reset()
+        for (const [outcome, count] of Object.entries(cluster.counters().failover)) {
+          this.inc({ outcome }, count)
+        }
       },
     })
   }

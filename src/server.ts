@@ -28,8 +28,8 @@ import {
   type SupervisedSessionService,
 } from './session/service.ts'
 import { openStore, type CampaignStore } from './store/index.ts'
-import { describeUrl } from './store/postgres.ts'
-import { lockSingleNode, type NodeLock } from './cluster/singleNode.ts'
+import { openCluster, type Cluster } from './cluster/cluster.ts'
+import { describeFailure } from './session/messages.ts'
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.ts'
 import { forwardSessionEvents } from './webhooks/sessionEvents.ts'
 import type { StartResult } from './session/api.ts'
@@ -121,6 +121,7 @@ export async function startServer(
     sessions,
     ...(store ? { store } : {}),
     ...(webhooks ? { webhooks } : {}),
+    ...(opened.cluster ? { cluster: opened.cluster } : {}),
   })
   sessions.observe((event) => metrics.observe(event))
   const qrImages =
@@ -137,6 +138,9 @@ export async function startServer(
     metrics,
     simulator,
     ...(webhooks ? { webhooks } : {}),
+    ...(opened.cluster
+      ? { campaignMiddleware: opened.cluster.forwarding, clusterStatus: opened.cluster.status }
+      : {}),
     logger,
     isReady: () => state === 'ready',
     corsOrigins: config.corsOrigins,
@@ -214,6 +218,21 @@ export async function startServer(
     throw error
   }
   const { port } = server.address() as AddressInfo
+  try {
+    // A cluster node joins once its address is known (DATA_DIR shared, heartbeats, events).
+    await opened.begin({ port, host: config.host })
+  } catch (error) {
+    state = 'stopping'
+    await sessions.shutdown()
+    await hub.close()
+    const stoppedListening = new Promise<void>((resolve) => server.close(() => resolve()))
+    server.closeAllConnections()
+    await qrImages.close()
+    await engine.close()
+    await opened.close()
+    await stoppedListening
+    throw error
+  }
   state = 'ready'
   // In the next turn: after the caller has said the service listens (the first log line).
   setImmediate(opened.beginRestore)
@@ -225,7 +244,8 @@ export async function startServer(
     state = 'stopping'
     inspectSocket?.close()
     stately?.stop()
-    await sessions.shutdown()
+    // A cluster node hands its linked campaigns over first (its sockets keep being served).
+    await opened.shutdownSessions()
     await hub.close()
     const stoppedListening = new Promise<void>((resolve) => server.close(() => resolve()))
     server.closeAllConnections()
@@ -251,8 +271,14 @@ interface OpenedSessions {
   sessions: SupervisedSessionService<StartResult | Promise<StartResult>>
   store: CampaignStore | null
   webhooks: Webhooks | null
+  /** With PostgreSQL: this node's cluster membership. */
+  cluster: Cluster | null
+  /** Once the server listens: a cluster node joins the cluster. */
+  begin(address: { port: number; host: string }): Promise<void>
   /** Starts the restore of linked campaigns (once the server listens). */
   beginRestore(): void
+  /** Tears every session down (a cluster node drains first). */
+  shutdownSessions(): Promise<void>
   /**
    * After `sessions.shutdown()`: commits the sessions' last events to the outbox, stops the
    * webhook worker (what it did not deliver stays for the next start), writes the last statuses
@@ -280,16 +306,20 @@ async function openSessions(
     logger,
   }
   if (options.store === false) {
+    const sessions = createSessionService(settings)
     return {
-      sessions: createSessionService(settings),
+      sessions,
       store: null,
       webhooks: null,
+      cluster: null,
+      begin: async () => {},
       beginRestore: () => {},
+      shutdownSessions: () => sessions.shutdown(),
       close: async () => {},
     }
   }
   let store: CampaignStore | undefined
-  let nodeLock: NodeLock | undefined
+  let cluster: Cluster | undefined
   let sessions: DurableSessionService | undefined
   let webhooks: Webhooks | undefined
   try {
@@ -306,22 +336,34 @@ async function openSessions(
     })
     // After the store: it says clearly what is wrong with a database it cannot reach or read.
     const url = config.store.databaseUrl
-    if (url) nodeLock = await lockSingleNode(url, describeUrl(url))
+    if (url) {
+      cluster = openCluster({
+        config,
+        databaseUrl: url,
+        engine,
+        store,
+        nodeLostMessage: describeFailure('node_lost', config.timeouts, null),
+        maxSessions,
+        logger,
+      })
+    }
     sessions = await openSessionService({
       ...settings,
-      store,
+      ...(cluster ? { engine: cluster.engine, nodeId: cluster.node.nodeId } : {}),
+      store: cluster ? cluster.store : store,
       restoreConcurrency: config.restoreConcurrency,
+      sharedStore: cluster !== undefined,
     })
     webhooks = createWebhooks({ store, ...config.webhooks, logger })
     await webhooks.start()
   } catch (error) {
     await webhooks?.stop().catch(() => undefined)
     await sessions?.shutdown().catch(() => undefined)
+    await cluster?.close(async () => undefined).catch(() => undefined)
     await store?.close().catch(() => undefined)
-    await nodeLock?.release()
     throw error
   }
-  return durableSessions(sessions, store, webhooks, nodeLock, logger)
+  return durableSessions(sessions, store, webhooks, cluster ?? null, logger)
 }
 
 /** The opened durable parts as one, closed in order. */
@@ -329,21 +371,27 @@ function durableSessions(
   sessions: DurableSessionService,
   store: CampaignStore,
   webhooks: Webhooks,
-  nodeLock: NodeLock | undefined,
+  cluster: Cluster | null,
   logger: Logger
 ): OpenedSessions {
   const forwarding = forwardSessionEvents({ sessions, webhooks, logger })
+  let sessionsDown: Promise<void> | undefined
+  const shutdownSessions = () =>
+    (sessionsDown ??= cluster ? cluster.close(() => sessions.shutdown()) : sessions.shutdown())
   return {
     sessions,
     store,
     webhooks,
+    cluster,
+    begin: async (address) => cluster?.begin(sessions, address),
     beginRestore: () => sessions.beginRestore(),
+    shutdownSessions,
     async close() {
+      await shutdownSessions()
       await forwarding.settled()
       forwarding.unsubscribe()
       await webhooks.stop()
       await store.close()
-      await nodeLock?.release()
     },
   }
 }

@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig, MAX_DURATION_MS } from '../src/config.ts'
 
 const SECRET = 'x'.repeat(32)
+const CLUSTER_SECRET = 'c'.repeat(32)
+const DATABASE_URL = 'postgres://qrvisor:pw@db:5432/qrvisor'
 
 function failure(env: Record<string, string>): string {
   try {
@@ -212,6 +214,7 @@ describe('CORS_ORIGINS and WS_ALLOWED_ORIGINS', () => {
     const set = loadConfig({
       JWT_SECRET: SECRET,
       DATABASE_URL: 'postgres://qrvisor:pw@db:5432/qrvisor',
+      CLUSTER_SECRET: CLUSTER_SECRET,
       RESTORE_CONCURRENCY: '10',
       WEBHOOK_URL: 'https://backend.example.com/hook',
       WEBHOOK_SECRET: hook,
@@ -292,6 +295,108 @@ describe('LIVENESS_* (issue 15)', () => {
       failure({ JWT_SECRET: SECRET, LIVENESS_INTERVAL_MS: '1000', LIVENESS_TIMEOUT_MS: '2000' })
     ).toBe(
       'Invalid configuration: LIVENESS_TIMEOUT_MS (2000) must not exceed LIVENESS_INTERVAL_MS (1000): a probe is answered before the next one.'
+    )
+  })
+})
+
+describe('the cluster: NODE_ID, NODE_URL, CLUSTER_SECRET, LEASE_TTL_MS, DRAIN_TIMEOUT_MS (issue 12)', () => {
+  it('leaves the node id and URL to be derived, and leases last 15 s, by default', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).cluster).toEqual({
+      nodeId: null,
+      nodeUrl: null,
+      secret: null,
+      leaseTtlMs: 15_000,
+      drainMs: 60_000,
+    })
+    expect(loadConfig({ JWT_SECRET: SECRET, DATABASE_URL, CLUSTER_SECRET }).cluster).toEqual({
+      nodeId: null,
+      nodeUrl: null,
+      secret: CLUSTER_SECRET,
+      leaseTtlMs: 15_000,
+      drainMs: 60_000,
+    })
+  })
+
+  it('reads each variable; NODE_URL is kept as an origin', () => {
+    const config = loadConfig({
+      JWT_SECRET: SECRET,
+      DATABASE_URL,
+      CLUSTER_SECRET,
+      NODE_ID: 'web-1.eu:3000',
+      NODE_URL: 'https://Web-1.internal:8443/',
+      LEASE_TTL_MS: '30000',
+      DRAIN_TIMEOUT_MS: '90000',
+    })
+    expect(config.cluster).toEqual({
+      nodeId: 'web-1.eu:3000',
+      nodeUrl: 'https://web-1.internal:8443',
+      secret: CLUSTER_SECRET,
+      leaseTtlMs: 30_000,
+      drainMs: 90_000,
+    })
+  })
+
+  it('requires CLUSTER_SECRET with DATABASE_URL, saying how to make one', () => {
+    expect(failure({ JWT_SECRET: SECRET, DATABASE_URL })).toBe(
+      'Invalid configuration: CLUSTER_SECRET is required with DATABASE_URL (every node on the ' +
+        'database is a cluster member, and the nodes authenticate their calls to each other with ' +
+        'it): give every node the same one, at least 32 characters; to make one: ' +
+        'CLUSTER_SECRET=$(openssl rand -hex 32).'
+    )
+  })
+
+  it('refuses a short CLUSTER_SECRET without echoing it', () => {
+    const message = failure({ JWT_SECRET: SECRET, DATABASE_URL, CLUSTER_SECRET: 'hunter2-hunter2' })
+    expect(message).toBe(
+      'Invalid configuration: CLUSTER_SECRET must be at least 32 characters; to make one: openssl rand -hex 32 (got "[redacted]").'
+    )
+    expect(message).not.toContain('hunter2')
+  })
+
+  it('refuses a NODE_URL with a path, a query or credentials, and a NODE_ID with spaces', () => {
+    for (const url of [
+      'http://web-1:3000/qrvisor',
+      'http://web-1:3000/?x=1',
+      'http://ops:pw@web-1:3000',
+      'ftp://web-1',
+      'web-1:3000',
+    ]) {
+      expect(failure({ JWT_SECRET: SECRET, NODE_URL: url })).toMatch(
+        /^Invalid configuration: NODE_URL must be an http\(s\) URL without a path or query/
+      )
+    }
+    expect(failure({ JWT_SECRET: SECRET, NODE_ID: 'web 1' })).toMatch(
+      /^Invalid configuration: NODE_ID must be 1 to 128 letters, digits and/
+    )
+    expect(failure({ JWT_SECRET: SECRET, NODE_ID: 'x'.repeat(129) })).toMatch(/NODE_ID must/)
+  })
+
+  it('refuses a LEASE_TTL_MS that leaves no time to fence with KILL_TIMEOUT_MS', () => {
+    const message = failure({
+      JWT_SECRET: SECRET,
+      DATABASE_URL,
+      CLUSTER_SECRET,
+      LEASE_TTL_MS: '9000',
+    })
+    expect(message).toMatch(/^Invalid configuration: LEASE_TTL_MS 9000 leaves no time to fence/)
+    expect(message).toMatch(/set LEASE_TTL_MS to at least 10660, or lower KILL_TIMEOUT_MS\.$/)
+    expect(
+      failure({ JWT_SECRET: SECRET, DATABASE_URL, CLUSTER_SECRET, KILL_TIMEOUT_MS: '10000' })
+    ).toMatch(/LEASE_TTL_MS 15000 leaves no time to fence/)
+    expect(
+      loadConfig({
+        JWT_SECRET: SECRET,
+        DATABASE_URL,
+        CLUSTER_SECRET,
+        KILL_TIMEOUT_MS: '10000',
+        LEASE_TTL_MS: '20000',
+      }).cluster.leaseTtlMs
+    ).toBe(20_000)
+  })
+
+  it('checks the lease timing only in a cluster: a single node may keep a long KILL_TIMEOUT_MS', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET, KILL_TIMEOUT_MS: '60000' }).timeouts.killMs).toBe(
+      60_000
     )
   })
 })

@@ -124,6 +124,17 @@ export class LeaseKeeper {
     return lease && this.isProvable(lease) ? lease.epoch : undefined
   }
 
+  /** When fencing of the campaign's lease starts (monotonic), unless a renewal succeeds first. */
+  fencingDeadlineOf(campaignId: string): number | undefined {
+    const lease = this.held.get(campaignId)
+    return lease && lease.sentAt + fenceAfterMs(this.options)
+  }
+
+  /** The campaigns whose lease this node holds and can prove valid. */
+  heldCampaigns(): string[] {
+    return [...this.held].filter(([, lease]) => this.isProvable(lease)).map(([id]) => id)
+  }
+
   get size(): number {
     return this.held.size
   }

@@ -31,6 +31,8 @@ export interface LeaseGrant {
    */
   previous: 'none' | 'released' | 'expired' | 'own'
   previousOwner: string | null
+  /** The previous lease was released as a handover (a drain): its campaign should run here now. */
+  handover: boolean
 }
 
 export interface LeaseHolder {
@@ -46,12 +48,35 @@ export interface NodeHeartbeat extends NodeAddress {
   liveSessions: number
   maxSessions: number
   draining: boolean
+  /** The token of its marker in `DATA_DIR` (see `sharedDataDir.ts`); absent: the stored one stays. */
+  dataMarker?: string
 }
 
 export interface ClusterNode extends NodeHeartbeat {
   /** Milliseconds since its last heartbeat, by the database's clock. */
   silentForMs: number
 }
+
+/**
+ * A campaign some node should take now (`orphans`):
+ * - `expired`: its lease expired unreleased: its node died or was cut off. Whatever the campaign's
+ *   state: a linked one wanted running is restored, a pending session ends `node_lost`.
+ * - `handover`: its owner released it for another node to run (a drain); linked and wanted running.
+ * - `unleased`: linked and wanted running, and no node ever held a lease on it.
+ */
+export interface OrphanCampaign {
+  campaignId: string
+  kind: 'expired' | 'handover' | 'unleased'
+  /** The node that held the lease last; null for `unleased`. */
+  previousOwner: string | null
+  /** The campaign's owner (a user), as in the store. */
+  owner: string
+  wanted: 'running' | 'stopped'
+  linked: boolean
+}
+
+/** Orphans per scan, at most. */
+export const MAX_ORPHANS = 1_000
 
 const INT8_OID = 20
 
@@ -98,22 +123,20 @@ export class LeaseTable {
       epoch: number
       previous_owner: string | null
       previous_released: number | null
-      previous_expires: number | null
-      now: number
+      previous_handover: number | null
     }>(
       `with clock as (select ${NOW_MS} as t),
-            old as (select owner_node, released, expires_at from campaign_leases where campaign_id = $1)
-       insert into campaign_leases as l (campaign_id, owner_node, owner_url, epoch, expires_at, released)
-       select $1, $2, $3, 1, clock.t + $4, 0 from clock
+            old as (select owner_node, released, handover from campaign_leases where campaign_id = $1)
+       insert into campaign_leases as l (campaign_id, owner_node, owner_url, epoch, expires_at, released, handover)
+       select $1, $2, $3, 1, clock.t + $4, 0, 0 from clock
        on conflict (campaign_id) do update
           set owner_node = excluded.owner_node, owner_url = excluded.owner_url,
-              epoch = l.epoch + 1, expires_at = excluded.expires_at, released = 0
+              epoch = l.epoch + 1, expires_at = excluded.expires_at, released = 0, handover = 0
         where l.released = 1 or l.expires_at <= (select t from clock) or l.owner_node = excluded.owner_node
        returning l.epoch,
                  (select owner_node from old) as previous_owner,
                  (select released from old) as previous_released,
-                 (select expires_at from old) as previous_expires,
-                 (select t from clock) as now`,
+                 (select handover from old) as previous_handover`,
       [campaignId, node.nodeId, node.url, ttlMs]
     )
     const row = rows[0]
@@ -128,7 +151,14 @@ export class LeaseTable {
       else if (row.previous_released === 1) previous = 'released'
       else previous = 'expired'
     }
-    return { granted: { epoch: row.epoch, previous, previousOwner: row.previous_owner } }
+    return {
+      granted: {
+        epoch: row.epoch,
+        previous,
+        previousOwner: row.previous_owner,
+        handover: row.previous_handover === 1,
+      },
+    }
   }
 
   /**
@@ -142,23 +172,39 @@ export class LeaseTable {
   ): Promise<Set<string>> {
     if (held.length === 0) return new Set()
     const { rows } = await this.pool.query<{ campaign_id: string }>(
-      `with clock as (select ${NOW_MS} as t)
+      // The rows are locked in campaign order, as the store's fenced writes lock them
+      // (\`FOR SHARE\`), so a renewal and a batch of writes never deadlock.
+      `with clock as (select ${NOW_MS} as t),
+            held as (
+              select l.campaign_id from campaign_leases l
+                join unnest($2::text[], $3::bigint[]) as h(campaign_id, epoch)
+                  on l.campaign_id = h.campaign_id and l.epoch = h.epoch
+               where l.owner_node = $1 and l.released = 0 and l.expires_at > (select t from clock)
+               order by l.campaign_id
+                 for update of l)
        update campaign_leases as l set expires_at = clock.t + $4
-         from clock, unnest($2::text[], $3::bigint[]) as h(campaign_id, epoch)
-        where l.campaign_id = h.campaign_id and l.epoch = h.epoch and l.owner_node = $1
-          and l.released = 0 and l.expires_at > clock.t
+         from clock, held
+        where l.campaign_id = held.campaign_id
        returning l.campaign_id`,
       [nodeId, held.map((lease) => lease.campaignId), held.map((lease) => lease.epoch), ttlMs]
     )
     return new Set(rows.map((row) => row.campaign_id))
   }
 
-  /** Gives the lease up (its engine is gone): a new owner may start at once. */
-  async release(campaignId: string, nodeId: string, epoch: number): Promise<boolean> {
+  /**
+   * Gives the lease up (its engine is gone): a new owner may start at once. With `handover`, the
+   * campaign should keep running: `orphans` offers it to the other nodes.
+   */
+  async release(
+    campaignId: string,
+    nodeId: string,
+    epoch: number,
+    { handover = false }: { handover?: boolean } = {}
+  ): Promise<boolean> {
     const { rowCount } = await this.pool.query(
-      `update campaign_leases set released = 1, expires_at = least(expires_at, ${NOW_MS})
+      `update campaign_leases set released = 1, handover = $4, expires_at = least(expires_at, ${NOW_MS})
         where campaign_id = $1 and owner_node = $2 and epoch = $3 and released = 0`,
-      [campaignId, nodeId, epoch]
+      [campaignId, nodeId, epoch, handover ? 1 : 0]
     )
     return (rowCount ?? 0) > 0
   }
@@ -199,16 +245,149 @@ export class LeaseTable {
     return rows.map((row) => ({ campaignId: row.campaign_id, nodeId: row.owner_node }))
   }
 
-  /** Records that the node is alive, with its load. */
+  /**
+   * Campaigns some node should take now, the longest waiting first (by their lease's expiry or
+   * release; an unleased one by its last change): see `OrphanCampaign`. At most `limit` (up to
+   * `MAX_ORPHANS`). Taking one is `acquire`: one node wins.
+   */
+  async orphans(limit = MAX_ORPHANS): Promise<OrphanCampaign[]> {
+    const bounded = Math.min(Math.floor(limit), MAX_ORPHANS)
+    if (!(bounded > 0)) return []
+    const { rows } = await this.pool.query<{
+      campaign_id: string
+      kind: OrphanCampaign['kind']
+      previous_owner: string | null
+      owner: string
+      wanted: string
+      linked: number
+    }>(
+      // Three index-driven parts, each bounded, then merged: no part scans every campaign.
+      `with clock as (select ${NOW_MS} as t),
+       expired as (
+         select l.campaign_id, 'expired' as kind, l.owner_node, l.expires_at as since
+           from campaign_leases l
+           join campaigns c on c.campaign_id = l.campaign_id
+          where l.released = 0 and l.expires_at <= (select t from clock)
+          order by l.expires_at limit $1),
+       handed_over as (
+         select l.campaign_id, 'handover' as kind, l.owner_node, l.expires_at as since
+           from campaign_leases l
+           join campaigns c on c.campaign_id = l.campaign_id
+          where l.handover = 1 and l.released = 1 and c.wanted = 'running' and c.linked = 1
+          order by l.expires_at limit $1),
+       unleased as (
+         select c.campaign_id, 'unleased' as kind, null as owner_node, c.updated_at as since
+           from campaigns c
+          where c.wanted = 'running' and c.linked = 1
+            and not exists (select 1 from campaign_leases l where l.campaign_id = c.campaign_id)
+          order by c.updated_at limit $1),
+       found as (select * from expired union all select * from handed_over union all select * from unleased)
+       select f.campaign_id, f.kind, f.owner_node as previous_owner, c.owner, c.wanted, c.linked
+         from found f join campaigns c on c.campaign_id = f.campaign_id
+        order by f.since, f.campaign_id
+        limit $1`,
+      [bounded]
+    )
+    return rows.map((row) => ({
+      campaignId: row.campaign_id,
+      kind: row.kind,
+      previousOwner: row.previous_owner,
+      owner: row.owner,
+      wanted: row.wanted === 'running' ? 'running' : 'stopped',
+      linked: row.linked === 1,
+    }))
+  }
+
+  /**
+   * The sessions other nodes run now (their lease unexpired, their record not ended), as the
+   * store last has them: what a node that starts or reconnects its listener shows for them until
+   * their next event.
+   */
+  async sessionsElsewhere(
+    nodeId: string,
+    limit = 100_000
+  ): Promise<
+    Array<{
+      campaignId: string
+      nodeId: string
+      owner: string
+      sessionId: string
+      status: string
+      reason: string | null
+      updatedAt: number
+      lastSeenAlive: number | null
+    }>
+  > {
+    const { rows } = await this.pool.query<{
+      campaign_id: string
+      owner_node: string
+      owner: string
+      session_id: string
+      status: string
+      reason: string | null
+      updated_at: number
+      last_seen_alive: number | null
+    }>(
+      `select distinct on (l.campaign_id) l.campaign_id, l.owner_node, c.owner, s.session_id,
+              s.status, s.reason, s.updated_at, s.last_seen_alive
+         from campaign_leases l
+         join campaigns c on c.campaign_id = l.campaign_id
+         join sessions s on s.campaign_id = l.campaign_id and s.ended_at is null
+        where l.released = 0 and l.expires_at > ${NOW_MS} and l.owner_node <> $1
+        order by l.campaign_id, s.started_at desc
+        limit $2`,
+      [nodeId, limit]
+    )
+    return rows.map((row) => ({
+      campaignId: row.campaign_id,
+      nodeId: row.owner_node,
+      owner: row.owner,
+      sessionId: row.session_id,
+      status: row.status,
+      reason: row.reason,
+      updatedAt: row.updated_at,
+      lastSeenAlive: row.last_seen_alive,
+    }))
+  }
+
+  /**
+   * Records that the node is alive, with its load (and its `DATA_DIR` marker's token when given;
+   * otherwise the stored one stays).
+   */
   async heartbeat(node: NodeHeartbeat): Promise<void> {
     await this.pool.query(
-      `insert into cluster_nodes (node_id, url, heartbeat_at, started_at, live_sessions, max_sessions, draining)
-       values ($1, $2, ${NOW_MS}, ${NOW_MS}, $3, $4, $5)
+      `insert into cluster_nodes (node_id, url, heartbeat_at, started_at, live_sessions, max_sessions, draining, data_marker)
+       values ($1, $2, ${NOW_MS}, ${NOW_MS}, $3, $4, $5, $6)
        on conflict (node_id) do update set url = excluded.url, heartbeat_at = excluded.heartbeat_at,
          live_sessions = excluded.live_sessions, max_sessions = excluded.max_sessions,
-         draining = excluded.draining`,
-      [node.nodeId, node.url, node.liveSessions, node.maxSessions, node.draining ? 1 : 0]
+         draining = excluded.draining,
+         data_marker = coalesce(excluded.data_marker, cluster_nodes.data_marker)`,
+      [
+        node.nodeId,
+        node.url,
+        node.liveSessions,
+        node.maxSessions,
+        node.draining ? 1 : 0,
+        node.dataMarker ?? null,
+      ]
     )
+  }
+
+  /**
+   * Publishes the token of the node's `DATA_DIR` marker (after its first heartbeat); false if the
+   * node has no heartbeat row.
+   */
+  async publishDataMarker(nodeId: string, token: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      `update cluster_nodes set data_marker = $2 where node_id = $1`,
+      [nodeId, token]
+    )
+    return (rowCount ?? 0) > 0
+  }
+
+  /** Removes the node's heartbeat row (a clean shutdown): it is no longer a live node. */
+  async leave(nodeId: string): Promise<void> {
+    await this.pool.query(`delete from cluster_nodes where node_id = $1`, [nodeId])
   }
 
   /** The nodes heard from within `withinMs`, the least loaded first. */
@@ -219,9 +398,11 @@ export class LeaseTable {
       live_sessions: number
       max_sessions: number
       draining: number
+      data_marker: string | null
       silent_for: number
     }>(
-      `select node_id, url, live_sessions, max_sessions, draining, ${NOW_MS} - heartbeat_at as silent_for
+      `select node_id, url, live_sessions, max_sessions, draining, data_marker,
+              ${NOW_MS} - heartbeat_at as silent_for
          from cluster_nodes where heartbeat_at > ${NOW_MS} - $1
         order by live_sessions::float / greatest(max_sessions, 1), node_id`,
       [withinMs]
@@ -233,6 +414,7 @@ export class LeaseTable {
       maxSessions: row.max_sessions,
       draining: row.draining === 1,
       silentForMs: row.silent_for,
+      ...(row.data_marker !== null ? { dataMarker: row.data_marker } : {}),
     }))
   }
 }

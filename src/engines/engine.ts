@@ -35,6 +35,11 @@ export type EngineTerminationKind =
   | 'crashed'
   /** Any other failure the engine reported. */
   | 'engine_error'
+  /**
+   * The node lost the campaign's lease (it could not renew it in time): the engine was killed so
+   * that the node taking the campaign over never runs a second one. Never restarted here.
+   */
+  | 'lease_lost'
 
 export type EngineEvent =
   | { type: 'qr'; qr: string }
@@ -52,6 +57,12 @@ export interface EngineStopOptions {
    * first call's options decide; later calls return the first call's promise.
    */
   logout?: boolean
+  /**
+   * Skip the graceful phase: kill at once, within the forced phase's bound (`KILL_TIMEOUT_MS`).
+   * For a node fencing itself off a lease it can no longer prove: there is no time for a
+   * graceful `destroy()`.
+   */
+  force?: boolean
 }
 
 export interface EngineStopResult {
@@ -95,6 +106,13 @@ export interface EngineSession {
    * page hangs, so the caller bounds it (`LIVENESS_TIMEOUT_MS`).
    */
   probe(): Promise<EngineProbeResult>
+  /**
+   * The OS processes of the session's browser, each leading its process group (which holds the
+   * rest of the browser): empty before the launch and once the teardown has seen them gone (their
+   * pids may be reused then). For a watchdog that kills browsers when the main thread cannot.
+   * Absent from an engine with no processes of its own (the simulated engine).
+   */
+  pids?(): number[]
 }
 
 export interface Engine {

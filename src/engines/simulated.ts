@@ -295,7 +295,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     }
 
     stop(options: EngineStopOptions = {}): Promise<EngineStopResult> {
-      this.stopping ??= this.runStop(options.logout === true)
+      this.stopping ??= this.runStop(options.logout === true, options.force === true)
       return this.stopping
     }
 
@@ -304,7 +304,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       return live.has(this) && !this.isDead()
     }
 
-    private async runStop(logout: boolean): Promise<EngineStopResult> {
+    private async runStop(logout: boolean, force = false): Promise<EngineStopResult> {
       const startedAt = clock.now()
       // The logout comes first, as in the real engine; WhatsApp accepts it from a linked device.
       const loggedOut = logout && this.authenticated && !this.terminated
@@ -313,8 +313,9 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       this.showingQr = false
       this.pairingCode = undefined
       const gracefulMs = this.behaviour.teardown === 'hang' ? Infinity : destroyDelayMs
-      const forced = gracefulMs > destroyTimeoutMs
-      await wait(forced ? destroyTimeoutMs + Math.min(killDelayMs, killTimeoutMs) : gracefulMs)
+      const forced = force || gracefulMs > destroyTimeoutMs
+      const graceMs = force ? 0 : destroyTimeoutMs
+      await wait(forced ? graceMs + Math.min(killDelayMs, killTimeoutMs) : gracefulMs)
       live.delete(this)
       this.endRecord('stopped')
       if (current.get(this.options.campaignId) === this) current.delete(this.options.campaignId)

@@ -6,7 +6,7 @@
  * @module
  */
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
-import type { Hono } from 'hono'
+import type { Hono, MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { cors } from 'hono/cors'
 import type { TokenVerifier } from '../auth/verifier.ts'
@@ -22,6 +22,16 @@ import { BEARER, errors, json, validationHook } from './schemas.ts'
 import { createSimulatorRoutes, type SimulatorControls } from './simulator.ts'
 import { createWebhookRoutes, type WebhookRoutesOptions } from './webhooks.ts'
 
+export interface ClusterReadiness {
+  node: string
+  database: 'ok' | 'unreachable'
+  /** Campaign leases this node holds. */
+  leases: number
+  draining: boolean
+  /** Live nodes in the cluster, this one included. */
+  nodes: number
+}
+
 export interface AppOptions {
   sessions: SessionService
   verifier: TokenVerifier
@@ -34,6 +44,13 @@ export interface AppOptions {
   webhooks?: WebhookRoutesOptions['webhooks']
   /** False while the process starts or shuts down: `/readyz` answers 503. */
   isReady?: () => boolean
+  /**
+   * Runs before every campaign route, after the caller's token is verified (a cluster node
+   * forwards a campaign's requests to the node running it).
+   */
+  campaignMiddleware?: MiddlewareHandler
+  /** A cluster node's state for `/readyz`: not ready while its database is unreachable. */
+  clusterStatus?: () => Promise<ClusterReadiness>
   /**
    * `CORS_ORIGINS`: origins whose pages may call `/api` from a browser (none by default: only
    * the service's own pages, which need no CORS).
@@ -67,6 +84,8 @@ export function createApp({
   webhooks,
   logger = silentLogger,
   isReady = () => true,
+  campaignMiddleware,
+  clusterStatus,
   corsOrigins = [],
   maxBodyBytes = 4096,
   qrImageWaitMs,
@@ -75,10 +94,26 @@ export function createApp({
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook() })
 
   app.openapi(healthRoute, (c) => c.json({ status: 'ok' as const }, 200))
-  app.openapi(readyRoute, (c) => {
+  app.openapi(readyRoute, async (c) => {
     const { accepting, restore } = sessions.stats()
-    if (isReady() && accepting) {
-      return c.json({ status: 'ready' as const, ...(restore ? { restore } : {}) }, 200)
+    const cluster = clusterStatus ? await clusterStatus() : undefined
+    if (cluster?.database === 'unreachable') {
+      throw new ApiError(
+        503,
+        'store_unavailable',
+        `Node ${cluster.node} cannot reach the cluster's database; its sessions are being fenced.`,
+        { 'Retry-After': '5' }
+      )
+    }
+    if (isReady() && accepting && !cluster?.draining) {
+      return c.json(
+        {
+          status: 'ready' as const,
+          ...(restore ? { restore } : {}),
+          ...(cluster ? { cluster } : {}),
+        },
+        200
+      )
     }
     throw new ApiError(503, 'shutting_down', 'The service does not accept new sessions now.', {
       'Retry-After': '5',
@@ -105,6 +140,10 @@ export function createApp({
   })
   api.on(['POST', 'PUT', 'PATCH', 'DELETE'], '*', limitBody)
   api.use(requireBearerToken({ verifier }))
+  if (campaignMiddleware) {
+    api.use('/campaigns/:id/*', campaignMiddleware)
+    api.use('/simulator/campaigns/:id/*', campaignMiddleware)
+  }
   api.route('/campaigns', createCampaignRoutes({ sessions, qrImages, logger, qrImageWaitMs }))
   if (webhooks) api.route('/', createWebhookRoutes({ webhooks, sessions, logger }))
   if (simulator) {
@@ -185,9 +224,22 @@ const readyRoute = createRoute({
             description:
               'With a durable store: the restore of the campaigns that were linked and wanted running at start.',
           }),
+        cluster: z
+          .strictObject({
+            node: z.string(),
+            database: z.enum(['ok', 'unreachable']),
+            leases: z.int(),
+            draining: z.boolean(),
+            nodes: z.int(),
+          })
+          .optional()
+          .openapi({
+            description:
+              'On PostgreSQL (a cluster): this node, its database, the campaign leases it holds and the live nodes.',
+          }),
       })
     ),
-    ...errors({ 503: ['shutting_down'] }),
+    ...errors({ 503: ['shutting_down', 'store_unavailable'] }),
   },
 })
 

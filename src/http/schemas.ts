@@ -25,6 +25,7 @@ const SESSION_REASONS = [
   'engine_failed',
   'logged_out',
   'unresponsive',
+  'node_lost',
   'cleanup_requested',
   'unlinked',
   'replaced',
@@ -49,6 +50,7 @@ const ERROR_CODES = [
   'at_capacity',
   'shutting_down',
   'store_unavailable',
+  'node_unavailable',
   'internal',
 ] as const satisfies readonly ErrorCode[]
 const everyCode: readonly (typeof ERROR_CODES)[number][] = [] as ErrorCode[]
@@ -159,6 +161,10 @@ export const connectionSchema = z
     lastSeenAlive: isoTime.nullable().openapi({
       description:
         'When WhatsApp was last known connected: at ready, then at each liveness probe it answered; kept after the session ended; null if it never was ready.',
+    }),
+    node: z.string().nullable().openapi({
+      description:
+        'In a cluster, the node (`NODE_ID`) that runs the session, or ran it when known; null outside a cluster and for a session remembered from before a restart.',
     }),
     history: z.array(
       z.strictObject({

@@ -29,6 +29,8 @@ export interface ConnectionJson {
   expiresAt: string | null
   /** When WhatsApp was last known connected (ready, or a liveness probe answered); null if never. */
   lastSeenAlive: string | null
+  /** In a cluster, the node that runs (or ran) the session; null outside one or when unknown. */
+  node: string | null
   history: HistoryEntryJson[]
   /** Only while a session that links with a phone number shows a code. */
   pairingCode?: PairingCodeJson
@@ -81,6 +83,7 @@ export function connectionJson(view: CampaignView): ConnectionJson {
     detail: view.hasActiveSession ? null : endDetail(view.history),
     expiresAt: isoTime(view.expiresAt),
     lastSeenAlive: isoTime(view.lastSeenAlive),
+    node: view.node,
     history: view.history.map(historyEntryJson),
   }
   if (pairingCode) json.pairingCode = pairingCode

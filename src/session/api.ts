@@ -10,7 +10,7 @@ import type { RestoreProgress } from './restore.ts'
 import type { HistoryEntry, SessionReason, SessionStatus } from './status.ts'
 
 export type { HistoryEntry, SessionReason, SessionStatus }
-export { SESSION_STATUSES } from './status.ts'
+export { SESSION_REASONS, SESSION_STATUSES } from './status.ts'
 
 /** The contract's campaign id pattern. */
 export const CAMPAIGN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
@@ -62,6 +62,11 @@ export interface CampaignView {
   qr: QrView | null
   /** The pairing code currently shown, if the session links with a phone number. */
   pairingCode: PairingCodeView | null
+  /**
+   * The node (`NODE_ID`) that runs the session shown, or ran it when that is known; null outside
+   * a cluster, and for a session remembered from the store.
+   */
+  node: string | null
 }
 
 export type StartOutcome =
@@ -131,6 +136,8 @@ export type SessionEvent = {
       isConnected: boolean
       /** The status holds (or is starting) an engine: `initializing` to `ready`. */
       hasActiveSession: boolean
+      /** The node that runs (or ran) the session; null outside a cluster or when unknown. */
+      node: string | null
     }
   | {
       type: 'status'
@@ -139,6 +146,8 @@ export type SessionEvent = {
       isConnected: boolean
       /** The status holds (or is starting) an engine: `initializing` to `ready`. */
       hasActiveSession: boolean
+      /** The node that runs the session; null outside a cluster. */
+      node: string | null
       /** With `cleaned`: how the engine's teardown went (for metrics). */
       teardown?: { forced: boolean; durationMs: number }
     }
@@ -153,6 +162,28 @@ export type SessionEvent = {
       detail: string | null
     }
 )
+
+/** `Omit` applied to each member of a union (a plain `Omit` would merge the members). */
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+
+/**
+ * An event of a session that runs on another node, as that node published it. Applied with
+ * `applyRemote`, it makes this node's views, list and subscribers answer for that session too.
+ */
+export interface RemoteSessionEvent {
+  /** The node that runs the session (its `NODE_ID`). */
+  node: string
+  /** The campaign's owner. */
+  owner: string
+  /**
+   * The event as the other node's table published it, minus its `seq` (this node numbers it):
+   * `status`, `qr`, `pairing_code`, `ready` or `error`.
+   */
+  event: DistributiveOmit<SessionEvent, 'seq'>
+  /** Facts of the session's view at that moment that no event carries. */
+  expiresAt: number | null
+  lastSeenAlive: number | null
+}
 
 export type SubscriptionTarget = { campaignId: string } | { sessionId: string }
 

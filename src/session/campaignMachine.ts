@@ -43,6 +43,8 @@ export interface CampaignInput {
   liveness: LivenessSettings
   /** Link with this phone number (a pairing code typed on the phone) instead of a QR. */
   pairWithPhoneNumber?: string
+  /** The node that runs the session, in a cluster (shown by the inspector). */
+  node?: string
 }
 
 export interface CurrentQr {
@@ -61,6 +63,8 @@ export interface CurrentPairingCode {
 export interface CampaignContext {
   campaignId: string
   sessionId: string
+  /** The node that runs the session, in a cluster; null outside one. */
+  node: string | null
   timeouts: CampaignTimeouts
   awaitPredecessor: boolean
   /** Deadline of the current phase (epoch ms), or null. This is the contract's `expiresAt`. */
@@ -178,6 +182,18 @@ function failedByEngine(from: SessionStatus) {
     target: 'failed',
     actions: { type: 'markFailedByEngine', params: { from } },
   } as const
+}
+
+/** The reason a session ends with when its engine ended on its own. */
+function failureReasonOf(kind: EngineTerminationKind): FailureReason {
+  switch (kind) {
+    case 'logged_out':
+      return 'logged_out'
+    case 'lease_lost':
+      return 'node_lost'
+    default:
+      return 'engine_failed'
+  }
 }
 
 export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
@@ -315,8 +331,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       markFailedByEngine: assign(({ event }, params: { from: SessionStatus }) => {
         if (event.type !== 'ENGINE.TERMINATED') return {}
         return {
-          reason:
-            event.kind === 'logged_out' ? ('logged_out' as const) : ('engine_failed' as const),
+          reason: failureReasonOf(event.kind),
           endedFrom: params.from,
           failureKind: event.kind,
           detail: event.detail,
@@ -356,6 +371,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
     context: ({ input }) => ({
       campaignId: input.campaignId,
       sessionId: input.sessionId,
+      node: input.node ?? null,
       timeouts: input.timeouts,
       awaitPredecessor: input.awaitPredecessor,
       phaseDeadline: null,
@@ -577,7 +593,7 @@ export function createCampaignMachine({ engines, now }: CampaignMachineDeps) {
       failed: {
         tags: 'ended',
         description:
-          'The engine failed, the phone logged out, or WhatsApp stopped answering the liveness probe (reason says which).',
+          'The engine failed, the phone logged out, WhatsApp stopped answering the liveness probe, or the node lost the lease of the campaign (`node_lost`); reason says which.',
         entry: [{ type: 'recordStatus', params: { status: 'failed' } }, 'emitFailure'],
         always: 'cleaning',
       },
@@ -634,7 +650,8 @@ export const CAMPAIGN_EVENTS: Record<CampaignEvent['type'], string> = {
   'ENGINE.AUTHENTICATED':
     'The phone scanned the QR (or took the pairing code), or saved auth was accepted.',
   'ENGINE.READY': 'WhatsApp is linked and connected.',
-  'ENGINE.TERMINATED': 'The engine ended on its own (start failure, logout, crash, error).',
+  'ENGINE.TERMINATED':
+    'The engine ended on its own (start failure, logout, crash, error), or was killed because the node lost the lease of the campaign.',
   'ENGINE.STOPPED': "The engine's bounded stop settled: no process of it is left.",
   'ENGINE.ALIVE': 'The liveness probe found WhatsApp connected (`CONNECTED`).',
   'ENGINE.PROBE_FAILED':

@@ -13,6 +13,11 @@
  * With a durable store every owner is kept (`keepOwner`): the store keeps it, so must the table.
  * A campaign the store remembers comes back with its last session as a tombstone (`recall`).
  *
+ * In a cluster, the sessions that run on other nodes are shown too (`applyRemote`, kept in
+ * `RemoteSessions`): a campaign's view is its session here, else its session on another node, else
+ * its last ended session, and subscribers get the events of all of them with this table's `seq`.
+ * The observers (`observe`) get only this node's own events.
+ *
  * Why not `spawnChild`: XState copies a machine's `snapshot.children` on every spawn and stop,
  * so one machine with N children costs O(N²) (10k children: 14.6 s to spawn). Each campaign
  * actor reports its end to the supervisor as `SESSION.ENDED` (or `SESSION.FAILED` for a bug),
@@ -28,6 +33,7 @@ import type { Clock } from '../clock.ts'
 import type {
   CampaignQuery,
   CampaignView,
+  RemoteSessionEvent,
   SessionEvent,
   SessionStats,
   Subscription,
@@ -42,6 +48,15 @@ import {
 } from './campaignMachine.ts'
 import { CreationOrder, pageAfter, type Page, type Positioned } from './creationOrder.ts'
 import { SessionEventBus, type SessionListener } from './events.ts'
+import {
+  applyRemoteEvent,
+  newRemoteSession,
+  RemoteSessions,
+  repeatsStatus,
+  startsSession,
+  type RemoteEvent,
+  type RemoteSession,
+} from './remoteSessions.ts'
 import { Shards, type Shard } from './shards.ts'
 import {
   SESSION_STATUSES,
@@ -51,7 +66,7 @@ import {
   type SessionStatus,
 } from './status.ts'
 import { Tombstones, tombstoneOf, type Tombstone } from './tombstones.ts'
-import { endedView, liveView, type CampaignFacts } from './views.ts'
+import { endedView, liveView, remoteView, type CampaignFacts } from './views.ts'
 import { DEFAULT_LIVENESS, type LivenessSettings } from './liveness.ts'
 
 type CampaignActor = ReturnType<typeof createActor<CampaignMachine>>
@@ -75,6 +90,8 @@ interface CampaignRecord extends Positioned {
   owner: string
   /** The newest session of the campaign, until it ends. */
   current: LiveSession | undefined
+  /** The session of the campaign that runs on another node, while it lives and none runs here. */
+  remote: RemoteSession | undefined
   /** Older sessions still being torn down (replaced by `current`); created when needed. */
   draining: Map<string, LiveSession> | undefined
   /** The newest ended session. */
@@ -103,7 +120,14 @@ export interface CampaignTableOptions {
   tombstoneTtlMs: number
   /** Told when a subscriber's listener throws (the others still get the event). */
   onListenerError?: (error: unknown) => void
+  /** This node's `NODE_ID` in a cluster, shown as the `node` of its sessions; absent outside one. */
+  nodeId?: string
+  /** Sessions of other nodes shown at most at once (default 100,000); past it the oldest is dropped. */
+  maxRemoteSessions?: number
 }
+
+/** The default of `maxRemoteSessions`. */
+const MAX_REMOTE_SESSIONS = 100_000
 
 export class CampaignTable {
   private readonly campaigns = new Map<string, CampaignRecord>()
@@ -123,6 +147,7 @@ export class CampaignTable {
    */
   private readonly proxies = new Map<string, ProxySettings>()
   private readonly tombstones: Tombstones
+  private readonly remoteSessions: RemoteSessions
   private readonly shards: Shards
   private readonly events: SessionEventBus
   /** Live sessions by status, kept as they change so stats() costs nothing at 100k sessions. */
@@ -135,6 +160,7 @@ export class CampaignTable {
   constructor(private readonly options: CampaignTableOptions) {
     this.activeStatuses = statusesTagged(options.machine, 'active')
     this.tombstones = new Tombstones(options)
+    this.remoteSessions = new RemoteSessions(options.maxRemoteSessions ?? MAX_REMOTE_SESSIONS)
     this.shards = new Shards({ clock: options.clock, onObserverError: options.onListenerError })
     this.events = new SessionEventBus(options.onListenerError)
   }
@@ -143,9 +169,14 @@ export class CampaignTable {
     return this.liveSessions.size
   }
 
-  /** Campaigns remembered: with a live session or a tombstone. */
+  /** Campaigns remembered: with a live session (here or on another node) or a tombstone. */
   get campaignCount(): number {
     return this.campaigns.size
+  }
+
+  /** Sessions of other nodes shown now, and those dropped because too many were. */
+  get remoteCounts(): { live: number; dropped: number } {
+    return { live: this.remoteSessions.size, dropped: this.remoteSessions.dropped }
   }
 
   ownerOf(campaignId: string): string | undefined {
@@ -253,6 +284,8 @@ export class CampaignTable {
     const record =
       this.campaigns.get(campaignId) ??
       this.remember(campaignId, this.keptOwners.get(campaignId) ?? owner)
+    // The lease of the campaign moved here: the session of the node that held it has ended.
+    if (record.remote) this.endRemote(record, record.remote)
     // Before the engine starts: it reads the proxy as it starts.
     if (proxy !== undefined) this.setProxy(campaignId, proxy)
     const input: CampaignInput = {
@@ -262,6 +295,7 @@ export class CampaignTable {
       awaitPredecessor: (record.draining?.size ?? 0) > 0,
       liveness: this.options.liveness ?? DEFAULT_LIVENESS,
       ...(pairWithPhoneNumber !== undefined ? { pairWithPhoneNumber } : {}),
+      ...(this.options.nodeId !== undefined ? { node: this.options.nodeId } : {}),
     }
     const shard = this.shards.place()
     const actor = createActor(this.options.machine, { id: sessionId, input, parent: shard.actor })
@@ -357,6 +391,7 @@ export class CampaignTable {
         failure: session.failure,
         history: context.history,
         lastSeenAlive: context.lastSeenAliveAt,
+        node: this.nodeId,
       },
       endedAt,
       bug
@@ -387,13 +422,14 @@ export class CampaignTable {
     return this.campaigns.get(campaignId)?.last
   }
 
+  /** The campaign's session here, else the one on another node, else its last ended one. */
   view(campaignId: string): CampaignView {
     const record = this.campaigns.get(campaignId)
     const facts = this.factsOf(campaignId)
     const live = record?.current
-    return live
-      ? liveView(facts, live.sessionId, live.actor.getSnapshot())
-      : endedView(facts, record?.last)
+    if (live) return liveView(facts, live.sessionId, live.actor.getSnapshot(), this.nodeId)
+    if (record?.remote) return remoteView(facts, record.remote)
+    return endedView(facts, record?.last)
   }
 
   /**
@@ -430,20 +466,18 @@ export class CampaignTable {
     }
   }
 
-  /** Subscribes with a replay of the current state; undefined for an unknown session. */
+  /**
+   * Subscribes with a replay of the current state; undefined for an unknown session. A session
+   * that runs on another node is followed as one of this node's.
+   */
   subscribe(target: SubscriptionTarget, listener: SessionListener): Subscription | undefined {
     const at = this.options.now()
     if ('campaignId' in target) {
       const view = this.view(target.campaignId)
       return this.events.subscribeToCampaign(view, this.failureOf(view), listener, at)
     }
-    const live = this.liveSessions.get(target.sessionId)
-    const tombstone = live ? undefined : this.tombstones.get(target.sessionId)
-    if (!live && !tombstone) return undefined
-    const facts = this.factsOf((live ?? tombstone)!.campaignId)
-    const view = live
-      ? liveView(facts, live.sessionId, live.actor.getSnapshot())
-      : endedView(facts, tombstone)
+    const view = this.sessionView(target.sessionId)
+    if (!view) return undefined
     return this.events.subscribeToSession(
       target.sessionId,
       view,
@@ -453,9 +487,101 @@ export class CampaignTable {
     )
   }
 
-  /** Sees every event of every campaign, without replay (for metrics). */
+  /** Sees every event of the sessions this node runs, without replay (metrics, store, webhooks). */
   observe(listener: SessionListener): Subscription {
     return this.events.observe(listener)
+  }
+
+  /**
+   * Applies an event of a session that runs on another node, and tells this node's subscribers
+   * (never its observers: the node that runs the session stores it, counts it, delivers its
+   * webhooks and tells the other nodes). Ignored when it can only be stale: a session runs here
+   * (a node runs a campaign's session only while it holds the campaign's lease), the session
+   * already ended, or it is a late word of an older session than the one shown. This node's own
+   * events (a listener may hear what its node published) were told when they happened.
+   */
+  applyRemote(remote: RemoteSessionEvent): void {
+    const { event } = remote
+    if (event.type === 'subscribed' || event.sessionId === null) return
+    if (remote.node === this.options.nodeId) return
+    const { campaignId, sessionId } = event
+    if (this.tombstones.get(sessionId)) return
+    let record = this.campaigns.get(campaignId)
+    if (record?.current) return
+    let session = record?.remote
+    if (session?.sessionId === sessionId && repeatsStatus(session, event)) return
+    if (session && session.sessionId !== sessionId) {
+      if (!startsSession(event)) return
+      this.endRemote(record!, session)
+      session = undefined
+    }
+    // Owners never change in a cluster (the store keeps them): the one known here stays.
+    const owner = this.ownerOf(campaignId) ?? remote.owner
+    this.keepOwner(campaignId, owner)
+    record ??= this.remember(campaignId, owner)
+    if (!session) {
+      session = newRemoteSession(event, sessionId, remote.node, this.activeStatuses)
+      record.remote = session
+      this.remoteSessions.add(session, this.onRemoteDropped)
+    }
+    applyRemoteEvent(session, remote)
+    record.lastActivity = event.at
+    this.events.relay(this.numbered(event, session))
+    // The last thing a session's machine says: the session is over, its tombstone stays.
+    if (event.type === 'status' && event.status === 'cleaned') this.endRemote(record, session)
+  }
+
+  /**
+   * Forgets the sessions that run on `node` (it was declared dead): the node that takes their
+   * campaigns over tells how they ended. Their campaigns show their last ended session again.
+   */
+  dropRemoteOf(node: string): void {
+    for (const session of this.remoteSessions.deleteOfNode(node)) this.forgetRemote(session)
+  }
+
+  /** This node's name in a cluster; null outside one. */
+  private get nodeId(): string | null {
+    return this.options.nodeId ?? null
+  }
+
+  /** The view of one session: live here, live on another node, or ended. */
+  private sessionView(sessionId: string): CampaignView | undefined {
+    const live = this.liveSessions.get(sessionId)
+    if (live) {
+      const facts = this.factsOf(live.campaignId)
+      return liveView(facts, sessionId, live.actor.getSnapshot(), this.nodeId)
+    }
+    const remote = this.remoteSessions.get(sessionId)
+    if (remote) return remoteView(this.factsOf(remote.campaignId), remote)
+    const tombstone = this.tombstones.get(sessionId)
+    if (tombstone) return endedView(this.factsOf(tombstone.campaignId), tombstone)
+    return undefined
+  }
+
+  /** A remote session's event with this table's `seq` (and its node, on a status). */
+  private numbered(event: RemoteEvent, session: RemoteSession): SessionEvent {
+    const seq = this.events.nextSeq()
+    return event.type === 'status' ? { ...event, seq, node: session.node } : { ...event, seq }
+  }
+
+  /** A remote session ended (or was replaced): it leaves its tombstone, as a local one does. */
+  private endRemote(record: CampaignRecord, session: RemoteSession): void {
+    this.remoteSessions.delete(session)
+    record.remote = undefined
+    const endedAt = this.options.now()
+    const tombstone = tombstoneOf(session, endedAt, undefined)
+    if (!record.last || record.last.endedAt <= endedAt) record.last = tombstone
+    this.tombstones.add(tombstone, endedAt, this.onTombstoneEvicted)
+  }
+
+  /** A remote session dropped without an end (its node is dead, or too many were shown). */
+  private readonly onRemoteDropped = (session: RemoteSession): void => this.forgetRemote(session)
+
+  private forgetRemote(session: RemoteSession): void {
+    const record = this.campaigns.get(session.campaignId)
+    if (record?.remote !== session) return
+    record.remote = undefined
+    this.forgetIfUnused(record)
   }
 
   private factsOf(campaignId: string): CampaignFacts {
@@ -472,6 +598,7 @@ export class CampaignTable {
     return (
       this.tombstones.get(view.sessionId)?.failure ??
       this.liveSessions.get(view.sessionId)?.failure ??
+      this.remoteSessions.get(view.sessionId)?.failure ??
       undefined
     )
   }
@@ -516,6 +643,7 @@ export class CampaignTable {
           reason: emitted.reason,
           isConnected: emitted.status === 'ready',
           hasActiveSession: this.activeStatuses.has(emitted.status),
+          node: this.nodeId,
           ...(teardown ? { teardown } : {}),
         }
         break
@@ -551,6 +679,7 @@ export class CampaignTable {
       position: this.nextPosition++,
       forgotten: false,
       current: undefined,
+      remote: undefined,
       draining: undefined,
       last: undefined,
       lastActivity: null,
@@ -571,7 +700,12 @@ export class CampaignTable {
     const record = this.campaigns.get(evicted.campaignId)
     if (record?.last !== evicted) return
     record.last = undefined
-    if (record.current || record.draining) return
+    this.forgetIfUnused(record)
+  }
+
+  /** Forgets a campaign with no session, here or elsewhere, and no tombstone. */
+  private forgetIfUnused(record: CampaignRecord): void {
+    if (record.current || record.draining || record.remote || record.last) return
     record.forgotten = true
     this.campaigns.delete(record.campaignId)
     this.listing.noteForgotten()

@@ -35,6 +35,11 @@ export interface DurabilityOptions {
   registry: CampaignTable
   timeouts: DeadlineSettings
   now: () => number
+  /**
+   * Other processes write the same campaigns (a cluster): what this one remembers of a campaign's
+   * flags may be stale, so every change is written, changed here or not.
+   */
+  sharedStore?: boolean
 }
 
 /** Campaigns read per page at start. */
@@ -73,7 +78,11 @@ export class Durability {
     const now = this.options.now()
     for (const campaign of campaigns) {
       this.flags.set(campaign.campaignId, { wanted: campaign.wanted, linked: campaign.linked })
-      const last = campaign.lastSession ? this.tombstoneOf(campaign.lastSession, now) : undefined
+      // In a cluster a session not ended may well run on another node: its node's events (or the
+      // failover's node_lost) say how it is, never a tombstone guessed here.
+      const open = campaign.lastSession?.endedAt === null && this.options.sharedStore === true
+      const last =
+        campaign.lastSession && !open ? this.tombstoneOf(campaign.lastSession, now) : undefined
       this.options.registry.recall(campaign.campaignId, campaign.owner, last)
       const proxy = proxyFromStore(campaign.proxy)
       if (proxy) this.options.registry.setProxy(campaign.campaignId, proxy)
@@ -115,14 +124,14 @@ export class Durability {
 
   setWanted(campaignId: string, wanted: WantedState): void {
     const flags = this.flags.get(campaignId)
-    if (!flags || flags.wanted === wanted) return
+    if (!flags || (flags.wanted === wanted && !this.options.sharedStore)) return
     flags.wanted = wanted
     this.options.store.setWanted(campaignId, wanted)
   }
 
   setLinked(campaignId: string, linked: boolean): void {
     const flags = this.flags.get(campaignId)
-    if (!flags || flags.linked === linked) return
+    if (!flags || (flags.linked === linked && !this.options.sharedStore)) return
     flags.linked = linked
     this.options.store.setLinked(campaignId, linked)
   }
@@ -131,6 +140,17 @@ export class Durability {
   setProxy(campaignId: string, proxy: ProxySettings | null): void {
     if (!this.flags.has(campaignId)) return
     this.options.store.setProxy(campaignId, proxy ? JSON.stringify(proxy) : null)
+  }
+
+  /**
+   * Takes the campaign as the store has it now (another process ran it meanwhile): its owner,
+   * flags and proxy replace what this process remembered.
+   */
+  adopt(campaign: StoredCampaign): void {
+    const { campaignId } = campaign
+    this.flags.set(campaignId, { wanted: campaign.wanted, linked: campaign.linked })
+    this.options.registry.keepOwner(campaignId, campaign.owner)
+    this.options.registry.setProxy(campaignId, proxyFromStore(campaign.proxy))
   }
 
   isLinked(campaignId: string): boolean {

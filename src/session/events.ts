@@ -1,7 +1,8 @@
 /**
  * The session event bus: subscribers to a campaign or to one session, observers of every event
- * (metrics), and the `seq` that orders every message. A new subscriber first gets a replay of the
- * current state; a listener's bug never reaches the session or the other listeners.
+ * of this node's own sessions (metrics, the store, webhooks), and the `seq` that orders every
+ * message. A new subscriber first gets a replay of the current state; a listener's bug never
+ * reaches the session or the other listeners.
  *
  * @module
  */
@@ -32,6 +33,16 @@ export class SessionEventBus {
   /** Delivers an event to the observers and to the subscribers of its campaign and session. */
   publish(event: SessionEvent): void {
     for (const listener of this.observers) this.deliver(listener, event)
+    this.relay(event)
+  }
+
+  /**
+   * Delivers an event to the subscribers of its campaign and session only: an event of a session
+   * that runs on another node. The observers (the store, metrics, webhooks, the publishing to the
+   * other nodes) are that node's business: told here, they would write, count, deliver and send
+   * it a second time.
+   */
+  relay(event: SessionEvent): void {
     const byCampaign = this.campaignListeners.get(event.campaignId)
     if (byCampaign) for (const listener of byCampaign) this.deliver(listener, event)
     const bySession =
@@ -62,7 +73,7 @@ export class SessionEventBus {
     return addListener(this.sessionListeners, sessionId, listener)
   }
 
-  /** Sees every event of every campaign, without replay (for metrics). */
+  /** Sees every event of the sessions this node runs, without replay (metrics, store, webhooks). */
   observe(listener: SessionListener): Subscription {
     this.observers.add(listener)
     return { unsubscribe: () => this.observers.delete(listener) }
@@ -88,6 +99,7 @@ export class SessionEventBus {
       reason: view.reason,
       isConnected: view.isConnected,
       hasActiveSession: view.hasActiveSession,
+      node: view.node,
     })
     if (view.qr) {
       send({ ...base, seq: this.nextSeq(), type: 'qr', ...view.qr })

@@ -33,6 +33,8 @@ export function describeFailure(
       return 'The phone logged this device out; scan a new QR code to link the campaign again.'
     case 'unresponsive':
       return 'The session looked connected but WhatsApp stopped answering; the session was cleaned up.'
+    case 'node_lost':
+      return 'The node running this session was lost (it died or lost its lease); request a new session to continue.'
     case 'engine_failed':
       return failureKind === 'crashed'
         ? 'The WhatsApp client stopped unexpectedly; the session was cleaned up.'

@@ -32,6 +32,7 @@ import {
 } from './supervisorMachine.ts'
 import type {
   CleanupResult,
+  RemoteSessionEvent,
   SessionEvent,
   SessionService,
   StartRequest,
@@ -42,7 +43,7 @@ import type {
 import { Durability } from './durability.ts'
 import { DEFAULT_LIVENESS, type LivenessSettings } from './liveness.ts'
 import { RestoreQueue, type RestoreLaunch } from './restore.ts'
-import type { SessionStore } from './sessionStore.ts'
+import type { SessionStore, StoredCampaign } from './sessionStore.ts'
 
 export interface SessionTimeouts {
   initMs: number
@@ -68,6 +69,10 @@ export interface SessionServiceOptions {
   tombstoneTtlMs?: number
   newSessionId?: () => string
   random?: () => number
+  /** This node's `NODE_ID` in a cluster: the `node` of the sessions it runs. Absent outside one. */
+  nodeId?: string
+  /** Sessions of other nodes shown at most at once (default 100,000; the oldest dropped past it). */
+  maxRemoteSessions?: number
 }
 
 /** A service with a durable store: see `openSessionService`. */
@@ -75,6 +80,11 @@ export interface DurableSessionOptions extends SessionServiceOptions {
   store: SessionStore
   /** `RESTORE_CONCURRENCY`: restored sessions launching at once. */
   restoreConcurrency: number
+  /**
+   * Other nodes share the store (a cluster): flags are always written, and the restore of linked
+   * campaigns is the cluster's (their leases say which node takes each).
+   */
+  sharedStore?: boolean
 }
 
 /** How long a client waits before asking again when the store did not answer a claim. */
@@ -90,8 +100,23 @@ export interface SupervisedSessionService<
    * `@xstate.snapshot` for every live campaign actor. Costs nothing while nobody is attached.
    */
   inspect(observer: (event: InspectionEvent) => void): Subscription
-  /** Every event of every campaign, without replay (metrics, logs). */
+  /**
+   * Every event of the sessions this node runs, without replay (metrics, logs, the store,
+   * webhooks, the publishing to other nodes); never an event applied by `applyRemote`.
+   */
   observe(listener: (event: SessionEvent) => void): Subscription
+  /**
+   * Shows a session that runs on another node, as that node published its event: views, the list
+   * and subscribers (with this node's `seq`) answer for it as for this node's own sessions.
+   */
+  applyRemote(remote: RemoteSessionEvent): void
+  /** Forgets the sessions that run on `node` (it was declared dead; failover tells their end). */
+  dropRemoteOf(node: string): void
+  /**
+   * Sessions of other nodes shown now, and how many were dropped because `maxRemoteSessions` were
+   * shown already (for metrics; `stats()` counts only this node's sessions).
+   */
+  remoteSessionCounts(): { live: number; dropped: number }
   /** Engine sessions started and not yet stopped (tests use it to prove nothing leaks). */
   liveEngineSessions(): string[]
   readonly supervisor: ReturnType<typeof createActor<SupervisorMachine>>
@@ -103,6 +128,18 @@ export interface DurableSessionService extends SupervisedSessionService<Promise<
    * composition root calls it when the server listens).
    */
   beginRestore(): void
+  /**
+   * Reads the campaign from the store and takes it as it is there (owner, flags, proxy): before
+   * this node runs a campaign another node ran. Undefined when the store does not know it.
+   */
+  reload(campaignId: string): Promise<StoredCampaign | undefined>
+  /** Linked and wanted `running`: it should run somewhere. */
+  shouldRun(campaignId: string): boolean
+  /**
+   * Stops the campaign's session here without changing what it wants (a drain hands it over to
+   * another node).
+   */
+  handOver(campaignId: string): Promise<CleanupResult>
 }
 
 /** Margin the machine's own teardown deadline leaves above the engine's bounded stop. */
@@ -128,7 +165,13 @@ export async function openSessionService(
   const { store, restoreConcurrency } = options
   let durability: Durability | undefined
   const base = buildService(options, (registry, now) => {
-    durability = new Durability({ store, registry, timeouts: options.timeouts, now })
+    durability = new Durability({
+      store,
+      registry,
+      timeouts: options.timeouts,
+      now,
+      sharedStore: options.sharedStore === true,
+    })
     return durability
   })
   const logger = options.logger ?? silentLogger
@@ -203,12 +246,20 @@ export async function openSessionService(
       if (set) durable.setProxy(campaignId, proxy)
       return set
     },
-    stats: () => ({ ...base.stats(), restore: queue.progress() }),
+    stats: () => ({ ...base.stats(), restore: options.sharedStore ? null : queue.progress() }),
     beginRestore() {
-      if (restoreBegun) return
+      if (restoreBegun || options.sharedStore) return
       restoreBegun = true
       queue.pump()
     },
+    async reload(campaignId) {
+      const stored = await store.getCampaign(campaignId)
+      if (stored) durable.adopt(stored)
+      return stored
+    },
+    shouldRun: (campaignId) =>
+      durable.isLinked(campaignId) && durable.wanted(campaignId) === 'running',
+    handOver: (campaignId) => base.cleanupSession(campaignId),
     shutdown() {
       queue.stop()
       return base.shutdown()
@@ -252,6 +303,10 @@ function buildService(
     maxTombstones,
     tombstoneTtlMs,
     onListenerError: (error) => logger.error({ err: error }, 'a session subscriber failed'),
+    ...(options.nodeId !== undefined ? { nodeId: options.nodeId } : {}),
+    ...(options.maxRemoteSessions !== undefined
+      ? { maxRemoteSessions: options.maxRemoteSessions }
+      : {}),
   })
   const durability = withDurability?.(registry, now)
   if (durability) registry.observe(durability.record)
@@ -375,6 +430,9 @@ function buildService(
     },
     subscribe: (target, listener) => registry.subscribe(target, listener),
     observe: (listener) => registry.observe(listener),
+    applyRemote: (remote) => registry.applyRemote(remote),
+    dropRemoteOf: (node) => registry.dropRemoteOf(node),
+    remoteSessionCounts: () => registry.remoteCounts,
     stats: () => ({
       accepting: isAccepting(),
       maxSessions,

@@ -46,6 +46,15 @@ export interface StoredCampaign {
   lastSession: StoredSession | null
 }
 
+/**
+ * The lease a write is made under (a cluster on PostgreSQL): the write is applied only while the
+ * campaign's lease row names this node at this epoch; otherwise it is dropped (counted, logged).
+ */
+export interface WriteFence {
+  nodeId: string
+  epoch: number
+}
+
 export interface SessionStore {
   /**
    * Makes `owner` the campaign's owner unless it has one; durable once it resolves. Resolves with
@@ -54,12 +63,17 @@ export interface SessionStore {
   claim(campaignId: string, owner: string): Promise<{ owner: string; created: boolean }>
   /** Written behind: returns at once. */
   setWanted(campaignId: string, wanted: WantedState): void
-  /** Written behind: returns at once. */
-  setLinked(campaignId: string, linked: boolean): void
+  /** Written behind: returns at once. With a fence, only while the lease is still that one. */
+  setLinked(campaignId: string, linked: boolean, fence?: WriteFence): void
   /** Written behind: returns at once. JSON text; null clears it. */
   setProxy(campaignId: string, proxy: string | null): void
-  /** Written behind: returns at once. The campaign's claim must have resolved before. */
-  saveSession(record: StoredSession): void
+  /**
+   * Written behind: returns at once. The campaign's claim must have resolved before. With a fence,
+   * only while the lease is still that one.
+   */
+  saveSession(record: StoredSession, fence?: WriteFence): void
+  /** The campaign as stored (sees every write made before it), for a node taking it over. */
+  getCampaign(campaignId: string): Promise<StoredCampaign | undefined>
   /** A page of campaigns in id order, after `after`. */
   listCampaigns(query: { after?: string; limit?: number }): Promise<StoredCampaign[]>
 }

@@ -31,6 +31,8 @@ export const FAILURE_REASONS = [
   'logged_out',
   /** Linked, but WhatsApp did not answer `LIVENESS_MISSES` liveness probes in a row. */
   'unresponsive',
+  /** The node running the session died or lost its lease (a cluster); it is never restarted. */
+  'node_lost',
 ] as const
 
 export type FailureReason = (typeof FAILURE_REASONS)[number]

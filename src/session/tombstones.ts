@@ -17,6 +17,8 @@ export interface Tombstone {
   endedAt: number
   /** When WhatsApp was last known connected (epoch ms); absent if never, or not kept by a store. */
   lastSeenAlive?: number
+  /** The node that ran the session (a cluster's `NODE_ID`); absent outside a cluster or unknown. */
+  node?: string
 }
 
 export interface TombstonesOptions {
@@ -77,12 +79,16 @@ export function tombstoneOf(
     failure: SessionFailure | null
     history: HistoryEntry[]
     lastSeenAlive?: number | null
+    node?: string | null
   },
   endedAt: number,
   bug: unknown
 ): Tombstone {
   const { campaignId, sessionId, history } = ended
-  const seen = typeof ended.lastSeenAlive === 'number' ? { lastSeenAlive: ended.lastSeenAlive } : {}
+  const seen = {
+    ...(typeof ended.lastSeenAlive === 'number' ? { lastSeenAlive: ended.lastSeenAlive } : {}),
+    ...(typeof ended.node === 'string' ? { node: ended.node } : {}),
+  }
   if (!bug) {
     const { reason, failure } = ended
     return {

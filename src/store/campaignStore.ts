@@ -63,6 +63,16 @@ export interface CampaignRecord {
   lastSession: SessionRecord | null
 }
 
+/**
+ * The lease a write is made under (a cluster on PostgreSQL): applied only while the campaign's
+ * `campaign_leases` row names this node at this epoch (released or not); otherwise dropped,
+ * counted in `StoreHealth.fenced` and logged. SQLite has no cluster and ignores it.
+ */
+export interface WriteFence {
+  nodeId: string
+  epoch: number
+}
+
 export interface ClaimResult {
   /** The campaign's owner: the claimant's id if the claim won, else whoever owned it before. */
   owner: string
@@ -152,6 +162,8 @@ export interface StoreHealth {
   dropped: number
   /** Records the database refused for good (a constraint), logged and not retried. */
   rejected: number
+  /** Fenced writes refused because the campaign's lease had moved on (dropped, not retried). */
+  fenced: number
   /** The last write error while writes fail; null once a write succeeds again. */
   failing: string | null
 }
@@ -171,12 +183,15 @@ export interface CampaignStore {
   claim(campaignId: string, owner: string): Promise<ClaimResult>
   /** Written behind. A campaign never claimed is ignored (with a warning). */
   setWanted(campaignId: string, wanted: WantedState): void
-  /** Written behind. A campaign never claimed is ignored (with a warning). */
-  setLinked(campaignId: string, linked: boolean): void
+  /** Written behind. A campaign never claimed is ignored (with a warning). See `WriteFence`. */
+  setLinked(campaignId: string, linked: boolean, fence?: WriteFence): void
   /** Written behind (JSON text; null clears it). A campaign never claimed is ignored (with a warning). */
   setProxy(campaignId: string, proxy: string | null): void
-  /** Written behind; the campaign must have been claimed (its claim resolved) before. */
-  saveSession(record: SessionRecord): void
+  /**
+   * Written behind; the campaign must have been claimed (its claim resolved) before. See
+   * `WriteFence`.
+   */
+  saveSession(record: SessionRecord, fence?: WriteFence): void
   /**
    * Writes every change made before the call; rejects if the database refuses (the changes stay
    * queued and are retried).

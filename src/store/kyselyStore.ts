@@ -9,6 +9,7 @@
 import type { Kysely } from 'kysely'
 import { delay, systemClock, type Clock, type TimerHandle } from '../clock.ts'
 import { silentLogger, type Logger } from '../logger.ts'
+import { sessionTag } from '../sessionTag.ts'
 import {
   DEFAULT_BOUNDS,
   DEFAULT_WRITE_BEHIND,
@@ -29,6 +30,7 @@ import {
   listCampaigns,
   listSessions,
   writeChanges,
+  type FencedWrite,
   type StoreChange,
 } from './queries.ts'
 import type { Database } from './schema.ts'
@@ -56,12 +58,18 @@ export interface KyselyStoreDeps extends StoreOptions {
   isPermanent(error: unknown): boolean
   /** Claim groups committed at once (see `ClaimBatcher`). */
   claimConcurrency: number
+  /** Whether fenced writes are checked against `campaign_leases` (PostgreSQL: a cluster). */
+  fencing: boolean
 }
 
 /** Claims per statement: well under both databases' parameter limits. */
 const MAX_CLAIMS_PER_BATCH = 200
 /** Sessions deleted per pruning statement; the loop is yielded between statements. */
 const PRUNE_CHUNK = 500
+/** A campaign's refused fenced writes are logged at most once per this. */
+const FENCED_LOG_INTERVAL_MS = 60_000
+/** Campaigns remembered for that at most (the oldest are forgotten first). */
+const FENCED_LOG_MAX = 10_000
 
 export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
   const {
@@ -78,6 +86,31 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
   let closing: Promise<void> | undefined
   let pruning: Promise<number> | undefined
   let pruneTimer: TimerHandle | undefined
+  let fencedWrites = 0
+  /** When each campaign's refused write was last logged, oldest first. */
+  const fencedLoggedAt = new Map<string, number>()
+
+  function refused(write: FencedWrite): void {
+    fencedWrites++
+    const now = clock.now()
+    const last = fencedLoggedAt.get(write.campaignId)
+    if (last !== undefined && now - last < FENCED_LOG_INTERVAL_MS) return
+    fencedLoggedAt.delete(write.campaignId)
+    fencedLoggedAt.set(write.campaignId, now)
+    for (const [campaignId, at] of fencedLoggedAt) {
+      if (now - at < FENCED_LOG_INTERVAL_MS && fencedLoggedAt.size <= FENCED_LOG_MAX) break
+      fencedLoggedAt.delete(campaignId)
+    }
+    logger.warn(
+      {
+        campaignId: write.campaignId,
+        ...(write.sessionId !== undefined ? { session: sessionTag(write.sessionId) } : {}),
+        nodeId: write.fence.nodeId,
+        epoch: write.fence.epoch,
+      },
+      `store: a write under a lease that has moved on was refused and dropped (this node no longer runs the campaign); logged once a minute per campaign`
+    )
+  }
 
   const claims = new ClaimBatcher((batch) => claimCampaigns(db, batch, clock.now()), {
     maxBatch: MAX_CLAIMS_PER_BATCH,
@@ -91,21 +124,27 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
     location,
     keyOf: (change) =>
       change.kind === 'session' ? `s:${change.record.sessionId}` : `c:${change.campaignId}`,
-    merge: (queued, newer) =>
-      queued.kind === 'campaign' && newer.kind === 'campaign'
-        ? {
-            kind: 'campaign',
-            campaignId: newer.campaignId,
-            wanted: newer.wanted ?? queued.wanted,
-            linked: newer.linked ?? queued.linked,
-            proxy: newer.proxy !== undefined ? newer.proxy : queued.proxy,
-            at: newer.at,
-          }
-        : newer,
+    merge: (queued, newer) => {
+      if (queued.kind !== 'campaign' || newer.kind !== 'campaign') return newer
+      const linkedFrom = newer.linked !== undefined ? newer : queued
+      return {
+        kind: 'campaign',
+        campaignId: newer.campaignId,
+        wanted: newer.wanted ?? queued.wanted,
+        linked: linkedFrom.linked,
+        ...(linkedFrom.linkedFence ? { linkedFence: linkedFrom.linkedFence } : {}),
+        proxy: newer.proxy !== undefined ? newer.proxy : queued.proxy,
+        at: newer.at,
+      }
+    },
     async write(changes) {
-      for (const campaignId of await writeChanges(db, changes, bounds)) {
+      const { missing, fenced } = await writeChanges(db, changes, bounds, {
+        fencing: deps.fencing,
+      })
+      for (const campaignId of missing) {
         logger.warn({ campaignId }, 'store: a change to a campaign never claimed is ignored')
       }
+      for (const write of fenced) refused(write)
     },
     isPermanent: deps.isPermanent,
     describe: (change) =>
@@ -169,9 +208,15 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
       writes.enqueue({ kind: 'campaign', campaignId, wanted, at: clock.now() })
     },
 
-    setLinked(campaignId, linked) {
+    setLinked(campaignId, linked, fence) {
       assertOpen()
-      writes.enqueue({ kind: 'campaign', campaignId, linked, at: clock.now() })
+      writes.enqueue({
+        kind: 'campaign',
+        campaignId,
+        linked,
+        ...(fence ? { linkedFence: fence } : {}),
+        at: clock.now(),
+      })
     },
 
     setProxy(campaignId, proxy) {
@@ -179,9 +224,9 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
       writes.enqueue({ kind: 'campaign', campaignId, proxy, at: clock.now() })
     },
 
-    saveSession(record) {
+    saveSession(record, fence) {
       assertOpen()
-      writes.enqueue({ kind: 'session', record })
+      writes.enqueue({ kind: 'session', record, ...(fence ? { fence } : {}) })
     },
 
     flush() {
@@ -215,7 +260,7 @@ export function createKyselyStore(deps: KyselyStoreDeps): CampaignStore {
     },
 
     health() {
-      return { kind, location, ...writes.stats() }
+      return { kind, location, ...writes.stats(), fenced: fencedWrites }
     },
 
     close() {

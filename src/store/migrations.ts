@@ -208,6 +208,38 @@ export const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('sessions').addColumn('last_seen_alive', 'bigint').execute()
     },
   },
+
+  '0006_cluster_failover': {
+    async up(db: AnyDb) {
+      // A release that hands the campaign over (a drain, a graceful shutdown): another node should
+      // start it at once, while a plain release (a stop) leaves it stopped.
+      await db.schema
+        .alterTable('campaign_leases')
+        .addColumn('handover', 'integer', (column) =>
+          column
+            .notNull()
+            .defaultTo(0)
+            .check(sql`handover in (0, 1)`)
+        )
+        .execute()
+      // The token of the node's marker file in DATA_DIR: the other nodes check they see the file.
+      await db.schema.alterTable('cluster_nodes').addColumn('data_marker', 'text').execute()
+      // What the failover scan reads: leases not released (expired ones among them), and
+      // leases handed over, each in expiry order.
+      await db.schema
+        .createIndex('campaign_leases_unreleased')
+        .on('campaign_leases')
+        .column('expires_at')
+        .where(sql.ref('released'), '=', 0)
+        .execute()
+      await db.schema
+        .createIndex('campaign_leases_handed_over')
+        .on('campaign_leases')
+        .column('expires_at')
+        .where(sql.ref('handover'), '=', 1)
+        .execute()
+    },
+  },
 }
 
 /**

@@ -70,6 +70,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     kind: 'postgres',
     location,
     isPermanent,
+    fencing: true,
     // Leaves connections for the write-behind queue and for reads.
     claimConcurrency: Math.max(1, Math.min(4, maxConnections - 2)),
     // One writer fell behind 10,000 sessions starting at once (1,772 changes dropped at the

@@ -14,18 +14,21 @@ import type {
   SessionRecord,
   StoreBounds,
   WantedState,
+  WriteFence,
 } from './campaignStore.ts'
 import type { Claim } from './claimBatcher.ts'
 import type { Database, SessionsTable } from './schema.ts'
 
 /** A write-behind change: a whole session record, or some fields of a campaign. */
 export type StoreChange =
-  | { kind: 'session'; record: SessionRecord }
+  | { kind: 'session'; record: SessionRecord; fence?: WriteFence }
   | {
       kind: 'campaign'
       campaignId: string
       wanted?: WantedState
       linked?: boolean
+      /** The lease `linked` is written under (the other fields are not fenced). */
+      linkedFence?: WriteFence
       /** JSON text; null clears it. */
       proxy?: string | null
       at: number
@@ -83,30 +86,102 @@ export async function claimCampaigns(
   }))
 }
 
+/** A fenced write refused: its campaign's lease names another node or epoch, or none. */
+export interface FencedWrite {
+  campaignId: string
+  /** The session record refused; absent for a campaign's `linked`. */
+  sessionId?: string
+  fence: WriteFence
+}
+
+export interface WrittenChanges {
+  /** Campaigns changed but never claimed (nothing was written for them). */
+  missing: string[]
+  /** Fenced writes refused (dropped). */
+  fenced: FencedWrite[]
+}
+
 /**
  * Writes a batch of changes in one transaction, keeping the bounds of the campaigns it touches.
- * Resolves with the campaigns that were changed but never claimed (nothing was written for them).
+ * With `fencing` (PostgreSQL), a fenced change is written only if its campaign's lease row still
+ * names its node and epoch: those rows are read `FOR SHARE` in the same transaction, so no lease
+ * can move on between the check and the commit (an acquisition waits for the commit).
  */
 export async function writeChanges(
   db: Kysely<Database>,
   changes: StoreChange[],
-  bounds: StoreBounds
-): Promise<string[]> {
-  const sessions: SessionRecord[] = []
-  const campaigns: CampaignChange[] = []
-  for (const change of changes) {
-    if (change.kind === 'session') sessions.push(change.record)
-    else campaigns.push(change)
-  }
+  bounds: StoreBounds,
+  { fencing = false }: { fencing?: boolean } = {}
+): Promise<WrittenChanges> {
   return db.transaction().execute(async (trx) => {
+    const fenced: FencedWrite[] = []
+    const allowed = fencing ? await fenceCheck(trx, changes) : () => true
+    const sessions: SessionRecord[] = []
+    const campaigns: CampaignChange[] = []
+    for (const change of changes) {
+      if (change.kind === 'session') {
+        if (allowed(change.record.campaignId, change.fence)) sessions.push(change.record)
+        else {
+          fenced.push({
+            campaignId: change.record.campaignId,
+            sessionId: change.record.sessionId,
+            fence: change.fence!,
+          })
+        }
+      } else if (change.linked === undefined || allowed(change.campaignId, change.linkedFence)) {
+        campaigns.push(change)
+      } else {
+        fenced.push({ campaignId: change.campaignId, fence: change.linkedFence! })
+        // Its other fields are not fenced (a start or a stop asked of any node).
+        const { campaignId, wanted, proxy, at } = change
+        if (wanted !== undefined || proxy !== undefined) {
+          campaigns.push({
+            kind: 'campaign',
+            campaignId,
+            at,
+            ...(wanted !== undefined ? { wanted } : {}),
+            ...(proxy !== undefined ? { proxy } : {}),
+          })
+        }
+      }
+    }
     if (sessions.length > 0) await upsertSessions(trx, sessions, bounds)
     const missing = await updateCampaigns(trx, campaigns)
     const ended = new Set(
       sessions.filter((record) => record.endedAt !== null).map((record) => record.campaignId)
     )
     if (ended.size > 0) await trimEndedSessions(trx, [...ended], bounds)
-    return missing
+    return { missing, fenced }
   })
+}
+
+/**
+ * Reads the lease rows of the fenced changes' campaigns `FOR SHARE`, in campaign order (as
+ * `LeaseTable.renew` locks them, so the two never deadlock); answers whether a fence holds.
+ */
+async function fenceCheck(
+  trx: Kysely<Database>,
+  changes: StoreChange[]
+): Promise<(campaignId: string, fence: WriteFence | undefined) => boolean> {
+  const ids = new Set<string>()
+  for (const change of changes) {
+    if (change.kind === 'session' && change.fence) ids.add(change.record.campaignId)
+    if (change.kind === 'campaign' && change.linkedFence) ids.add(change.campaignId)
+  }
+  if (ids.size === 0) return () => true
+  const rows = await trx
+    .selectFrom('campaign_leases')
+    .select(['campaign_id', 'owner_node', 'epoch'])
+    .where('campaign_id', 'in', [...ids])
+    .orderBy('campaign_id')
+    .forShare()
+    .execute()
+  const leases = new Map(rows.map((row) => [row.campaign_id, row]))
+  return (campaignId, fence) => {
+    if (fence === undefined) return true
+    const lease = leases.get(campaignId)
+    return lease !== undefined && lease.owner_node === fence.nodeId && lease.epoch === fence.epoch
+  }
 }
 
 async function upsertSessions(db: Kysely<Database>, records: SessionRecord[], bounds: StoreBounds) {

@@ -85,6 +85,8 @@ export interface ClusterNodesTable {
   live_sessions: Generated<number>
   max_sessions: Generated<number>
   draining: Generated<number>
+  /** The token of the node's marker file in `DATA_DIR/cluster` (the shared-folder check); null: none yet. */
+  data_marker: Generated<string | null>
 }
 
 /** The lease on a campaign's session: one owner node, a fencing epoch, an expiry (database clock). */
@@ -96,6 +98,8 @@ export interface CampaignLeasesTable {
   expires_at: number
   /** 1 once the owner gave it up (its engine is gone): a new owner needs not wait. */
   released: Generated<number>
+  /** 1 when the release handed the campaign over (a drain): another node should start it now. */
+  handover: Generated<number>
 }
 
 export interface Database {

@@ -87,6 +87,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Camp
     kind: 'sqlite',
     location: path,
     isPermanent,
+    fencing: false,
     claimConcurrency: 1,
   })
 }

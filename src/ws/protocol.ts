@@ -39,6 +39,8 @@ export type ServerMessage = Envelope &
         isConnected: boolean
         /** The status holds (or is starting) an engine: `initializing` to `ready`. */
         hasActiveSession: boolean
+        /** In a cluster, the node that runs (or ran) the session; null outside one. */
+        node: string | null
       }
     | { type: 'qr_code'; qrCode: string | null; qr: string; expiresAt: string; attempt: number }
     /** Linking with a phone number: the code to type on the phone (a renewal replaces it). */
@@ -130,6 +132,7 @@ export function toServerMessage(event: SessionEvent, qrImage: string | null = nu
         reason: event.reason,
         isConnected: event.isConnected,
         hasActiveSession: event.hasActiveSession,
+        node: event.node,
       }
     case 'qr':
       return {

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { openLeaseTable, type LeaseTable } from '../../src/cluster/leaseTable.ts'
+import { MAX_ORPHANS, openLeaseTable, type LeaseTable } from '../../src/cluster/leaseTable.ts'
 import { openStore } from '../../src/store/index.ts'
 import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
 
@@ -34,7 +34,24 @@ afterAll(async () => {
 beforeEach(async () => {
   await pool.query('delete from campaign_leases')
   await pool.query('delete from cluster_nodes')
+  await pool.query('delete from campaigns')
 })
+
+/** A campaign row as the store writes it (`updatedAt`: epoch ms, orders unleased orphans). */
+async function campaign(
+  campaignId: string,
+  {
+    wanted = 'running',
+    linked = true,
+    updatedAt = 1,
+  }: { wanted?: string; linked?: boolean; updatedAt?: number } = {}
+) {
+  await pool.query(
+    `insert into campaigns (campaign_id, owner, wanted, linked, created_at, updated_at)
+     values ($1, $2, $3, $4, 1, $5)`,
+    [campaignId, `owner-of-${campaignId}`, wanted, linked ? 1 : 0, updatedAt]
+  )
+}
 
 /**
  * Real waiting: a lease expires by PostgreSQL's own clock (`clock_timestamp()`), which no simulated
@@ -45,7 +62,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 describe('LeaseTable', () => {
   it('grants a free lease at epoch 1, and tells another node who holds it', async () => {
     expect(await table.acquire('c1', a, 10_000)).toEqual({
-      granted: { epoch: 1, previous: 'none', previousOwner: null },
+      granted: { epoch: 1, previous: 'none', previousOwner: null, handover: false },
     })
     const refused = await table.acquire('c1', b, 10_000)
     expect(refused).toEqual({
@@ -66,7 +83,7 @@ describe('LeaseTable', () => {
     await table.acquire('c1', a, 150)
     await sleep(250)
     expect(await table.acquire('c1', b, 10_000)).toEqual({
-      granted: { epoch: 2, previous: 'expired', previousOwner: 'node-a' },
+      granted: { epoch: 2, previous: 'expired', previousOwner: 'node-a', handover: false },
     })
     expect(await table.renew('node-a', [{ campaignId: 'c1', epoch: 1 }], 10_000)).toEqual(new Set())
     expect(await table.release('c1', 'node-a', 1)).toBe(false)
@@ -97,11 +114,11 @@ describe('LeaseTable', () => {
     expect(await table.release('c1', 'node-a', 1)).toBe(true)
     expect(await table.release('c1', 'node-a', 1)).toBe(false)
     expect(await table.acquire('c1', b, 60_000)).toEqual({
-      granted: { epoch: 2, previous: 'released', previousOwner: 'node-a' },
+      granted: { epoch: 2, previous: 'released', previousOwner: 'node-a', handover: false },
     })
     // The same node acquiring again bumps the epoch: each ownership has its own token.
     expect(await table.acquire('c1', b, 60_000)).toEqual({
-      granted: { epoch: 3, previous: 'own', previousOwner: 'node-b' },
+      granted: { epoch: 3, previous: 'own', previousOwner: 'node-b', handover: false },
     })
   })
 
@@ -131,5 +148,131 @@ describe('LeaseTable', () => {
     })
     await sleep(200)
     expect(await table.liveNodes(100)).toEqual([])
+  })
+
+  it('leave removes the node at once (a clean shutdown)', async () => {
+    await table.heartbeat({ ...a, liveSessions: 0, maxSessions: 10, draining: true })
+    await table.heartbeat({ ...b, liveSessions: 0, maxSessions: 10, draining: false })
+    await table.leave('node-a')
+    expect((await table.liveNodes(60_000)).map((node) => node.nodeId)).toEqual(['node-b'])
+    await table.leave('node-a') // twice is harmless
+  })
+
+  it("keeps a node's DATA_DIR marker from its heartbeat until another one is published", async () => {
+    const beat = { ...b, liveSessions: 0, maxSessions: 10, draining: false }
+    await table.heartbeat(beat)
+    expect((await table.liveNodes(60_000))[0]).not.toHaveProperty('dataMarker')
+    await table.heartbeat({ ...beat, dataMarker: 'token-1' })
+    expect((await table.liveNodes(60_000))[0]).toMatchObject({ dataMarker: 'token-1' })
+    await table.heartbeat(beat)
+    expect((await table.liveNodes(60_000))[0]).toMatchObject({ dataMarker: 'token-1' })
+    expect(await table.publishDataMarker('node-b', 'token-2')).toBe(true)
+    expect((await table.liveNodes(60_000))[0]).toMatchObject({ dataMarker: 'token-2' })
+    expect(await table.publishDataMarker('node-z', 'token-3')).toBe(false)
+  })
+})
+
+describe('LeaseTable: handover and orphans (issue 12: failover and drain)', () => {
+  it('a release with handover says so to the next owner, and the next acquisition clears it', async () => {
+    await campaign('c1')
+    await table.acquire('c1', a, 60_000)
+    expect(await table.release('c1', 'node-a', 1, { handover: true })).toBe(true)
+    expect(await table.acquire('c1', b, 60_000)).toEqual({
+      granted: { epoch: 2, previous: 'released', previousOwner: 'node-a', handover: true },
+    })
+    expect(await table.orphans()).toEqual([])
+    // A plain release (a stop) is no handover.
+    await table.release('c1', 'node-b', 2)
+    expect(await table.orphans()).toEqual([])
+    expect(await table.acquire('c1', a, 60_000)).toEqual({
+      granted: { epoch: 3, previous: 'released', previousOwner: 'node-b', handover: false },
+    })
+  })
+
+  it('lists expired leases of any campaign, handed-over and unleased linked running ones, oldest first', async () => {
+    // Unleased: the oldest (updated at epoch ms 1), then the leases in the order they lapsed.
+    await campaign('unleased')
+    await campaign('unleased-unlinked', { linked: false })
+    await campaign('unleased-stopped', { wanted: 'stopped' })
+    await campaign('expired-pending', { linked: false })
+    await campaign('expired-stopped', { wanted: 'stopped', linked: false })
+    await campaign('live')
+    await campaign('handed-over')
+    await campaign('handed-over-stopped', { wanted: 'stopped' })
+    await campaign('released')
+    await table.acquire('expired-pending', a, 100)
+    await table.acquire('expired-stopped', b, 120)
+    // Leases without a campaign row are not offered, and take no room from those with one.
+    for (let i = 0; i < 3; i++) await table.acquire(`never-claimed-${i}`, a, 50)
+    await table.acquire('live', a, 60_000)
+    for (const id of ['handed-over', 'handed-over-stopped', 'released']) {
+      await table.acquire(id, a, 60_000)
+    }
+    await sleep(250)
+    await table.release('handed-over', 'node-a', 1, { handover: true })
+    await table.release('handed-over-stopped', 'node-a', 1, { handover: true })
+    await table.release('released', 'node-a', 1)
+
+    const expected = [
+      {
+        campaignId: 'unleased',
+        kind: 'unleased',
+        previousOwner: null,
+        owner: 'owner-of-unleased',
+        wanted: 'running',
+        linked: true,
+      },
+      {
+        campaignId: 'expired-pending',
+        kind: 'expired',
+        previousOwner: 'node-a',
+        owner: 'owner-of-expired-pending',
+        wanted: 'running',
+        linked: false,
+      },
+      {
+        campaignId: 'expired-stopped',
+        kind: 'expired',
+        previousOwner: 'node-b',
+        owner: 'owner-of-expired-stopped',
+        wanted: 'stopped',
+        linked: false,
+      },
+      {
+        campaignId: 'handed-over',
+        kind: 'handover',
+        previousOwner: 'node-a',
+        owner: 'owner-of-handed-over',
+        wanted: 'running',
+        linked: true,
+      },
+    ]
+    expect(await table.orphans()).toEqual(expected)
+    expect(await table.orphans(2)).toEqual(expected.slice(0, 2))
+    expect(await table.orphans(3)).toEqual(expected.slice(0, 3))
+
+    // Taken by acquire: no longer an orphan.
+    expect(await table.acquire('handed-over', b, 60_000)).toMatchObject({
+      granted: { previous: 'released', handover: true },
+    })
+    expect(await table.acquire('unleased', b, 60_000)).toMatchObject({
+      granted: { previous: 'none' },
+    })
+    expect((await table.orphans()).map((orphan) => orphan.campaignId)).toEqual([
+      'expired-pending',
+      'expired-stopped',
+    ])
+  })
+
+  it('bounds a scan at MAX_ORPHANS whatever limit is asked', async () => {
+    await pool.query(
+      `insert into campaigns (campaign_id, owner, wanted, linked, created_at, updated_at)
+       select 'c' || i, 'alice', 'running', 1, 1, i from generate_series(1, $1::int) as i`,
+      [MAX_ORPHANS + 5]
+    )
+    const orphans = await table.orphans(1_000_000)
+    expect(orphans).toHaveLength(MAX_ORPHANS)
+    expect(orphans[0]).toMatchObject({ campaignId: 'c1', kind: 'unleased' })
+    expect(await table.orphans(0)).toEqual([])
   })
 })

@@ -182,6 +182,7 @@ describe('GET /api/campaigns/:campaignId/connection', () => {
       detail: null,
       expiresAt: null,
       lastSeenAlive: null,
+      node: null,
       history: [],
     })
   })

@@ -456,7 +456,7 @@ describe.skipIf(!hasPostgres())('the same against PostgreSQL (DATABASE_URL)', ()
   async function database(): Promise<Record<string, string>> {
     const url = await server.createDatabase()
     databases.push(url)
-    return { DATABASE_URL: url }
+    return { DATABASE_URL: url, CLUSTER_SECRET: 'restart-test-cluster-secret-of-32-chars' }
   }
 
   it('a restart keeps owners, last sessions and links', async () => {

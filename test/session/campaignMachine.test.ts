@@ -224,6 +224,9 @@ describe('campaign machine: failures', () => {
     ['awaitingScan', 'crashed', 'engine_failed'],
     ['authenticating', 'engine_error', 'engine_failed'],
     ['ready', 'logged_out', 'logged_out'],
+    // Issue 12: the node lost the campaign's lease and killed the engine.
+    ['awaitingScan', 'lease_lost', 'node_lost'],
+    ['ready', 'lease_lost', 'node_lost'],
   ] as const)('fails from %s when the engine terminates (%s → %s)', async (from, kind, reason) => {
     const { actor, status, qr, engineSession, emitted, sessionId } = start()
     actor.send({ type: 'START' })
@@ -243,6 +246,11 @@ describe('campaign machine: failures', () => {
       endedFrom: from,
     })
     expect(emitted.find((e) => e.type === 'error')).toMatchObject({ code: reason })
+    if (reason === 'node_lost') {
+      expect(emitted.find((e) => e.type === 'error')).toMatchObject({
+        message: expect.stringMatching(/^The node running this session was lost/),
+      })
+    }
     const failedEntry = actor.getSnapshot().context.history.find((h) => h.status === 'failed')
     expect(failedEntry).toMatchObject({ reason, detail: 'boom' })
   })

@@ -60,7 +60,8 @@ describe('CampaignTable', () => {
       liveView(
         { campaignId: 'c1', owner: 'alice', lastActivity: 0 },
         's1',
-        session.actor.getSnapshot()
+        session.actor.getSnapshot(),
+        null
       )
     )
     const { ended } = await end('s1')

@@ -266,6 +266,24 @@ describe.each(backends)('the session service on %s', (_name, backend) => {
     expect(second.sessions.stats().restore).toMatchObject({ total: 0 })
   })
 
+  // Issue 12: a node that lost the lease ends the session node_lost; the login is still good, so
+  // the campaign stays linked (and wanted running) for the node that takes it over.
+  it('keeps a campaign linked when its session ends node_lost, and restores it', async () => {
+    const first = await start({ fresh: true })
+    expectStarted(await request(first.sessions, 'moved', alice))
+    first.scripted.last().emit({ type: 'ready' })
+    first.scripted.last().emit({ type: 'terminated', kind: 'lease_lost', detail: 'lease lost' })
+    await until(() => first.sessions.getCampaign('moved').status === 'failed')
+    await first.store.flush()
+    expect(await first.store.getCampaign('moved')).toMatchObject({
+      linked: true,
+      wanted: 'running',
+    })
+    await stop(first)
+    const second = await start()
+    expect(second.sessions.stats().restore).toMatchObject({ total: 1 })
+  })
+
   it('restores 200 linked campaigns never more than RESTORE_CONCURRENCY at once, serving a request first', async () => {
     const seed = await openStore({ ...(await freshLocation()), writeBehind: { lagMs: 5 } })
     for (let i = 0; i < 200; i++) {

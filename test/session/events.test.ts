@@ -16,6 +16,7 @@ function statusEvent(bus: SessionEventBus, sessionId: string, campaignId = 'c1')
     reason: null,
     isConnected: false,
     hasActiveSession: false,
+    node: null,
   }
 }
 

@@ -395,6 +395,39 @@ describe('restarts', () => {
     expect(h.sessions.getCampaign('b')).toMatchObject({ status: 'failed', reason: 'logged_out' })
     expect(h.engine.isLinked('b')).toBe(false)
   })
+  // Issue 12: a node that lost a campaign's lease killed its engine; another node takes the
+  // campaign over, so a restart here would run a second engine of one WhatsApp login.
+  it('does not restart a ready session whose node lost the lease (node_lost)', async () => {
+    let terminate: ((detail: string) => void) | undefined
+    // The simulated engine, whose session is told its lease was lost as the node's decorator would.
+    const leaseLosing: Engine = {
+      name: 'lease-losing',
+      createSession(options) {
+        terminate = (detail) => options.onEvent({ type: 'terminated', kind: 'lease_lost', detail })
+        return h.engine.createSession(options)
+      },
+      close: () => h.engine.close(),
+    }
+    h = createHarness({ engineOverride: leaseLosing, service: { random: () => 0 } })
+    request('spring-sale')
+    await h.advance(300)
+    h.engine.scan('spring-sale')
+    await h.advance(500)
+    expect(h.sessions.getCampaign('spring-sale').status).toBe('ready')
+    const events = h.record('spring-sale').events
+    terminate!('the lease of the campaign could not be renewed in time')
+    await h.advance(60_000)
+    expect(h.engine.counters().started).toBe(1)
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      status: 'failed',
+      reason: 'node_lost',
+      hasActiveSession: false,
+    })
+    expect(events.find((event) => event.type === 'error')).toMatchObject({
+      code: 'node_lost',
+      detail: 'the lease of the campaign could not be renewed in time',
+    })
+  })
 })
 
 describe('the supervisor as XState means it to be used', () => {
@@ -534,6 +567,7 @@ describe('capacity and ownership', () => {
       history: [],
       qr: null,
       pairingCode: null,
+      node: null,
     })
   })
 })

@@ -10,7 +10,14 @@ import { Writable } from 'node:stream'
 import pg from 'pg'
 import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
-import { openStore, StoreOpenError, type CampaignStore } from '../../src/store/index.ts'
+import { createMetrics } from '../../src/metrics.ts'
+import type { SessionStats } from '../../src/session/api.ts'
+import {
+  openStore,
+  StoreOpenError,
+  type CampaignStore,
+  type SessionRecord,
+} from '../../src/store/index.ts'
 import { startPostgres, type PostgresServer } from './postgresServer.ts'
 import { describeStoreContract, type StoreFixture } from './storeContract.ts'
 
@@ -170,5 +177,167 @@ describe('PostgreSQL campaign store', () => {
     // The pool reports the lost idle connections (without a listener that would end the
     // process) and opens new ones.
     expect(await store.claim('spring-sale', 'bob')).toEqual({ owner: 'alice', created: false })
+  })
+
+  describe('fenced writes (issue 12: a node whose lease moved on changes nothing)', () => {
+    function session(sessionId: string, status = 'ready'): SessionRecord {
+      return {
+        sessionId,
+        campaignId: 'spring-sale',
+        status,
+        reason: null,
+        detail: null,
+        history: [],
+        startedAt: sessionId === 's-current' ? 2 : 1,
+        updatedAt: 3,
+        endedAt: null,
+        lastSeenAlive: null,
+      }
+    }
+
+    function capture() {
+      const lines: Array<Record<string, unknown>> = []
+      const logger = pino(
+        { level: 'warn' },
+        new Writable({
+          write(chunk, _encoding, done) {
+            lines.push(JSON.parse(String(chunk)))
+            done()
+          },
+        })
+      )
+      return { lines, logger }
+    }
+
+    /** The campaign's lease: node-a at epoch 2 (it took over from epoch 1). */
+    async function leased(store: CampaignStore, released = 0): Promise<void> {
+      await store.claim('spring-sale', 'alice')
+      await query(
+        databaseUrl,
+        `insert into campaign_leases (campaign_id, owner_node, owner_url, epoch, expires_at, released)
+         values ('spring-sale', 'node-a', 'http://a', 2, 0, ${released})`
+      )
+    }
+
+    it('writes a session under the current lease, refuses one under a stale epoch or another node, in one batch', async () => {
+      const { lines, logger } = capture()
+      const store = await open({ dataDir: '/nonexistent', databaseUrl, logger })
+      await leased(store)
+      // One batch: the current owner's write and two stale ones.
+      store.saveSession(session('s-current'), { nodeId: 'node-a', epoch: 2 })
+      store.saveSession(session('s-stale'), { nodeId: 'node-a', epoch: 1 })
+      store.saveSession(session('s-other'), { nodeId: 'node-b', epoch: 2 })
+      await store.flush()
+
+      expect((await store.listSessions('spring-sale')).map((s) => s.sessionId)).toEqual([
+        's-current',
+      ])
+      expect(store.health().fenced).toBe(2)
+      expect(store.health()).toMatchObject({ queued: 0, failing: null, rejected: 0 })
+      // Logged once a minute per campaign, without the session id.
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toMatchObject({
+        level: 40,
+        campaignId: 'spring-sale',
+        msg: expect.stringMatching(/lease that has moved on was refused/),
+      })
+      expect(JSON.stringify(lines)).not.toContain('s-stale')
+
+      // A refused write is not retried: the stale record stays away.
+      store.saveSession(session('s-stale', 'failed'), { nodeId: 'node-a', epoch: 1 })
+      await store.flush()
+      expect(await store.getSession('s-stale')).toBeUndefined()
+      expect(store.health().fenced).toBe(3)
+      expect(lines).toHaveLength(1)
+
+      const metrics = createMetrics({
+        sessions: {
+          stats: (): SessionStats => ({
+            accepting: true,
+            campaigns: 0,
+            live: 0,
+            maxSessions: 1,
+            byStatus: {} as SessionStats['byStatus'],
+            restore: null,
+            probes: { alive: 0, missed: 0 },
+          }),
+        },
+        store,
+        processMetrics: false,
+      })
+      expect(await metrics.render()).toMatch(/^qrvisor_store_fenced_writes_total 3$/m)
+    })
+
+    it('holds after a release (the engine stopped), and refuses any fenced write without a lease row', async () => {
+      const store = await open({ dataDir: '/nonexistent', databaseUrl })
+      await store.claim('spring-sale', 'alice')
+      store.saveSession(session('s-unleased'), { nodeId: 'node-a', epoch: 1 })
+      store.setLinked('spring-sale', true, { nodeId: 'node-a', epoch: 1 })
+      await store.flush()
+      expect(await store.getSession('s-unleased')).toBeUndefined()
+      expect((await store.getCampaign('spring-sale'))?.linked).toBe(false)
+      expect(store.health().fenced).toBe(2)
+
+      await query(
+        databaseUrl,
+        `insert into campaign_leases (campaign_id, owner_node, owner_url, epoch, expires_at, released)
+         values ('spring-sale', 'node-a', 'http://a', 1, 0, 1)`
+      )
+      // The last writes of a stopped engine land after its lease was released.
+      store.saveSession(session('s-unleased', 'failed'), { nodeId: 'node-a', epoch: 1 })
+      await store.flush()
+      expect((await store.getSession('s-unleased'))?.status).toBe('failed')
+      // Unfenced writes are not checked (a single node, or a change any node may make).
+      store.saveSession(session('s-plain'))
+      await store.flush()
+      expect(await store.getSession('s-plain')).toBeDefined()
+    })
+
+    it('fences setLinked the same way, and keeps the unfenced fields of the same change', async () => {
+      const store = await open({ dataDir: '/nonexistent', databaseUrl })
+      await leased(store)
+      store.setWanted('spring-sale', 'stopped')
+      store.setLinked('spring-sale', true, { nodeId: 'node-a', epoch: 1 })
+      await store.flush()
+      expect(await store.getCampaign('spring-sale')).toMatchObject({
+        wanted: 'stopped',
+        linked: false,
+      })
+      expect(store.health().fenced).toBe(1)
+
+      store.setLinked('spring-sale', true, { nodeId: 'node-a', epoch: 2 })
+      await store.flush()
+      expect((await store.getCampaign('spring-sale'))?.linked).toBe(true)
+      // A later unfenced setLinked replaces the fenced one queued before it.
+      store.setLinked('spring-sale', false, { nodeId: 'node-b', epoch: 9 })
+      store.setLinked('spring-sale', false)
+      await store.flush()
+      expect((await store.getCampaign('spring-sale'))?.linked).toBe(false)
+      expect(store.health().fenced).toBe(1)
+    })
+
+    it('a takeover that commits while a batch checks its fence is seen: the stale write is refused', async () => {
+      const store = await open({ dataDir: '/nonexistent', databaseUrl })
+      await leased(store)
+      const other = new pg.Client({ connectionString: databaseUrl })
+      await other.connect()
+      try {
+        // Another node's takeover, held open: the batch's fence check waits for its outcome.
+        await other.query('begin')
+        await other.query(
+          "update campaign_leases set owner_node = 'node-b', epoch = 3 where campaign_id = 'spring-sale'"
+        )
+        store.saveSession(session('s-current'), { nodeId: 'node-a', epoch: 2 })
+        const flushed = store.flush()
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        await other.query('commit')
+        await flushed
+      } finally {
+        await other.end()
+      }
+      // It re-read the row the takeover committed: node-a's write is refused.
+      expect(await store.getSession('s-current')).toBeUndefined()
+      expect(store.health().fenced).toBe(1)
+    })
   })
 })

@@ -161,3 +161,37 @@ describe('SQLite campaign store: opening', () => {
     expect(error.message).toContain(join(file, SQLITE_FILE))
   })
 })
+
+describe('SQLite campaign store: fences (issue 12)', () => {
+  it('ignores a write fence: there is no cluster on SQLite', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-store-'))
+    const store = await openStore({ dataDir, pruneIntervalMs: 0 })
+    try {
+      await store.claim('spring-sale', 'alice')
+      store.saveSession(
+        {
+          sessionId: 's1',
+          campaignId: 'spring-sale',
+          status: 'ready',
+          reason: null,
+          detail: null,
+          history: [],
+          startedAt: 1,
+          updatedAt: 2,
+          endedAt: null,
+          lastSeenAlive: null,
+        },
+        { nodeId: 'node-a', epoch: 7 }
+      )
+      store.setLinked('spring-sale', true, { nodeId: 'node-a', epoch: 7 })
+      expect(await store.getCampaign('spring-sale')).toMatchObject({
+        linked: true,
+        lastSession: { sessionId: 's1', status: 'ready' },
+      })
+      expect(store.health().fenced).toBe(0)
+    } finally {
+      await store.close()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+})

@@ -128,6 +128,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           '0003_cluster',
           '0004_campaign_proxy',
           '0005_session_last_seen_alive',
+          '0006_cluster_failover',
         ])
 
         const again = await open()
@@ -162,6 +163,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0003_cluster' },
           { name: '0004_campaign_proxy' },
           { name: '0005_session_last_seen_alive' },
+          { name: '0006_cluster_failover' },
           { name: '9999_from_a_newer_version' },
         ])
       })
@@ -177,7 +179,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         await fixture.query('drop table cluster_nodes')
         await fixture.query('alter table campaigns drop column proxy')
         await fixture.query(
-          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0004_campaign_proxy', '0005_session_last_seen_alive')"
+          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0004_campaign_proxy', '0005_session_last_seen_alive', '0006_cluster_failover')"
         )
         await fixture.query('alter table sessions drop column last_seen_alive')
 
@@ -196,6 +198,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0003_cluster' },
           { name: '0004_campaign_proxy' },
           { name: '0005_session_last_seen_alive' },
+          { name: '0006_cluster_failover' },
         ])
       })
     })

@@ -20,6 +20,8 @@ export interface ScriptedSession {
   stopCalls: number
   /** True if the first stop asked the engine to log the device out (an unlink). */
   loggedOut: boolean
+  /** True if the first stop asked for the forced phase only (fencing). */
+  forced: boolean
   /** What its next probes answer (default `CONNECTED`). */
   probeAnswer: ProbeAnswer
   probeCalls: number
@@ -42,6 +44,7 @@ export function createScriptedEngine(stopBehaviour: () => StopBehaviour = () => 
         started: false,
         stopCalls: 0,
         loggedOut: false,
+        forced: false,
         probeAnswer: 'CONNECTED',
         probeCalls: 0,
         emit(event) {
@@ -58,7 +61,10 @@ export function createScriptedEngine(stopBehaviour: () => StopBehaviour = () => 
         },
         stop(stopOptions) {
           session.stopCalls++
-          if (!stopping) session.loggedOut = stopOptions?.logout === true
+          if (!stopping) {
+            session.loggedOut = stopOptions?.logout === true
+            session.forced = stopOptions?.force === true
+          }
           stopping ??=
             stopBehaviour() === 'settles'
               ? Promise.resolve({ forced: false, durationMs: 5 })

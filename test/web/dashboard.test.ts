@@ -324,6 +324,41 @@ describe('the dashboard (/) in a real browser', () => {
     expect(history).toContain('Ended')
   }, 60_000)
 
+  // Issue 12: in a cluster the list says which node runs each session; outside one, nothing.
+  it('shows the node that runs a campaign’s session, and follows a session of another node live', async () => {
+    const token = await service.token('dave')
+    await service.api(token, 'POST', '/api/campaigns/dave-local/qr-code')
+    const remote = (status: 'initializing' | 'awaitingScan') => ({
+      node: 'node-a',
+      owner: 'dave',
+      event: {
+        type: 'status' as const,
+        campaignId: 'dave-remote',
+        sessionId: 'remote-session-1',
+        at: Date.now(),
+        status,
+        reason: null,
+        isConnected: false,
+        hasActiveSession: true,
+        node: 'node-a',
+      },
+      expiresAt: Date.now() + 30_000,
+      lastSeenAlive: null,
+    })
+    service.server.sessions.applyRemote(remote('initializing'))
+    const page = await openDashboard(token)
+    const remoteRow = page.locator('tr[data-campaign="dave-remote"]')
+    await expect.poll(() => remoteRow.locator('.node').textContent()).toBe('on node-a')
+    expect(await remoteRow.locator('.badge').textContent()).toBe('Starting WhatsApp…')
+    const localRow = page.locator('tr[data-campaign="dave-local"]')
+    await localRow.waitFor()
+    expect(await localRow.locator('.node').count()).toBe(0)
+
+    service.server.sessions.applyRemote(remote('awaitingScan'))
+    await expect.poll(() => remoteRow.locator('.badge').textContent()).toBe('Waiting for the scan')
+    await service.api(token, 'POST', '/api/campaigns/dave-local/cleanup-session')
+  }, 60_000)
+
   it('lists every campaign of the user, following the pages of the list', async () => {
     const token = await service.token('erin')
     const ids = Array.from({ length: 1_001 }, (_, i) => `erin-${String(i).padStart(4, '0')}`)

@@ -43,6 +43,7 @@ describe('WebSocket /ws/campaigns: subscribing', () => {
       reason: null,
       isConnected: false,
       hasActiveSession: true,
+      node: null,
     })
     const qr = await socket.next((m) => m.type === 'qr_code')
     expect(qr).toEqual({

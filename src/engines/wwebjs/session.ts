@@ -89,6 +89,8 @@ export class WwebjsSession implements EngineSession {
   #browserPid: number | undefined
   /** Every browser pid of this session seen, so its profile locks can be told from others'. */
   readonly #browserPids = new Set<number>()
+  /** Set once the teardown saw every process of the session gone: their pids may be reused. */
+  #processesGone = false
   #teardown: Promise<EngineStopResult> | undefined
 
   constructor(
@@ -125,7 +127,15 @@ export class WwebjsSession implements EngineSession {
   }
 
   stop(options: EngineStopOptions = {}): Promise<EngineStopResult> {
-    return this.#beginTeardown('stop requested', options.logout === true)
+    return this.#beginTeardown(
+      options.force ? 'fenced: killed at once' : 'stop requested',
+      options.logout === true,
+      options.force === true
+    )
+  }
+
+  pids(): number[] {
+    return this.#processesGone ? [] : [...this.#browserPids]
   }
 
   /**
@@ -378,10 +388,10 @@ export class WwebjsSession implements EngineSession {
   }
 
   /** The first call decides (`logout` included); later calls return its promise. */
-  #beginTeardown(reason: string, logout = false): Promise<EngineStopResult> {
+  #beginTeardown(reason: string, logout = false, force = false): Promise<EngineStopResult> {
     if (!this.#teardown) {
       this.#stopping = true
-      const teardown = this.#tearDown(reason, logout)
+      const teardown = this.#tearDown(reason, logout, force)
       this.#teardown = teardown
       occupyProfile(this.#shared.profileWork, this.#campaignId, teardown)
       void teardown.then(() => this.#shared.sessions.delete(this))
@@ -390,7 +400,7 @@ export class WwebjsSession implements EngineSession {
   }
 
   /** Never rejects; settles within destroyTimeoutMs + killTimeoutMs (plus a few polls). */
-  async #tearDown(reason: string, logout: boolean): Promise<EngineStopResult> {
+  async #tearDown(reason: string, logout: boolean, force: boolean): Promise<EngineStopResult> {
     const { clock, options } = this.#shared
     const startedAt = clock.now()
     let forced = false
@@ -400,7 +410,10 @@ export class WwebjsSession implements EngineSession {
     // or not (it cannot when the session is not linked and live).
     if (logout) this.#wipeProfileAfterTeardown = true
     try {
-      if (this.#client && !this.#browser) {
+      if (force && this.#client) {
+        // Fencing: the lease may expire before a graceful destroy() could finish.
+        forced = true
+      } else if (this.#client && !this.#browser) {
         // Still launching: destroy() would return at once and the browser would launch anyway.
         // Aborting makes puppeteer SIGKILL the spawned group, or refuse to spawn one.
         forced = true
@@ -434,13 +447,16 @@ export class WwebjsSession implements EngineSession {
           { pids: survivors.map((survivor) => survivor.pid), killTimeoutMs: options.killTimeoutMs },
           'Chromium processes survived SIGKILL; the profile keeps its locks'
         )
-      } else if (this.#client) {
-        releaseProfile({
-          profileDir: this.#profileDir,
-          browserPids: [...this.#browserPids],
-          wipe: this.#wipeProfileAfterTeardown,
-          log: this.#log,
-        })
+      } else {
+        this.#processesGone = true
+        if (this.#client) {
+          releaseProfile({
+            profileDir: this.#profileDir,
+            browserPids: [...this.#browserPids],
+            wipe: this.#wipeProfileAfterTeardown,
+            log: this.#log,
+          })
+        }
       }
     } catch (error) {
       this.#log.error({ err: error }, 'teardown failed')

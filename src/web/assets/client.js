@@ -159,6 +159,7 @@ export const REASON_TEXTS = {
   engine_failed: 'The WhatsApp engine failed.',
   logged_out: 'The phone logged this device out.',
   unresponsive: 'It looked linked, but WhatsApp stopped answering.',
+  node_lost: 'The node running this session was lost; start it again.',
   cleanup_requested: 'The session was cleaned up.',
   unlinked: 'WhatsApp was unlinked and its login deleted; linking again needs a new QR scan.',
   replaced: 'A new session replaced this one.',

@@ -807,6 +807,7 @@ function handleMessage(message) {
     // Ready is seen alive; later probes show in the service's account (GET …/connection).
     if (message.status === 'ready') update.lastSeenAlive = new Date(message.at).toISOString()
     update.hasActiveSession = message.hasActiveSession
+    if (message.node !== undefined) update.node = message.node
   }
   update.lastActivity = message.at
   upsertCampaign(update)
@@ -890,6 +891,12 @@ function renderRow(campaign) {
   }
   row.session.textContent = campaign.sessionId ? campaign.sessionId.slice(0, 8) : '–'
   row.session.title = campaign.sessionId ?? ''
+  // In a cluster: the node that runs (or ran) the session. Nothing outside one.
+  if (campaign.node) {
+    const node = h('div', { class: 'hint node' }, `on ${campaign.node}`)
+    node.title = 'The node of the cluster that runs (or ran) this session'
+    row.session.append(node)
+  }
   const history = campaign.history ?? []
   row.historyCount.textContent = `${history.length} change${history.length === 1 ? '' : 's'}`
   row.historyList.replaceChildren(

@@ -208,7 +208,7 @@ function applyRecord(record) {
  */
 const statusOptions = new Set(Object.keys(STATUS_LABELS))
 const TIMEOUT_REASONS = new Set(['init_timeout', 'scan_timeout', 'auth_timeout'])
-const FAILURE_REASONS = new Set(['engine_failed', 'logged_out', 'unresponsive'])
+const FAILURE_REASONS = new Set(['engine_failed', 'logged_out', 'unresponsive', 'node_lost'])
 
 function addStatusOption(actor) {
   const state = topState(actor.state)

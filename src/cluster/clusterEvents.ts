@@ -1,0 +1,232 @@
+/**
+ * Session events between the nodes of a cluster, over PostgreSQL's `LISTEN/NOTIFY`.
+ *
+ * - The node that runs a session publishes each of its events. The `NOTIFY` is sent only if that
+ *   node still holds the campaign's lease at the epoch it had (or released it itself): the check
+ *   is in the same statement, so a node that lost its lease (paused, cut off) cannot change what
+ *   anyone is told, whatever it believes. Events queued in one turn of the event loop go out in
+ *   one statement, in order.
+ * - Every node listens and hands the other nodes' events to its session table, which shows them
+ *   as remote sessions (views, lists, WebSocket subscribers and their replay).
+ * - `NOTIFY` has no replay: a node that reconnects its listener says so (`onResync`); what it
+ *   missed of a session is superseded by the session's next event, and the store has the rest.
+ * - Lease changes worth acting on at once (a handover) go on a second channel.
+ *
+ * @module
+ */
+import pg from 'pg'
+import type { Logger } from '../logger.ts'
+import type { RemoteSessionEvent } from '../session/api.ts'
+import type { Fence } from './campaignLeases.ts'
+
+export const SESSIONS_CHANNEL = 'qrvisor_sessions'
+export const LEASES_CHANNEL = 'qrvisor_leases'
+/** PostgreSQL refuses a payload of 8000 bytes or more. */
+const MAX_PAYLOAD_BYTES = 7_900
+
+/** An event of a session that runs on a node, as that node publishes it. */
+export type PublishedSessionEvent = RemoteSessionEvent
+
+interface WireEvent extends PublishedSessionEvent {
+  /** The node that sent it (a node skips its own). */
+  from: string
+  /** The sender's own sequence number: keeps two equal events distinct (NOTIFY folds duplicates). */
+  n: number
+}
+
+export interface ClusterEventsOptions {
+  url: string
+  nodeId: string
+  logger: Logger
+  /** Another node's session event. */
+  onRemote(event: PublishedSessionEvent): void
+  /** A lease was released for a handover (scan for campaigns to take at once). */
+  onHandover?(): void
+  /** The listener reconnected: events may have been missed meanwhile. */
+  onResync?(): void
+  /** Reconnect delay after the listener's connection is lost. */
+  reconnectMs?: number
+}
+
+interface Queued {
+  campaignId: string
+  fence: Fence
+  payload: string
+}
+
+const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)::bigint`
+
+export class ClusterEvents {
+  private readonly publisher: pg.Client
+  private listener: pg.Client | undefined
+  private queue: Queued[] = []
+  private flushing: Promise<void> | undefined
+  private scheduled = false
+  private sent = 0
+  private closed = false
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined
+  /** Events the database refused (their lease moved on), and events it could not take. */
+  readonly counts = { published: 0, refused: 0, failed: 0, received: 0 }
+
+  constructor(private readonly options: ClusterEventsOptions) {
+    this.publisher = newClient(options.url)
+    this.publisher.on('error', (error) => options.logger.warn({ err: error }, 'event publisher'))
+  }
+
+  async start(): Promise<void> {
+    await this.publisher.connect()
+    await this.listen()
+  }
+
+  /** Sends the event to the other nodes if this node still holds the lease at `fence`. */
+  publish(campaignId: string, fence: Fence, event: PublishedSessionEvent): void {
+    if (this.closed) return
+    const wire: WireEvent = { ...event, from: this.options.nodeId, n: ++this.sent }
+    let payload = JSON.stringify(wire)
+    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) payload = JSON.stringify(shrink(wire))
+    this.queue.push({ campaignId, fence, payload })
+    if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(() => {
+        this.scheduled = false
+        void this.flush()
+      })
+    }
+  }
+
+  /** Tells the other nodes a campaign was handed over (they scan at once). */
+  announceHandover(): void {
+    if (this.closed) return
+    this.publisher
+      .query(`select pg_notify($1, $2)`, [LEASES_CHANNEL, this.options.nodeId])
+      .catch(() => undefined)
+  }
+
+  /** Resolves once every event queued so far was sent (or refused). */
+  async settled(): Promise<void> {
+    while (this.queue.length > 0 || this.flushing) await this.flush()
+  }
+
+  async close(): Promise<void> {
+    await this.settled().catch(() => undefined)
+    this.closed = true
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
+    await Promise.all([
+      this.publisher.end().catch(() => undefined),
+      this.listener?.end().catch(() => undefined),
+    ])
+  }
+
+  private flush(): Promise<void> {
+    if (this.flushing) return this.flushing
+    const batch = this.queue
+    if (batch.length === 0) return Promise.resolve()
+    this.queue = []
+    this.flushing = this.send(batch).finally(() => {
+      this.flushing = undefined
+    })
+    return this.flushing
+  }
+
+  private async send(batch: Queued[]): Promise<void> {
+    try {
+      // In the order given (the ordered subquery; pg_notify is evaluated per row as it comes).
+      const { rows } = await this.publisher.query<{ sent: number }>(
+        `select count(pg_notify($1, s.payload))::int as sent from (
+           select e.payload from unnest($2::text[], $3::text[], $4::bigint[])
+                  with ordinality as e(campaign_id, payload, epoch, ord)
+             join campaign_leases l on l.campaign_id = e.campaign_id and l.owner_node = $5
+                  and l.epoch = e.epoch and (l.released = 1 or l.expires_at > ${NOW_MS})
+            order by e.ord) s`,
+        [
+          SESSIONS_CHANNEL,
+          batch.map((queued) => queued.campaignId),
+          batch.map((queued) => queued.payload),
+          batch.map((queued) => queued.fence.epoch),
+          this.options.nodeId,
+        ]
+      )
+      const sent = rows[0]?.sent ?? 0
+      this.counts.published += sent
+      this.counts.refused += batch.length - sent
+      if (sent < batch.length) {
+        this.options.logger.warn(
+          { refused: batch.length - sent },
+          'session events refused: this node no longer holds their leases'
+        )
+      }
+    } catch (error) {
+      this.counts.failed += batch.length
+      this.options.logger.warn(
+        { err: error, events: batch.length },
+        'session events could not be sent to the other nodes'
+      )
+    }
+  }
+
+  private async listen(): Promise<void> {
+    const listener = newClient(this.options.url)
+    listener.on('notification', (message) => this.receive(message))
+    listener.on('error', () => this.reconnect(listener))
+    listener.on('end', () => this.reconnect(listener))
+    await listener.connect()
+    await listener.query(`listen ${SESSIONS_CHANNEL}`)
+    await listener.query(`listen ${LEASES_CHANNEL}`)
+    this.listener = listener
+  }
+
+  private reconnect(lost: pg.Client): void {
+    if (this.closed || this.listener !== lost) return
+    this.listener = undefined
+    lost.end().catch(() => undefined)
+    this.options.logger.warn('lost the cluster event listener; reconnecting')
+    const retry = () => {
+      this.reconnectTimer = undefined
+      if (this.closed) return
+      this.listen().then(
+        () => this.options.onResync?.(),
+        () => (this.reconnectTimer = setTimeout(retry, this.options.reconnectMs ?? 1_000))
+      )
+    }
+    this.reconnectTimer = setTimeout(retry, this.options.reconnectMs ?? 1_000)
+  }
+
+  private receive(message: pg.Notification): void {
+    if (message.channel === LEASES_CHANNEL) {
+      if (message.payload !== this.options.nodeId) this.options.onHandover?.()
+      return
+    }
+    if (message.channel !== SESSIONS_CHANNEL || !message.payload) return
+    let wire: WireEvent
+    try {
+      wire = JSON.parse(message.payload) as WireEvent
+    } catch {
+      return
+    }
+    if (wire.from === this.options.nodeId) return
+    this.counts.received++
+    const { from: _from, n: _n, ...event } = wire
+    try {
+      this.options.onRemote(event)
+    } catch (error) {
+      this.options.logger.error({ err: error }, 'a remote session event could not be applied')
+    }
+  }
+}
+
+function newClient(url: string): pg.Client {
+  return new pg.Client({
+    connectionString: url,
+    application_name: 'qrvisor-events',
+    connectionTimeoutMillis: 5_000,
+    keepAlive: true,
+  })
+}
+
+/** An event too large for NOTIFY (a huge engine detail): its texts cut down. */
+function shrink(wire: WireEvent): WireEvent {
+  const event = { ...wire.event } as Record<string, unknown>
+  if (typeof event.detail === 'string') event.detail = event.detail.slice(0, 1_000)
+  if (typeof event.message === 'string') event.message = event.message.slice(0, 1_000)
+  return { ...wire, event: event as WireEvent['event'] }
+}

@@ -1,0 +1,149 @@
+/**
+ * Any node answers any request: a campaign's requests go to the node that runs its session.
+ *
+ * The middleware sits on the campaign routes (`/api/campaigns/:id/…` and the simulator's
+ * `/api/simulator/campaigns/:id/…`), after the caller's token was verified:
+ * - a request a node forwarded (`x-qrvisor-node`, signed with `CLUSTER_SECRET`) is answered
+ *   here; a forged or stale signature is refused;
+ * - a campaign whose lease another node holds: the request is forwarded to that node, the
+ *   caller's headers and body with it, and its answer is returned as it is;
+ * - a start for a campaign nobody runs is placed: here if this node has room (it takes the lease
+ *   first, so two nodes never start one campaign), else on the least loaded live node; when no
+ *   node has room this node answers `at_capacity` itself;
+ * - anything else is answered here (the session table knows the other nodes' sessions).
+ *
+ * The campaign's webhook routes are answered by any node (they live in the database).
+ *
+ * @module
+ */
+import type { Context, MiddlewareHandler } from 'hono'
+import { CAMPAIGN_ID_PATTERN } from '../session/api.ts'
+import { sendError } from '../http/errors.ts'
+import type { Logger } from '../logger.ts'
+import type { CampaignLeases } from './campaignLeases.ts'
+import type { LeaseHolder, NodeAddress } from './leaseTable.ts'
+import { NODE_HEADER, type NodeSigner } from './nodeAuth.ts'
+
+export interface ForwardingOptions {
+  /** This node (its id is known once it listens). */
+  node: NodeAddress
+  signer: NodeSigner
+  leases: CampaignLeases
+  /** Who holds the campaign's lease, by the database. */
+  holderOf(campaignId: string): Promise<LeaseHolder | undefined>
+  /** Where a new session goes: `here`, or another node's URL. */
+  place(): Promise<{ here: true } | { here: false; nodeId: string; url: string }>
+  logger: Logger
+  /** How long a forwarded request may take. */
+  timeoutMs?: number
+}
+
+const CAMPAIGN_PATH = /^\/api\/(?:simulator\/)?campaigns\/([^/]+)\/([^/]+)/
+/** Hop-by-hop and framing headers: never copied across a forward. */
+const DROPPED_HEADERS = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'content-length',
+  'transfer-encoding',
+  'content-encoding',
+  'upgrade',
+  NODE_HEADER,
+])
+
+export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler {
+  const { node, signer, leases, logger, timeoutMs = 30_000 } = options
+  return async (c, next) => {
+    const match = CAMPAIGN_PATH.exec(c.req.path)
+    if (!match) return next()
+    const [, rawId, action] = match
+    const signature = c.req.header(NODE_HEADER)
+    if (signature !== undefined) {
+      if (!signer.verify(signature, c.req.method, c.req.path)) {
+        return sendError(c, 403, 'forbidden', 'The node-to-node signature is not valid.')
+      }
+      return next()
+    }
+    const campaignId = decodeSafely(rawId!)
+    if (!campaignId || !CAMPAIGN_ID_PATTERN.test(campaignId) || action === 'webhook') return next()
+
+    let holder: LeaseHolder | undefined
+    try {
+      holder = await options.holderOf(campaignId)
+    } catch (error) {
+      // The database is down: this node answers from what it knows.
+      logger.warn({ err: error, campaignId }, 'the lease of a campaign could not be read')
+      return next()
+    }
+    const runs = holder && !holder.released && holder.expiresInMs > 0 ? holder : undefined
+    if (runs && runs.nodeId !== node.nodeId) {
+      const answer = await forward(c, runs, campaignId)
+      // A read is answered here when the owner does not answer (what this node knows of it).
+      if (answer.status === 503 && !answer.headers.has('x-qrvisor-answered-by')) {
+        if (c.req.method === 'GET' || c.req.method === 'HEAD') return next()
+      }
+      return answer
+    }
+
+    const isStart =
+      c.req.method === 'POST' &&
+      (action === 'qr-code' || action === 'pairing-code') &&
+      !c.req.path.startsWith('/api/simulator/')
+    if (!isStart || runs) return next()
+    const place = await options.place().catch(() => ({ here: true as const }))
+    if (!place.here) return forward(c, { nodeId: place.nodeId, url: place.url }, campaignId)
+    const lease = await leases.ensure(campaignId).catch(() => undefined)
+    if (lease && !lease.ok) return forward(c, lease.heldBy, campaignId)
+    return next()
+  }
+
+  async function forward(
+    c: Context,
+    to: Pick<LeaseHolder, 'nodeId' | 'url'>,
+    campaignId: string
+  ): Promise<Response> {
+    const headers = new Headers()
+    c.req.raw.headers.forEach((value, name) => {
+      if (!DROPPED_HEADERS.has(name.toLowerCase())) headers.set(name, value)
+    })
+    headers.set(NODE_HEADER, signer.sign(c.req.method, c.req.path, node.nodeId))
+    const url = new URL(c.req.url)
+    const target = `${to.url.replace(/\/$/, '')}${url.pathname}${url.search}`
+    const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD'
+    try {
+      const answer = await fetch(target, {
+        method: c.req.method,
+        headers,
+        ...(hasBody ? { body: await c.req.arrayBuffer() } : {}),
+        redirect: 'manual',
+        signal: AbortSignal.timeout(timeoutMs),
+      })
+      const copied = new Headers()
+      answer.headers.forEach((value, name) => {
+        if (!DROPPED_HEADERS.has(name.toLowerCase())) copied.set(name, value)
+      })
+      copied.set('x-qrvisor-answered-by', to.nodeId)
+      return new Response(answer.body, { status: answer.status, headers: copied })
+    } catch (error) {
+      logger.warn(
+        { err: error, campaignId, node: to.nodeId },
+        'the node running the campaign did not answer a forwarded request'
+      )
+      return sendError(
+        c,
+        503,
+        'node_unavailable',
+        `The node running campaign ${campaignId} (${to.nodeId}) did not answer; if it is gone, another node takes the campaign over once its lease expires.`,
+        { 'Retry-After': '5' }
+      )
+    }
+  }
+}
+
+function decodeSafely(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return undefined
+  }
+}

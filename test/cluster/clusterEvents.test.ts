@@ -1,0 +1,146 @@
+/**
+ * Session events between nodes over a real PostgreSQL's LISTEN/NOTIFY: delivered to the other
+ * nodes (not back to the sender) in order, and refused by the database once the sender no longer
+ * holds the campaign's lease at the epoch it had (fencing).
+ */
+import type pg from 'pg'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { ClusterEvents, type PublishedSessionEvent } from '../../src/cluster/clusterEvents.ts'
+import { openLeaseTable, type LeaseTable } from '../../src/cluster/leaseTable.ts'
+import { silentLogger } from '../../src/logger.ts'
+import { openStore } from '../../src/store/index.ts'
+import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
+
+let server: PostgresServer
+let url: string
+let table: LeaseTable
+let pool: pg.Pool
+const opened: ClusterEvents[] = []
+
+beforeAll(async () => {
+  server = await startPostgres()
+  url = await server.createDatabase()
+  await (await openStore({ dataDir: '/nonexistent', databaseUrl: url })).close()
+  ;({ table, pool } = openLeaseTable(url))
+}, 60_000)
+
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((events) => events.close()))
+})
+
+afterAll(async () => {
+  await pool?.end()
+  await server?.dropDatabase(url)
+  await server?.stop()
+}, 60_000)
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function member(nodeId: string) {
+  const received: PublishedSessionEvent[] = []
+  const events = new ClusterEvents({
+    url,
+    nodeId,
+    logger: silentLogger,
+    onRemote: (event) => received.push(event),
+  })
+  await events.start()
+  opened.push(events)
+  return { events, received }
+}
+
+function qrEvent(campaignId: string, n: number): PublishedSessionEvent {
+  return {
+    node: 'node-a',
+    owner: 'alice',
+    event: {
+      type: 'qr',
+      campaignId,
+      sessionId: 's1',
+      at: n,
+      qr: `QR-${n}`,
+      attempt: n,
+      expiresAt: 99,
+    },
+    expiresAt: 99,
+    lastSeenAlive: null,
+  }
+}
+
+async function until(condition: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting')
+    await sleep(10)
+  }
+}
+
+describe('ClusterEvents', () => {
+  it('delivers a lease holder’s events to the other nodes in order, not back to itself', async () => {
+    const a = await member('node-a')
+    const b = await member('node-b')
+    const c = await member('node-c')
+    const grant = await table.acquire('c1', { nodeId: 'node-a', url: 'http://a' }, 10_000)
+    const epoch = 'granted' in grant ? grant.granted.epoch : -1
+    for (let n = 1; n <= 300; n++) {
+      a.events.publish('c1', { nodeId: 'node-a', epoch }, qrEvent('c1', n))
+      // Some in one turn, some in the next: batches and single events keep one order.
+      if (n % 50 === 0) await sleep(1)
+    }
+    await a.events.settled()
+    await until(() => b.received.length === 300 && c.received.length === 300)
+    expect(b.received.map((event) => event.event.at)).toEqual(
+      Array.from({ length: 300 }, (_, i) => i + 1)
+    )
+    expect(c.received).toEqual(b.received)
+    expect(b.received[0]).toEqual(qrEvent('c1', 1))
+    await sleep(50)
+    expect(a.received).toEqual([])
+    expect(a.events.counts).toMatchObject({ published: 300, refused: 0 })
+  })
+
+  it('refuses the events of a node whose lease expired or was taken at a newer epoch', async () => {
+    const a = await member('node-a')
+    const b = await member('node-b')
+    const grant = await table.acquire('c2', { nodeId: 'node-a', url: 'http://a' }, 10_000)
+    const epoch = 'granted' in grant ? grant.granted.epoch : -1
+    // Expired, not yet taken: refused (the node cannot prove it still holds it).
+    await pool.query(`update campaign_leases set expires_at = 0 where campaign_id = 'c2'`)
+    a.events.publish('c2', { nodeId: 'node-a', epoch }, qrEvent('c2', 1))
+    await a.events.settled()
+    // Taken by node-b at a newer epoch: refused.
+    await table.acquire('c2', { nodeId: 'node-b', url: 'http://b' }, 10_000)
+    a.events.publish('c2', { nodeId: 'node-a', epoch }, qrEvent('c2', 2))
+    await a.events.settled()
+    await sleep(100)
+    expect(b.received).toEqual([])
+    expect(a.events.counts).toMatchObject({ published: 0, refused: 2 })
+  })
+
+  it('still sends the last events of a lease the node released itself', async () => {
+    const a = await member('node-a')
+    const b = await member('node-b')
+    const grant = await table.acquire('c3', { nodeId: 'node-a', url: 'http://a' }, 10_000)
+    const epoch = 'granted' in grant ? grant.granted.epoch : -1
+    await table.release('c3', 'node-a', epoch)
+    a.events.publish('c3', { nodeId: 'node-a', epoch }, qrEvent('c3', 1))
+    await a.events.settled()
+    await until(() => b.received.length === 1)
+  })
+
+  it('tells the other nodes of a handover', async () => {
+    const a = await member('node-a')
+    let told = 0
+    const b = new ClusterEvents({
+      url,
+      nodeId: 'node-b',
+      logger: silentLogger,
+      onRemote: () => undefined,
+      onHandover: () => told++,
+    })
+    await b.start()
+    opened.push(b)
+    a.events.announceHandover()
+    await until(() => told === 1)
+  })
+})
