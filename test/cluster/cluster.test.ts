@@ -226,26 +226,16 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     const expiries = await finalExpiries('node-a')
     expect([...expiries.keys()].sort()).toEqual([...linked, ...pending].sort())
 
-    const readyAfter = new Map<string, number>()
-    await c.until(
-      async () => {
-        const waiting = linked.filter((campaignId) => !readyAfter.has(campaignId))
-        await Promise.all(
-          waiting.map(async (campaignId) => {
-            const view = await c.connection('node-b', campaignId)
-            if (view.status === 'ready' && view.sessionId !== before.get(campaignId)) {
-              expect(['node-b', 'node-c']).toContain(view.node)
-              readyAfter.set(campaignId, Date.now() - killedAt)
-            }
-          })
-        )
-        return readyAfter.size === linked.length ? true : undefined
-      },
-      'every linked campaign ready on a surviving node',
-      FAILOVER_BOUND_MS + 10_000,
-      100
-    )
-    const times = [...readyAfter.values()]
+    const readyAfter = await c.readyElsewhere({
+      campaigns: linked,
+      before,
+      via: 'node-b',
+      notOn: 'node-a',
+      since: killedAt,
+      timeoutMs: FAILOVER_BOUND_MS + 10_000,
+    })
+    const times = [...readyAfter.values()].map(({ afterMs }) => afterMs)
+    for (const { view } of readyAfter.values()) expect(['node-b', 'node-c']).toContain(view.node)
     log(
       `kill -9 failover of 20 linked campaigns (LEASE_TTL_MS ${LEASE_TTL_MS}, KILL_TIMEOUT_MS ` +
         `${KILL_TIMEOUT_MS}): ready elsewhere after p50 ${percentile(times, 50)} ms, p99 ` +
@@ -300,22 +290,18 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     c.freeze('node-a')
     const expiries = await finalExpiries('node-a')
     expect([...expiries.keys()].sort()).toEqual([...linked].sort())
+    const takenOver = await c.readyElsewhere({
+      campaigns: linked,
+      before,
+      via: 'node-b',
+      notOn: 'node-a',
+      since: frozenAt,
+      timeoutMs: FAILOVER_BOUND_MS + 10_000,
+    })
     const after = new Map<string, { sessionId: string; node: string }>()
-    await c.until(
-      async () => {
-        for (const campaignId of linked) {
-          if (after.has(campaignId)) continue
-          const view = await c.connection('node-b', campaignId)
-          if (view.status === 'ready' && view.sessionId !== before.get(campaignId)) {
-            after.set(campaignId, { sessionId: view.sessionId, node: view.node })
-          }
-        }
-        return after.size === linked.length ? true : undefined
-      },
-      'every campaign of the frozen node ready elsewhere',
-      FAILOVER_BOUND_MS + 10_000,
-      100
-    )
+    for (const [campaignId, { view }] of takenOver) {
+      after.set(campaignId, { sessionId: view.sessionId, node: view.node })
+    }
     log(`SIGSTOP: all 5 taken over ${Date.now() - frozenAt} ms after the freeze`)
     for (const { node } of after.values()) expect(['node-b', 'node-c']).toContain(node)
     expectTakeoversAfterExpiry('node-a', expiries)
@@ -432,25 +418,20 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
         )!
         const margin = expiry.get(campaignId)! - engine.end
         log(
-          `DB cut: ${campaignId} stopped ${engine.end - cutAt} ms after the cut, ${margin} ms before its lease expired`
+          `DB ${failure}: ${campaignId} stopped ${engine.end - cutAt} ms after the cut, ${margin} ms before its lease expired`
         )
         expect(margin, `${campaignId}: stopped before its lease expired`).toBeGreaterThan(0)
       }
 
-      await c.until(
-        async () => {
-          for (const campaignId of linked) {
-            const view = await c.connection('node-a', campaignId)
-            if (view.status !== 'ready' || view.sessionId === before.get(campaignId))
-              return undefined
-            expect(['node-a', 'node-b']).toContain(view.node)
-          }
-          return true
-        },
-        'the others to take the campaigns over',
-        FAILOVER_BOUND_MS + 10_000,
-        100
-      )
+      const takenOver = await c.readyElsewhere({
+        campaigns: linked,
+        before,
+        via: 'node-a',
+        notOn: 'node-c',
+        since: cutAt,
+        timeoutMs: FAILOVER_BOUND_MS + 10_000,
+      })
+      for (const { view } of takenOver.values()) expect(['node-a', 'node-b']).toContain(view.node)
       log(`DB ${failure}: all 5 ready on the others ${Date.now() - cutAt} ms after the cut`)
       expectTakeoversAfterExpiry('node-c', expiry)
 

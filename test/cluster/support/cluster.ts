@@ -259,7 +259,9 @@ export class TestCluster {
         last = error
       }
       if (Date.now() > deadline) {
-        throw new Error(`${what} did not happen within ${timeoutMs} ms (last: ${String(last)})`)
+        throw new Error(
+          `${what} did not happen within ${Math.round(timeoutMs)} ms (last error: ${String(last)})`
+        )
       }
       await Promise.race([new Promise((r) => setTimeout(r, intervalMs)), this.ledger.failure])
     }
@@ -301,6 +303,66 @@ export class TestCluster {
       throw new Error(`scan of ${campaignId} via ${scan}: ${scanned.status} ${str(scanned.body)}`)
     }
     return this.connectionWhen(start, campaignId, (v) => v.status === 'ready', 'ready')
+  }
+
+  /**
+   * Polls the campaigns' connections through node `via` until each is `ready` with another
+   * session than in `before` (a new one, after a failover), on a node other than `notOn`.
+   * Resolves with the time each was first seen so, from `since`; on a timeout, the error names
+   * the campaigns still waiting with their last answer, and the nodes' warnings.
+   */
+  async readyElsewhere({
+    campaigns,
+    before,
+    via,
+    notOn,
+    since,
+    timeoutMs,
+  }: {
+    campaigns: string[]
+    before: ReadonlyMap<string, string>
+    via: string
+    notOn: string
+    since: number
+    timeoutMs: number
+  }): Promise<Map<string, { afterMs: number; view: Json }>> {
+    const done = new Map<string, { afterMs: number; view: Json }>()
+    const last = new Map<string, Json>()
+    try {
+      await this.until(
+        async () => {
+          const waiting = campaigns.filter((campaignId) => !done.has(campaignId))
+          await Promise.all(
+            waiting.map(async (campaignId) => {
+              const view = await this.connection(via, campaignId)
+              last.set(campaignId, view)
+              const moved = view.sessionId !== before.get(campaignId) && view.node !== notOn
+              if (view.status === 'ready' && moved) {
+                done.set(campaignId, { afterMs: Date.now() - since, view })
+              }
+            })
+          )
+          return done.size === campaigns.length ? true : undefined
+        },
+        `${campaigns.length} campaigns ready off ${notOn}`,
+        timeoutMs,
+        100
+      )
+    } catch (error) {
+      const waiting = campaigns
+        .filter((campaignId) => !done.has(campaignId))
+        .map((campaignId) => {
+          const view = last.get(campaignId)
+          return view === undefined
+            ? `${campaignId}: no answer`
+            : `${campaignId}: ${view.status} ${view.reason ?? ''} on ${view.node} (session ${view.sessionId})`
+        })
+      throw new Error(
+        `${(error as Error).message}\n${done.size} ready; still waiting:\n` +
+          `${waiting.join('\n')}\nnodes' warnings:\n${this.warnings()}`
+      )
+    }
+    return done
   }
 
   /** A WebSocket to `/ws/campaigns` of node `id`, with the user's token. */
@@ -354,6 +416,19 @@ export class TestCluster {
    */
   onClose(cleanup: () => void | Promise<void>): void {
     this.cleanups.push(cleanup)
+  }
+
+  /** Each node's last warnings and errors (level ≥ 40), for a failing assertion's message. */
+  warnings(lines = 10): string {
+    return [...this.nodes.values()]
+      .map((node) => {
+        const warned = node.service.lines.filter(
+          (line) => typeof line.level === 'number' && line.level >= 40
+        )
+        const last = warned.slice(-lines).map((line) => str(line))
+        return `--- ${node.id}\n${last.join('\n')}`
+      })
+      .join('\n')
   }
 
   /** The last lines of every node's log (for a failing assertion's message). */
