@@ -38,8 +38,15 @@ export const TAKEOVER_WAIT_MS = KILL_TIMEOUT_MS + 2_000
 export const CLUSTER_SECRET = 'a-cluster-secret-of-the-tests-0123456789'
 export const USER = 'alice'
 
+/**
+ * The brief's environment: FAST_ENV's port, host and QR delay, but the service's own init and
+ * authentication timeouts (30 s, 120 s): a restore on a node that took over an expired lease waits
+ * `KILL_TIMEOUT_MS + 2 s` before its engine launches, longer than FAST_ENV's 2 s init timeout.
+ */
 const NODE_ENV: Record<string, string> = {
   ...FAST_ENV,
+  INIT_TIMEOUT_MS: '30000',
+  AUTH_TIMEOUT_MS: '120000',
   WA_ENGINE: 'simulated',
   LOG_LEVEL: 'info',
   LEASE_TTL_MS: String(LEASE_TTL_MS),
