@@ -178,7 +178,12 @@ export class TestCluster {
       node.service.exited,
       new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`${id} did not exit within ${timeoutMs} ms of SIGTERM`)),
+          () =>
+            reject(
+              new Error(
+                `${id} did not exit within ${timeoutMs} ms of SIGTERM; its log:\n${logTail(node.service, 30)}`
+              )
+            ),
           timeoutMs
         )
       }),
@@ -384,6 +389,36 @@ export class TestCluster {
       ws.once('error', reject)
     })
     return socket
+  }
+
+  /** The campaigns the store has linked and wanted running (what a failover restores). */
+  async storedLinked(): Promise<string[]> {
+    const client = new pg.Client({ connectionString: this.databaseUrl })
+    await client.connect()
+    try {
+      const rows = await client.query<{ campaign_id: string }>(
+        `select campaign_id from campaigns where linked = 1 and wanted = 'running'`
+      )
+      return rows.rows.map((row) => row.campaign_id).sort()
+    } finally {
+      await client.end()
+    }
+  }
+
+  /**
+   * Waits until the store has every campaign linked: the write-behind store acknowledges `ready`
+   * before it is written, and a failover restores only what the store says is linked.
+   */
+  async untilStoredLinked(campaigns: string[]): Promise<void> {
+    await this.until(
+      async () => {
+        const stored = new Set(await this.storedLinked())
+        return campaigns.every((campaignId) => stored.has(campaignId)) ? true : undefined
+      },
+      `the store to have ${campaigns.length} campaigns linked`,
+      10_000,
+      100
+    )
   }
 
   /** The campaign leases as the database has them, with its clock's now. */
