@@ -1,8 +1,8 @@
 import { defineConfig } from 'vitest/config'
 
 /**
- * Tests that drive a real Chromium, or run the service as several processes under a burst, run
- * after all the others, one file at a time: on a 2-core machine, browsers and bursts next to the
+ * Tests that drive a real Chromium, or run the service as several processes (a burst, a cluster),
+ * run after all the others, one file at a time: on a 2-core machine, browsers and bursts next to the
  * simulated-time suites (or next to each other) starve their deadlines.
  */
 const REAL_BROWSER_TESTS = [
@@ -10,6 +10,7 @@ const REAL_BROWSER_TESTS = [
   'test/engines/janitor.test.ts',
   'test/web/**/*.test.ts',
   'test/process/**/*.test.ts',
+  'test/cluster/cluster*.test.ts',
 ]
 
 export default defineConfig({

@@ -20,6 +20,7 @@ import type {
   EngineStopResult,
   EngineTerminationKind,
 } from './engine.ts'
+import { simulatedLedger, type LedgerStopKind } from './simulatedLedger.ts'
 import { simulatedLoginFiles, type SimulatedLogins } from './simulatedLogins.ts'
 import { viewOfProxy, type ProxySettings, type ProxyView } from '../proxy.ts'
 
@@ -68,6 +69,14 @@ export interface SimulatedEngineOptions {
    * it, the older half is forgotten: their next sessions behave by default and are not linked.
    */
   maxRememberedCampaigns?: number
+  /**
+   * A test aid (`SIM_LEDGER=true`): each session appends a line to
+   * `<dataDir>/simulated/ledger/<campaignId>.jsonl` when it starts and when it is gone
+   * (./simulatedLedger.ts). Needs `dataDir`.
+   */
+  ledger?: boolean
+  /** The node named in the ledger's lines (default: `NODE_ID`, else the process id). */
+  nodeId?: string
 }
 
 export interface SimulatedEngine extends Engine {
@@ -155,7 +164,13 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     killTimeoutMs = 5_000,
     maxRememberedCampaigns = 10_000,
     defaultProxy,
+    ledger: withLedger = false,
+    nodeId,
   } = options
+  if (withLedger && dataDir === undefined) {
+    throw new Error('the simulated engine keeps its ledger under a data directory: give dataDir')
+  }
+  const ledger = withLedger && dataDir !== undefined ? simulatedLedger(dataDir, nodeId) : undefined
   /**
    * Only campaigns with something to remember (a behaviour that is not the default, a link),
    * oldest change first. Anyone may set a behaviour, for any campaign: this bounds what that keeps.
@@ -185,6 +200,8 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     private stopping: Promise<EngineStopResult> | undefined
     private readonly behaviour: SimulatedBehaviour
     private ready = false
+    /** Its ledger record is closed (a session's stop is written once). */
+    private recordEnded = false
 
     constructor(private readonly options: EngineSessionOptions) {
       this.behaviour = behaviourOf(options.campaignId)
@@ -199,6 +216,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     }
 
     start(): void {
+      ledger?.started(this.options.campaignId, this.options.sessionId)
       counts.started++
       live.add(this)
       current.set(this.options.campaignId, this)
@@ -266,6 +284,8 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     terminate(kind: EngineTerminationKind, detail: string): boolean {
       if (this.isDead()) return false
       if (kind === 'logged_out') logins.forget(this.options.campaignId)
+      // A crash leaves nothing running; any other end keeps the session until its stop.
+      if (kind === 'crashed') this.endRecord('crashed')
       this.deliver({ type: 'terminated', kind, detail })
       this.terminated = true
       this.showingQr = false
@@ -297,11 +317,19 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       const graceMs = force ? 0 : destroyTimeoutMs
       await wait(forced ? graceMs + Math.min(killDelayMs, killTimeoutMs) : gracefulMs)
       live.delete(this)
+      this.endRecord('stopped')
       if (current.get(this.options.campaignId) === this) current.delete(this.options.campaignId)
       counts.stopped++
       if (forced) counts.forcedStops++
       const result = { forced, durationMs: clock.now() - startedAt }
       return logout ? { ...result, loggedOut } : result
+    }
+
+    /** Writes the session's ledger stop, once (a crashed session is stopped later too). */
+    endRecord(how: LedgerStopKind): void {
+      if (ledger === undefined || this.recordEnded) return
+      this.recordEnded = true
+      ledger.stopped(this.options.campaignId, this.options.sessionId, how)
     }
 
     private becomeReady(): void {
@@ -349,6 +377,12 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
       this.timer = undefined
     }
   }
+
+  /** The process exits with sessions still running: they go with it, and the ledger says so. */
+  const recordExit = () => {
+    for (const session of live) session.endRecord('exit')
+  }
+  if (ledger !== undefined) process.once('exit', recordExit)
 
   function wait(ms: number): Promise<void> {
     return new Promise((resolve) => clock.setTimeout(resolve, ms))
@@ -427,6 +461,7 @@ export function createSimulatedEngine(options: SimulatedEngineOptions = {}): Sim
     counters: () => ({ ...counts }),
     async close() {
       await Promise.all([...live].map((session) => session.stop()))
+      process.removeListener('exit', recordExit)
     },
   }
 }

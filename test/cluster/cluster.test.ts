@@ -1,0 +1,563 @@
+/**
+ * The cluster (issue 12) as it runs: three node processes of the service from its sources on one
+ * throwaway PostgreSQL and one shared DATA_DIR, the simulated engine with its saved logins on that
+ * disk, short leases (`LEASE_TTL_MS=4000`, `KILL_TIMEOUT_MS=100`), and the engines' ledger
+ * checked every ~100 ms during every scenario: never two live engines for one campaign
+ * (./support/ledger.ts). Every wait of a scenario fails at the first overlap.
+ *
+ * - events cross nodes: start on A, subscribe on B, scan through C; a late subscriber's replay;
+ * - `kill -9` of the node holding 20 linked campaigns and 3 waiting for a scan: the linked ones
+ *   ready on the others, the waiting ones `failed` `node_lost`, their subscribers told;
+ * - SIGSTOP of a node's process group (a frozen container) past its lease, then SIGCONT: taken
+ *   over meanwhile, its engines stop within the grace, nothing it sends changes any campaign;
+ * - the database cut from one node (a TCP proxy): its engines stop before its leases expire by
+ *   the database's clock, the others take over;
+ * - a rolling restart of the three nodes with 30 linked campaigns: all ready at the end.
+ *
+ * Measured figures are printed (`[cluster] …`); performance itself is `npm run bench`'s.
+ */
+import { existsSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { Message, TestSocket } from '../support/edge.ts'
+import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
+import {
+  GRACE_MS,
+  KILL_TIMEOUT_MS,
+  LEASE_TTL_MS,
+  percentile,
+  str,
+  TAKEOVER_WAIT_MS,
+  TestCluster,
+} from './support/cluster.ts'
+import type { EngineInterval } from './support/ledger.ts'
+
+/** PostgreSQL's server binaries (Debian's `postgresql`), or a server given by TEST_DATABASE_URL. */
+function hasPostgres(): boolean {
+  if (process.env.TEST_DATABASE_URL) return true
+  const base = '/usr/lib/postgresql'
+  return (
+    existsSync(base) &&
+    readdirSync(base).some((version) => existsSync(join(base, version, 'bin', 'postgres')))
+  )
+}
+
+/**
+ * What a failover may take: the lease running out, the takeover wait, the next scan of the
+ * survivors (TTL/3) and the restore with its scan-free login (~1 s). Times two for this 2-core
+ * machine shared with other work; the measured figures are printed.
+ */
+const FAILOVER_BOUND_MS = 2 * (LEASE_TTL_MS + TAKEOVER_WAIT_MS + LEASE_TTL_MS / 3 + 1_000)
+
+function log(message: string): void {
+  console.log(`[cluster] ${message}`)
+}
+
+const isReady = (view: { status: string }) => view.status === 'ready'
+
+/** The campaign's stream messages (not `pong` or request errors), in arrival order. */
+function streamOf(socket: TestSocket, campaignId: string): Message[] {
+  return socket.messages.filter((m) => m.campaignId === campaignId && m.seq !== null)
+}
+
+function seqsIncrease(messages: Message[]): boolean {
+  // `subscribed` and the replay right after it carry the same seq; every later one is newer.
+  const later = messages.filter((m) => m.type !== 'subscribed')
+  return later.every((m, i) => i === 0 || m.seq > later[i - 1]!.seq)
+}
+
+/** Runs `task` on every item, `concurrency` at a time. */
+async function eachLimited<T, R>(
+  items: T[],
+  concurrency: number,
+  task: (item: T) => Promise<R>
+): Promise<R[]> {
+  const results: R[] = new Array(items.length)
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++
+      results[index] = await task(items[index]!)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
+  return results
+}
+
+const names = (prefix: string, count: number) =>
+  Array.from({ length: count }, (_, index) => `${prefix}-${index}`)
+
+describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', () => {
+  let postgres: PostgresServer
+  let cluster: TestCluster | undefined
+
+  beforeAll(async () => {
+    postgres = await startPostgres()
+  }, 60_000)
+
+  afterEach(async () => {
+    // Throws the ledger's first violation, if the scenario did not meet it itself.
+    await cluster?.close()
+    cluster = undefined
+  }, 60_000)
+
+  afterAll(async () => {
+    await postgres?.stop()
+  }, 60_000)
+
+  /**
+   * The leases `node` holds, once it can renew none any more (dead, frozen, cut off): their
+   * expiry by the database's clock (a renewal in flight at the failure has landed by then).
+   */
+  async function finalExpiries(node: string): Promise<Map<string, number>> {
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const { leases } = await cluster!.leases()
+    return new Map(leases.filter((l) => l.owner === node).map((l) => [l.campaignId, l.expiresAt]))
+  }
+
+  /**
+   * A new owner starts only after the old lease expired, and (having taken over an expired lease)
+   * waits `KILL_TIMEOUT_MS + 2 s` more before launching, in case the old owner is only paused.
+   * Checked on the engines' own records: each campaign's engines on other nodes than `from`.
+   */
+  function expectTakeoversAfterExpiry(from: string, expiries: Map<string, number>): void {
+    const gaps: number[] = []
+    for (const [campaignId, expiresAt] of expiries) {
+      const takeovers = (cluster!.ledger.intervals().get(campaignId) ?? []).filter(
+        (e) => e.node !== from && e.start > expiresAt - LEASE_TTL_MS
+      )
+      expect(takeovers.length, `${campaignId}: taken over`).toBeGreaterThan(0)
+      for (const engine of takeovers) {
+        gaps.push(engine.start - expiresAt)
+        expect(engine.start, `${campaignId}: started after the old lease expired`).toBeGreaterThan(
+          expiresAt
+        )
+      }
+    }
+    log(
+      `takeovers launched ${Math.min(...gaps)}…${Math.max(...gaps)} ms after the old leases expired (wait ${TAKEOVER_WAIT_MS} ms)`
+    )
+    expect(Math.min(...gaps), 'the takeover wait').toBeGreaterThanOrEqual(TAKEOVER_WAIT_MS)
+  }
+
+  /** The running intervals of a campaign's engines (the ledger's), by node. */
+  function runningEngines(campaignId: string): EngineInterval[] {
+    const intervals = cluster!.ledger.intervals().get(campaignId) ?? []
+    return intervals.filter((interval) => interval.endedBy === 'running')
+  }
+
+  it('start on A, subscribe on B, scan through C: B sees the QR and ready in order; a late subscriber on C gets the replay', async () => {
+    cluster = await TestCluster.create(postgres)
+    const c = cluster
+    await c.startAll(['node-a', 'node-b', 'node-c'])
+
+    const started = await c.requestSession('node-a', 'spring-sale')
+    expect(started.status, str(started.body)).toBe(202)
+    const sessionId = started.body.sessionId as string
+
+    const onB = await c.socket('node-b')
+    onB.send({ type: 'subscribe', campaignId: 'spring-sale' })
+    const qr = await onB.next((m) => m.type === 'qr_code', { timeoutMs: 10_000 })
+    expect(qr).toMatchObject({ campaignId: 'spring-sale', sessionId })
+    // Rendered on the node that serves the socket.
+    expect(qr.qrCode).toMatch(/^data:image\/png;base64,/)
+
+    const scan = await c.scan('node-c', 'spring-sale')
+    expect(scan.status, str(scan.body)).toBe(200)
+    await onB.next((m) => m.type === 'ready', { timeoutMs: 10_000 })
+
+    const stream = streamOf(onB, 'spring-sale')
+    const types = stream.map((m) => m.type)
+    expect(types.indexOf('qr_code')).toBeLessThan(types.indexOf('ready'))
+    expect(stream.every((m) => m.sessionId === sessionId)).toBe(true)
+    expect(seqsIncrease(stream), str(stream)).toBe(true)
+
+    // Every node answers the same: node-a runs it.
+    for (const id of ['node-a', 'node-b', 'node-c']) {
+      const view = await c.connectionWhen(id, 'spring-sale', isReady, 'ready')
+      expect(view).toMatchObject({ sessionId, status: 'ready', node: 'node-a' })
+    }
+
+    const late = await c.socket('node-c')
+    late.send({ type: 'subscribe', campaignId: 'spring-sale' })
+    const subscribed = await late.next((m) => m.type === 'subscribed', { timeoutMs: 5_000 })
+    expect(subscribed).toMatchObject({ sessionId, status: 'ready', hasActiveSession: true })
+    await late.next((m) => m.type === 'ready', { timeoutMs: 5_000 })
+
+    // One engine ran, on node-a.
+    const engines = c.ledger.intervals().get('spring-sale') ?? []
+    expect(engines.map((e) => [e.node, e.endedBy])).toEqual([['node-a', 'running']])
+  }, 90_000)
+
+  it('kill -9 of the node holding 20 linked campaigns: all ready on the others; its sessions awaiting a scan end failed node_lost and their subscribers are told', async () => {
+    cluster = await TestCluster.create(postgres)
+    const c = cluster
+    await c.startAll(['node-a', 'node-b', 'node-c'])
+
+    const linked = names('linked', 20)
+    const before = new Map<string, string>()
+    await eachLimited(linked, 5, async (campaignId) => {
+      const view = await c.link(campaignId, 'node-a')
+      expect(view.node, `${campaignId} runs where it was started`).toBe('node-a')
+      before.set(campaignId, view.sessionId as string)
+    })
+    const pending = names('pending', 3)
+    const onB = await c.socket('node-b')
+    for (const campaignId of pending) {
+      const started = await c.requestSession('node-a', campaignId)
+      expect(started.status, str(started.body)).toBe(202)
+      onB.send({ type: 'subscribe', campaignId })
+    }
+    for (const campaignId of pending) {
+      await onB.next((m) => m.type === 'qr_code' && m.campaignId === campaignId, {
+        timeoutMs: 10_000,
+      })
+    }
+    // The ledger saw them all start on node-a (a check of nothing proves nothing).
+    for (const campaignId of [...linked, ...pending]) {
+      expect(
+        runningEngines(campaignId).map((e) => e.node),
+        campaignId
+      ).toEqual(['node-a'])
+    }
+
+    // Linked as the store has it (its writes trail `ready` a little): what a failover restores.
+    await c.untilStoredLinked(linked)
+    const killedAt = Date.now()
+    await c.kill('node-a')
+    const expiries = await finalExpiries('node-a')
+    expect([...expiries.keys()].sort()).toEqual([...linked, ...pending].sort())
+
+    const readyAfter = await c.readyElsewhere({
+      campaigns: linked,
+      before,
+      via: 'node-b',
+      notOn: 'node-a',
+      since: killedAt,
+      timeoutMs: FAILOVER_BOUND_MS + 10_000,
+    })
+    const times = [...readyAfter.values()].map(({ afterMs }) => afterMs)
+    for (const { view } of readyAfter.values()) expect(['node-b', 'node-c']).toContain(view.node)
+    log(
+      `kill -9 failover of 20 linked campaigns (LEASE_TTL_MS ${LEASE_TTL_MS}, KILL_TIMEOUT_MS ` +
+        `${KILL_TIMEOUT_MS}): ready elsewhere after p50 ${percentile(times, 50)} ms, p99 ` +
+        `${percentile(times, 99)} ms, max ${Math.max(...times)} ms (bound ${FAILOVER_BOUND_MS} ms)`
+    )
+    expect(Math.max(...times)).toBeLessThan(FAILOVER_BOUND_MS)
+    const spread = new Map<string, number>()
+    for (const campaignId of linked) {
+      const [engine, ...others] = runningEngines(campaignId)
+      expect(others, `${campaignId}: one engine`).toEqual([])
+      spread.set(engine!.node, (spread.get(engine!.node) ?? 0) + 1)
+    }
+    log(`restored on: ${str(Object.fromEntries(spread))}`)
+    expectTakeoversAfterExpiry('node-a', new Map(linked.map((id) => [id, expiries.get(id)!])))
+
+    for (const campaignId of pending) {
+      const view = await c.connectionWhen(
+        'node-c',
+        campaignId,
+        (v) => v.status === 'failed',
+        'node_lost',
+        FAILOVER_BOUND_MS
+      )
+      expect(view).toMatchObject({ status: 'failed', reason: 'node_lost', hasActiveSession: false })
+      const told = await onB.next((m) => m.type === 'error' && m.campaignId === campaignId, {
+        timeoutMs: 5_000,
+      })
+      expect(told.code).toBe('node_lost')
+      // Not restored: it was never linked.
+      expect(runningEngines(campaignId)).toEqual([])
+    }
+  }, 150_000)
+
+  it('SIGSTOP of a node (its process group, a frozen container) past its lease, then SIGCONT: taken over meanwhile, its engines stop within the grace, and nothing it sends changes any campaign', async () => {
+    cluster = await TestCluster.create(postgres)
+    const c = cluster
+    await c.startAll(['node-a', 'node-b', 'node-c'])
+    const linked = names('frozen', 5)
+    const before = new Map<string, string>()
+    await eachLimited(linked, 5, async (campaignId) => {
+      const view = await c.link(campaignId, 'node-a')
+      expect(view.node).toBe('node-a')
+      before.set(campaignId, view.sessionId as string)
+    })
+    const onB = await c.socket('node-b')
+    for (const campaignId of linked) onB.send({ type: 'subscribe', campaignId })
+    for (const campaignId of linked) {
+      await onB.next((m) => m.type === 'subscribed' && m.campaignId === campaignId)
+    }
+
+    await c.untilStoredLinked(linked)
+    const frozenAt = Date.now()
+    c.freeze('node-a')
+    // A request for a campaign of the frozen node, through another node, right away: its lease
+    // holder cannot answer; it must not hang past the time the campaign is taken over (the
+    // forward's own timeout is 30 s).
+    const probe = c.call('node-b', 'GET', `/api/campaigns/${linked[0]}/connection`).then(
+      (answer) => ({
+        afterMs: Date.now() - frozenAt,
+        answer: `${answer.status} ${str(answer.body)}`,
+      }),
+      (error: unknown) => ({ afterMs: Date.now() - frozenAt, answer: String(error) })
+    )
+    const expiries = await finalExpiries('node-a')
+    expect([...expiries.keys()].sort()).toEqual([...linked].sort())
+    const takenOver = await c.readyElsewhere({
+      campaigns: linked,
+      before,
+      via: 'node-b',
+      notOn: 'node-a',
+      since: frozenAt,
+      timeoutMs: FAILOVER_BOUND_MS + 10_000,
+    })
+    const after = new Map<string, { sessionId: string; node: string }>()
+    for (const [campaignId, { view }] of takenOver) {
+      after.set(campaignId, { sessionId: view.sessionId, node: view.node })
+    }
+    const takeoverTimes = [...takenOver.values()].map(({ afterMs }) => afterMs)
+    log(
+      `SIGSTOP: taken over ${Math.min(...takeoverTimes)}…${Math.max(...takeoverTimes)} ms after ` +
+        `the freeze (bound ${FAILOVER_BOUND_MS} ms)`
+    )
+    if (Math.max(...takeoverTimes) >= FAILOVER_BOUND_MS) log(`nodes' warnings:\n${c.warnings()}`)
+    expect(Math.max(...takeoverTimes), 'a frozen node is taken over as a dead one').toBeLessThan(
+      FAILOVER_BOUND_MS
+    )
+    for (const { node } of after.values()) expect(['node-b', 'node-c']).toContain(node)
+    expectTakeoversAfterExpiry('node-a', expiries)
+
+    const thawedAt = Date.now()
+    const seenBeforeThaw = onB.messages.length
+    c.thaw('node-a')
+
+    // Its engines of those campaigns stop within the grace (the watch also checks it continuously).
+    await c.until(
+      () =>
+        linked.every((campaignId) =>
+          (c.ledger.intervals().get(campaignId) ?? []).every(
+            (e) => e.node !== 'node-a' || e.endedBy === 'stop'
+          )
+        )
+          ? true
+          : undefined,
+      'the woken node to stop its engines',
+      GRACE_MS + 5_000
+    )
+    for (const campaignId of linked) {
+      for (const engine of c.ledger.intervals().get(campaignId) ?? []) {
+        if (engine.node !== 'node-a') continue
+        expect(engine.end - thawedAt, `${campaignId}: stop after SIGCONT`).toBeLessThanOrEqual(
+          GRACE_MS
+        )
+      }
+    }
+
+    // For two lease periods after: every node (the woken one too) says the new node runs each
+    // campaign, ready; no status flips back.
+    const watchUntil = Date.now() + 2 * LEASE_TTL_MS
+    const wrong: string[] = []
+    while (Date.now() < watchUntil) {
+      c.ledger.throwIfViolated()
+      for (const id of ['node-b', 'node-c']) {
+        for (const campaignId of linked) {
+          const view = await c.connection(id, campaignId)
+          const expected = after.get(campaignId)!
+          if (
+            view.status !== 'ready' ||
+            view.sessionId !== expected.sessionId ||
+            view.node !== expected.node
+          ) {
+            wrong.push(`${campaignId} via ${id}: ${view.status} ${view.sessionId} on ${view.node}`)
+          }
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    expect(wrong.slice(0, 5), `${wrong.length} wrong answers`).toEqual([])
+    // Subscribers on node-b heard nothing of the old sessions after SIGCONT, and nothing that
+    // moves a campaign off ready.
+    const heardAfterThaw = onB.messages
+      .slice(seenBeforeThaw)
+      .filter((m) => linked.includes(m.campaignId as string))
+      .filter(
+        (m) =>
+          m.sessionId !== after.get(m.campaignId as string)!.sessionId ||
+          m.type === 'error' ||
+          (m.type === 'status' && m.status !== 'ready')
+      )
+    expect(heardAfterThaw, 'what subscribers on node-b heard after SIGCONT').toEqual([])
+    const probed = await probe
+    log(
+      `SIGSTOP: a request through node-b for ${linked[0]} made at the freeze answered after ${probed.afterMs} ms: ${probed.answer.slice(0, 200)}`
+    )
+    // Soft: the checks below still run when a forward to the frozen node hangs.
+    expect
+      .soft(probed.afterMs, 'a request forwarded to a frozen node, answered by the takeover bound')
+      .toBeLessThan(FAILOVER_BOUND_MS)
+    for (const campaignId of linked) {
+      const view = await c.connection('node-a', campaignId)
+      expect(view, `${campaignId} via the woken node`).toMatchObject({
+        status: 'ready',
+        ...after.get(campaignId),
+      })
+    }
+  }, 150_000)
+
+  // `cut`: the link fails loudly (connections reset, new ones refused); `stall`: it drops
+  // everything silently (queries hang until the node's own timeouts).
+  it.each(['cut', 'stall'] as const)(
+    'the database %s from one node: its engines stop before its leases expire by the database’s clock, and the others take its campaigns over',
+    async (failure) => {
+      cluster = await TestCluster.create(postgres)
+      const c = cluster
+      await c.startAll(['node-a', 'node-b', 'node-c'], { viaProxy: ['node-c'] })
+      const linked = names(failure, 5)
+      const before = new Map<string, string>()
+      await eachLimited(linked, 5, async (campaignId) => {
+        const view = await c.link(campaignId, 'node-c')
+        expect(view.node).toBe('node-c')
+        before.set(campaignId, view.sessionId as string)
+      })
+      for (const campaignId of linked) {
+        expect(runningEngines(campaignId).map((e) => e.node)).toEqual(['node-c'])
+      }
+
+      await c.untilStoredLinked(linked)
+      const cutAt = Date.now()
+      c.node('node-c').proxy![failure]()
+      // The leases as node-c last renewed them: it can renew none after the cut.
+      const expiry = await finalExpiries('node-c')
+      expect([...expiry.keys()].sort()).toEqual([...linked].sort())
+
+      await c.until(
+        () =>
+          linked.every((campaignId) =>
+            (c.ledger.intervals().get(campaignId) ?? []).some(
+              (e) => e.node === 'node-c' && e.endedBy === 'stop'
+            )
+          )
+            ? true
+            : undefined,
+        'node-c to stop its engines',
+        LEASE_TTL_MS + 5_000
+      )
+      for (const campaignId of linked) {
+        const engine = (c.ledger.intervals().get(campaignId) ?? []).find(
+          (e) => e.node === 'node-c'
+        )!
+        const margin = expiry.get(campaignId)! - engine.end
+        log(
+          `DB ${failure}: ${campaignId} stopped ${engine.end - cutAt} ms after the cut, ${margin} ms before its lease expired`
+        )
+        expect(margin, `${campaignId}: stopped before its lease expired`).toBeGreaterThan(0)
+      }
+
+      const takenOver = await c.readyElsewhere({
+        campaigns: linked,
+        before,
+        via: 'node-a',
+        notOn: 'node-c',
+        since: cutAt,
+        timeoutMs: FAILOVER_BOUND_MS + 10_000,
+      })
+      for (const { view } of takenOver.values()) expect(['node-a', 'node-b']).toContain(view.node)
+      const cutTimes = [...takenOver.values()].map(({ afterMs }) => afterMs)
+      log(`DB ${failure}: all 5 ready on the others ${Math.max(...cutTimes)} ms after the cut`)
+      expect(Math.max(...cutTimes)).toBeLessThan(FAILOVER_BOUND_MS)
+      expectTakeoversAfterExpiry('node-c', expiry)
+
+      // The link comes back: node-c takes nothing back while the others hold the leases.
+      c.node('node-c').proxy!.restore()
+      await new Promise((resolve) => setTimeout(resolve, LEASE_TTL_MS))
+      for (const campaignId of linked) {
+        expect(runningEngines(campaignId).map((e) => e.node)).not.toContain('node-c')
+        expect(await c.connection('node-a', campaignId)).toMatchObject({ status: 'ready' })
+      }
+    },
+    150_000
+  )
+
+  it('a rolling restart (SIGTERM, start again, node by node) keeps 30 linked campaigns: every one ready at the end', async () => {
+    cluster = await TestCluster.create(postgres)
+    const c = cluster
+    const ids = ['node-a', 'node-b', 'node-c']
+    await c.startAll(ids)
+    const linked = names('rolling', 30)
+    await eachLimited(linked, 6, async (campaignId) => {
+      const start = ids[linked.indexOf(campaignId) % 3]!
+      const view = await c.link(campaignId, start)
+      expect(view.node).toBe(start)
+    })
+
+    // Each campaign's time not ready, seen by polling its connection through a live node.
+    const notReadySince = new Map<string, number>()
+    const longest = new Map<string, number>(linked.map((id) => [id, 0]))
+    let restarting: string | undefined
+    let polling = true
+    const errors: string[] = []
+    const poller = (async () => {
+      while (polling) {
+        const via = ids.find((id) => id !== restarting && c.nodes.has(id))
+        if (via !== undefined) {
+          await Promise.all(
+            linked.map(async (campaignId) => {
+              let view: { status: string }
+              try {
+                view = await c.connection(via, campaignId)
+              } catch (error) {
+                errors.push(String(error))
+                return
+              }
+              const now = Date.now()
+              const since = notReadySince.get(campaignId)
+              if (isReady(view)) {
+                if (since !== undefined) {
+                  longest.set(campaignId, Math.max(longest.get(campaignId)!, now - since))
+                  notReadySince.delete(campaignId)
+                }
+              } else if (since === undefined) {
+                notReadySince.set(campaignId, now)
+              }
+            })
+          )
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    })()
+
+    try {
+      for (const id of ids) {
+        const previous = c.node(id)
+        restarting = id
+        const exit = await c.stop(id)
+        expect(exit, `${id} drained and exited`).toEqual({ code: 0, signal: null })
+        await c.restart(id, previous)
+        restarting = undefined
+        c.ledger.throwIfViolated()
+      }
+      await c.until(
+        async () => {
+          for (const campaignId of linked) {
+            if (!isReady(await c.connection('node-a', campaignId))) return undefined
+          }
+          return notReadySince.size === 0 ? true : undefined
+        },
+        'every campaign ready after the rolling restart',
+        30_000,
+        200
+      )
+    } finally {
+      polling = false
+      await poller
+    }
+    const times = [...longest.values()]
+    log(
+      `rolling restart of 3 nodes, 30 linked campaigns: longest time not ready per campaign ` +
+        `p50 ${percentile(times, 50)} ms, max ${Math.max(...times)} ms; ${errors.length} polls failed`
+    )
+    for (const campaignId of linked) {
+      expect(runningEngines(campaignId), `${campaignId}: one engine`).toHaveLength(1)
+    }
+  }, 180_000)
+})
