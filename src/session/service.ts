@@ -113,6 +113,11 @@ export interface SupervisedSessionService<
   /** Forgets the sessions that run on `node` (it was declared dead; failover tells their end). */
   dropRemoteOf(node: string): void
   /**
+   * Tears the campaign's sessions down as a stopping node does (reason `shutdown`), without
+   * changing what the campaign wants: a cluster node hands it over to another node.
+   */
+  handOver(campaignId: string): Promise<CleanupResult>
+  /**
    * Sessions of other nodes shown now, and how many were dropped because `maxRemoteSessions` were
    * shown already (for metrics; `stats()` counts only this node's sessions).
    */
@@ -135,11 +140,6 @@ export interface DurableSessionService extends SupervisedSessionService<Promise<
   reload(campaignId: string): Promise<StoredCampaign | undefined>
   /** Linked and wanted `running`: it should run somewhere. */
   shouldRun(campaignId: string): boolean
-  /**
-   * Stops the campaign's session here without changing what it wants (a drain hands it over to
-   * another node).
-   */
-  handOver(campaignId: string): Promise<CleanupResult>
 }
 
 /** Margin the machine's own teardown deadline leaves above the engine's bounded stop. */
@@ -259,7 +259,6 @@ export async function openSessionService(
     },
     shouldRun: (campaignId) =>
       durable.isLinked(campaignId) && durable.wanted(campaignId) === 'running',
-    handOver: (campaignId) => base.cleanupSession(campaignId),
     shutdown() {
       queue.stop()
       return base.shutdown()
@@ -364,7 +363,7 @@ function buildService(
     }
   })
 
-  function cleanup(campaignId: string, logout: boolean): Promise<CleanupResult> {
+  function cleanup(campaignId: string, logout: boolean, handover = false): Promise<CleanupResult> {
     if (supervisor.getSnapshot().status !== 'active') {
       return Promise.resolve<CleanupResult>({
         campaignId,
@@ -377,6 +376,7 @@ function buildService(
       type: 'CLEANUP.REQUESTED',
       campaignId,
       logout,
+      handover,
       reply: (answer) => (result = answer),
     })
     if (!result)
@@ -410,6 +410,7 @@ function buildService(
       return result
     },
     cleanupSession: (campaignId) => cleanup(campaignId, false),
+    handOver: (campaignId) => cleanup(campaignId, false, true),
     async unlinkCampaign(campaignId): Promise<UnlinkResult> {
       const result = await cleanup(campaignId, true)
       // A session requested meanwhile runs on the saved login: it is left alone, and linked.

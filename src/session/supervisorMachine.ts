@@ -79,6 +79,11 @@ export type SupervisorEvent =
       campaignId: string
       /** Unlink: each session's engine logs the device out of WhatsApp as it stops. */
       logout?: boolean
+      /**
+       * A cluster node hands the campaign over to another node as it stops: its sessions end as
+       * they do at a shutdown (reason `shutdown`), not as a cleanup someone asked for.
+       */
+      handover?: boolean
       reply: (result: Promise<CleanupResult>) => void
     }
   | { type: 'RESTART.DUE'; campaignId: string }
@@ -251,7 +256,11 @@ export function createSupervisorMachine(deps: SupervisorDeps) {
           Promise.resolve({ campaignId, sessionId: null, hadSession: false }),
           () => {
             const sessions = registry.sessionsOf(campaignId)
-            const type = event.logout ? 'UNLINK.REQUESTED' : 'CLEANUP.REQUESTED'
+            const type = event.logout
+              ? 'UNLINK.REQUESTED'
+              : event.handover
+                ? 'SHUTDOWN.REQUESTED'
+                : 'CLEANUP.REQUESTED'
             for (const session of sessions) session.actor.send({ type })
             const sessionId = sessions[0]!.sessionId
             // The sessions live now, not the campaign: a session requested meanwhile has its own

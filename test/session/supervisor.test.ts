@@ -157,6 +157,24 @@ describe('deadlines (the seed: "timeout scenario")', () => {
   })
 })
 
+describe('handOver (a cluster node stopping hands its campaigns over)', () => {
+  it('ends the sessions as a shutdown does, once the engine is gone, while others still start', async () => {
+    h = createHarness()
+    const sessionId = sessionIdOf(request('spring-sale'))
+    await h.advance(300)
+    const handedOver = h.sessions.handOver('spring-sale')
+    await h.advance(50)
+    expect(await handedOver).toEqual({ campaignId: 'spring-sale', sessionId, hadSession: true })
+    expect(h.engine.liveCount()).toBe(0)
+    expect(h.sessions.getCampaign('spring-sale')).toMatchObject({
+      status: 'cleaned',
+      reason: 'shutdown',
+    })
+    // The node is still accepting: a handover is not a shutdown of the service.
+    expect(request('autumn-promo')).toMatchObject({ ok: true, outcome: 'started' })
+  })
+})
+
 describe('cleanup (the seed: "session cleanup")', () => {
   it('resolves once the engine is gone, and is idempotent', async () => {
     h = createHarness()
