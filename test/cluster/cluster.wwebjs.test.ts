@@ -156,6 +156,9 @@ describe.skipIf(!hasPostgres())('a cluster of two nodes on the wwebjs engine', (
       const before = browsersOf(campaignId)
       expect(before.map((b) => b.sessionId)).toEqual([linked.sessionId])
 
+      // Linked as the store has it (its writes trail `ready` a little): what a failover restores.
+      await c.untilStoredLinked([campaignId])
+
       // Power loss: the node and its browser at once.
       const killedAt = Date.now()
       await c.kill('node-a')
