@@ -46,7 +46,8 @@ export interface Config {
    * besides the service's own; null: any (no list configured).
    */
   wsAllowedOrigins: string[] | null
-  simulator: { qrDelayMs: number; qrRotateMs: number }
+  /** `SIM_LEDGER`: a test aid, the simulated engines' start and stop records under `DATA_DIR`. */
+  simulator: { qrDelayMs: number; qrRotateMs: number; ledger: boolean }
   /** `WA_PROXY`: the proxy of every campaign that sets none of its own; null: none. */
   proxy: ProxySettings | null
   store: StoreConfig
@@ -247,6 +248,7 @@ const environmentSchema = z.object({
   WS_ALLOWED_ORIGINS: originList.optional(),
   SIM_QR_DELAY_MS: duration(0).default(300),
   SIM_QR_ROTATE_MS: duration(1).default(20_000),
+  SIM_LEDGER: boolean.default(false),
   WA_PROXY: z
     .string()
     .transform((text, context) => {
@@ -414,7 +416,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     qrImage: e.QR_IMAGE,
     corsOrigins: e.CORS_ORIGINS ?? [],
     wsAllowedOrigins: e.WS_ALLOWED_ORIGINS ?? (e.CORS_ORIGINS?.length ? e.CORS_ORIGINS : null),
-    simulator: { qrDelayMs: e.SIM_QR_DELAY_MS, qrRotateMs: e.SIM_QR_ROTATE_MS },
+    simulator: {
+      qrDelayMs: e.SIM_QR_DELAY_MS,
+      qrRotateMs: e.SIM_QR_ROTATE_MS,
+      ledger: e.SIM_LEDGER,
+    },
     proxy: e.WA_PROXY ?? null,
     store: {
       databaseUrl: e.DATABASE_URL ?? null,

@@ -41,7 +41,7 @@ describe('loadConfig', () => {
       inspect: false,
       inspectStatelyUrl: null,
       qrImage: 'png',
-      simulator: { qrDelayMs: 300, qrRotateMs: 20_000 },
+      simulator: { qrDelayMs: 300, qrRotateMs: 20_000, ledger: false },
       logLevel: 'info',
     })
   })
@@ -87,7 +87,7 @@ describe('loadConfig', () => {
       inspect: true,
       inspectStatelyUrl: 'ws://127.0.0.1:8080',
       qrImage: 'svg',
-      simulator: { qrDelayMs: 20, qrRotateMs: 100 },
+      simulator: { qrDelayMs: 20, qrRotateMs: 100, ledger: false },
       logLevel: 'debug',
     })
   })

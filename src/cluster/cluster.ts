@@ -217,6 +217,10 @@ export function openCluster(options: OpenClusterOptions): Cluster {
         signer,
         leases,
         holderOf: (campaignId) => table.holderOf(campaignId),
+        timeouts: {
+          readMs: renewIntervalMs({ ttlMs, killBoundMs }),
+          writeMs: config.timeouts.destroyMs + config.timeouts.killMs + ttlMs,
+        },
         place: async () => {
           const stats = sessions?.stats()
           if (stats && stats.accepting && !draining && stats.live < maxSessions)

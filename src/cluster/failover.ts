@@ -179,6 +179,7 @@ export class Failover {
         ],
         updatedAt: at,
         endedAt: at,
+        node,
       },
       fence
     )

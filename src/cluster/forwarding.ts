@@ -34,8 +34,12 @@ export interface ForwardingOptions {
   /** Where a new session goes: `here`, or another node's URL. */
   place(): Promise<{ here: true } | { here: false; nodeId: string; url: string }>
   logger: Logger
-  /** How long a forwarded request may take. */
-  timeoutMs?: number
+  /**
+   * How long a forwarded read (GET, HEAD) may take before this node answers it from what it
+   * knows (a frozen owner must not hold readers), and how long any other forwarded request may
+   * take (a cleanup waits for its engine's teardown).
+   */
+  timeouts: { readMs: number; writeMs: number }
 }
 
 const CAMPAIGN_PATH = /^\/api\/(?:simulator\/)?campaigns\/([^/]+)\/([^/]+)/
@@ -52,7 +56,7 @@ const DROPPED_HEADERS = new Set([
 ])
 
 export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler {
-  const { node, signer, leases, logger, timeoutMs = 30_000 } = options
+  const { node, signer, leases, logger, timeouts } = options
   return async (c, next) => {
     const match = CAMPAIGN_PATH.exec(c.req.path)
     if (!match) return next()
@@ -116,7 +120,7 @@ export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler
         headers,
         ...(hasBody ? { body: await c.req.arrayBuffer() } : {}),
         redirect: 'manual',
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: AbortSignal.timeout(hasBody ? timeouts.writeMs : timeouts.readMs),
       })
       const copied = new Headers()
       answer.headers.forEach((value, name) => {

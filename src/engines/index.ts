@@ -28,8 +28,7 @@ export async function createEngine(config: Config, logger: Logger): Promise<Engi
       destroyTimeoutMs: config.timeouts.destroyMs,
       killTimeoutMs: config.timeouts.killMs,
       // A test aid: the cluster tests check from it that two engines of one campaign never ran.
-      // TODO: read as config.simulator.ledger (SIM_LEDGER) once src/config.ts has it.
-      ledger: process.env.SIM_LEDGER === 'true',
+      ledger: config.simulator.ledger,
     })
     return { engine, simulator: engine, maxSessions: config.maxSessions ?? SIMULATED_MAX_SESSIONS }
   }

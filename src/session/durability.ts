@@ -178,6 +178,7 @@ export class Durability {
       updatedAt: event.at,
       endedAt: event.status === 'cleaned' ? event.at : null,
       lastSeenAlive: state.lastSeenAlive,
+      node: event.type === 'status' ? event.node : null,
     })
     if (event.status === 'ready') this.setLinked(state.campaignId, true)
     else if (event.reason === 'logged_out') this.setLinked(state.campaignId, false)
@@ -212,6 +213,7 @@ export class Durability {
       history,
       endedAt: Math.min(stored.endedAt ?? stored.updatedAt, now),
       ...(typeof stored.lastSeenAlive === 'number' ? { lastSeenAlive: stored.lastSeenAlive } : {}),
+      ...(typeof stored.node === 'string' ? { node: stored.node } : {}),
     }
   }
 }

@@ -33,6 +33,8 @@ export interface StoredSession {
   endedAt: number | null
   /** The last liveness probe that found WhatsApp connected; null if none. */
   lastSeenAlive: number | null
+  /** The cluster node that runs or ran the session; null (or absent) outside a cluster. */
+  node?: string | null
 }
 
 export interface StoredCampaign {

@@ -45,6 +45,8 @@ export interface SessionRecord {
   endedAt: number | null
   /** Epoch ms of the last liveness probe that found WhatsApp connected; null if none. */
   lastSeenAlive: number | null
+  /** The cluster node (`NODE_ID`) that runs or ran the session; null outside a cluster. */
+  node?: string | null
 }
 
 export interface CampaignRecord {

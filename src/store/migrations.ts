@@ -240,6 +240,13 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute()
     },
   },
+
+  '0007_session_node': {
+    async up(db: AnyDb) {
+      // The cluster node (`NODE_ID`) that ran the session; null outside a cluster.
+      await db.schema.alterTable('sessions').addColumn('node', 'text').execute()
+    },
+  },
 }
 
 /**

@@ -199,6 +199,7 @@ async function upsertSessions(db: Kysely<Database>, records: SessionRecord[], bo
         updated_at: record.updatedAt,
         ended_at: record.endedAt,
         last_seen_alive: record.lastSeenAlive,
+        node: record.node ?? null,
       }))
     )
     .onConflict((conflict) =>
@@ -210,6 +211,7 @@ async function upsertSessions(db: Kysely<Database>, records: SessionRecord[], bo
         updated_at: eb.ref('excluded.updated_at'),
         ended_at: eb.ref('excluded.ended_at'),
         last_seen_alive: eb.ref('excluded.last_seen_alive'),
+        node: eb.ref('excluded.node'),
       }))
     )
     .execute()
@@ -402,6 +404,7 @@ function selectCampaigns(db: Kysely<Database>) {
       's.updated_at as session_updated_at',
       's.ended_at',
       's.last_seen_alive',
+      's.node',
     ])
 }
 
@@ -432,6 +435,7 @@ function toCampaignRecord(row: CampaignRow): CampaignRecord {
             updated_at: row.session_updated_at!,
             ended_at: row.ended_at,
             last_seen_alive: row.last_seen_alive,
+            node: row.node,
           }),
   }
 }
@@ -448,5 +452,6 @@ function toSessionRecord(row: Selectable<SessionsTable>): SessionRecord {
     updatedAt: row.updated_at,
     endedAt: row.ended_at,
     lastSeenAlive: row.last_seen_alive,
+    node: row.node,
   }
 }

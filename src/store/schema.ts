@@ -33,6 +33,8 @@ export interface SessionsTable {
   ended_at: number | null
   /** When a liveness probe last found WhatsApp connected (epoch ms); null if never. */
   last_seen_alive: number | null
+  /** The cluster node that ran the session; null outside a cluster. */
+  node: string | null
 }
 
 /** Where webhook events go: the service-wide endpoint (`campaign_id` null) or one campaign's. */

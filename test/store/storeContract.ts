@@ -87,6 +87,7 @@ function session(overrides: Partial<SessionRecord> & { sessionId: string }): Ses
     updatedAt: 1_000,
     endedAt: null,
     lastSeenAlive: null,
+    node: null,
     ...overrides,
   }
 }
@@ -129,6 +130,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           '0004_campaign_proxy',
           '0005_session_last_seen_alive',
           '0006_cluster_failover',
+          '0007_session_node',
         ])
 
         const again = await open()
@@ -164,6 +166,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0004_campaign_proxy' },
           { name: '0005_session_last_seen_alive' },
           { name: '0006_cluster_failover' },
+          { name: '0007_session_node' },
           { name: '9999_from_a_newer_version' },
         ])
       })
@@ -179,9 +182,10 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         await fixture.query('drop table cluster_nodes')
         await fixture.query('alter table campaigns drop column proxy')
         await fixture.query(
-          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0004_campaign_proxy', '0005_session_last_seen_alive', '0006_cluster_failover')"
+          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0004_campaign_proxy', '0005_session_last_seen_alive', '0006_cluster_failover', '0007_session_node')"
         )
         await fixture.query('alter table sessions drop column last_seen_alive')
+        await fixture.query('alter table sessions drop column node')
 
         const upgraded = await open()
         expect((await upgraded.getCampaign('spring-sale'))?.owner).toBe('alice')
@@ -199,6 +203,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0004_campaign_proxy' },
           { name: '0005_session_last_seen_alive' },
           { name: '0006_cluster_failover' },
+          { name: '0007_session_node' },
         ])
       })
     })
@@ -312,6 +317,15 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         store.saveSession(session({ sessionId: 's1', status: 'ready', lastSeenAlive: 9_000 }))
         const again = await reopen(store)
         expect((await again.getCampaign('spring-sale'))?.lastSession?.lastSeenAlive).toBe(9_000)
+      })
+
+      it('keeps the cluster node that ran a session', async () => {
+        const store = await open()
+        await store.claim('spring-sale', 'alice')
+        store.saveSession(session({ sessionId: 's1', status: 'ready', node: 'node-a' }))
+        expect((await store.getSession('s1'))?.node).toBe('node-a')
+        const again = await reopen(store)
+        expect((await again.getCampaign('spring-sale'))?.lastSession?.node).toBe('node-a')
       })
 
       it('writes everything queued at close', async () => {
