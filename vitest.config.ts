@@ -10,7 +10,8 @@ const REAL_BROWSER_TESTS = [
   'test/engines/janitor.test.ts',
   'test/web/**/*.test.ts',
   'test/process/**/*.test.ts',
-  'test/cluster/cluster*.test.ts',
+  'test/cluster/cluster.test.ts',
+  'test/cluster/cluster.*.test.ts',
 ]
 
 export default defineConfig({

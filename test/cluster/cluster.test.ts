@@ -489,6 +489,13 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
       const view = await c.link(campaignId, start)
       expect(view.node).toBe(start)
     })
+    // A subscriber of every campaign on node-c (restarted last) hears how the sessions of node-a
+    // and node-b end when they drain.
+    const onC = await c.socket('node-c')
+    for (const campaignId of linked) onC.send({ type: 'subscribe', campaignId })
+    for (const campaignId of linked) {
+      await onC.next((m) => m.type === 'subscribed' && m.campaignId === campaignId)
+    }
 
     // Each campaign's time not ready, seen by polling its connection through a live node.
     const notReadySince = new Map<string, number>()
@@ -535,6 +542,14 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
         await c.restart(id, previous)
         restarting = undefined
         c.ledger.throwIfViolated()
+        if (id === 'node-b') {
+          // Nobody asked for a cleanup: a drained session ends as a shutdown ends it (documented:
+          // `cleaned`, reason `shutdown`). Soft: the rest of the scenario still runs.
+          const ended = onC.messages.filter((m) => m.type === 'status' && m.status === 'cleaned')
+          expect(ended.length, 'drained sessions heard on node-c').toBeGreaterThanOrEqual(20)
+          const reasons = [...new Set(ended.map((m) => m.reason as string))]
+          expect.soft(reasons, 'the reason of the sessions a drain ended').toEqual(['shutdown'])
+        }
       }
       await c.until(
         async () => {
