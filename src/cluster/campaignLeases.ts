@@ -23,7 +23,14 @@ import { LeaseKeeper, type LeaseTiming } from './leaseKeeper.ts'
 export const LEASE_MARGIN_MS = 2_000
 
 export type EnsuredLease =
-  | { ok: true; epoch: number; /** Wait this long before launching an engine. */ waitMs: number }
+  | {
+      ok: true
+      epoch: number
+      /** Wait this long before launching an engine. */
+      waitMs: number
+      /** Another node ran the campaign last (its engine is gone: the lease says so). */
+      takeover: boolean
+    }
   | { ok: false; heldBy: LeaseHolder }
 
 export interface Fence {
@@ -49,6 +56,8 @@ export class CampaignLeases {
   private readonly epochs = new Map<string, number>()
   /** Monotonic time before which the campaign's engine must not launch (after a takeover). */
   private readonly notBefore = new Map<string, number>()
+  /** Campaigns whose lease this node took from another node, until their engine launches. */
+  private readonly takenOver = new Set<string>()
   private readonly acquiring = new Map<string, Promise<EnsuredLease>>()
   private readonly marginMs: number
 
@@ -62,7 +71,10 @@ export class CampaignLeases {
       table: options.table,
       clock: options.clock,
       onLost: (campaignIds, why) => {
-        for (const campaignId of campaignIds) this.notBefore.delete(campaignId)
+        for (const campaignId of campaignIds) {
+          this.notBefore.delete(campaignId)
+          this.takenOver.delete(campaignId)
+        }
         options.onLost(campaignIds, why)
       },
       ...(options.onRenewalError ? { onRenewalError: options.onRenewalError } : {}),
@@ -88,8 +100,14 @@ export class CampaignLeases {
   /** Takes the campaign's lease, or proves this node holds it; concurrent calls share one query. */
   ensure(campaignId: string): Promise<EnsuredLease> {
     const epoch = this.keeper.epochOf(campaignId)
-    if (epoch !== undefined)
-      return Promise.resolve({ ok: true, epoch, waitMs: this.waitOf(campaignId) })
+    if (epoch !== undefined) {
+      return Promise.resolve({
+        ok: true,
+        epoch,
+        waitMs: this.waitOf(campaignId),
+        takeover: this.takenOver.has(campaignId),
+      })
+    }
     const pending = this.acquiring.get(campaignId)
     if (pending) return pending
     const acquisition = this.acquire(campaignId).finally(() => this.acquiring.delete(campaignId))
@@ -116,6 +134,7 @@ export class CampaignLeases {
     const epoch = this.keeper.epochOf(campaignId)
     this.keeper.drop(campaignId)
     this.notBefore.delete(campaignId)
+    this.takenOver.delete(campaignId)
     if (epoch === undefined) return
     await this.options.table.release(campaignId, this.options.node.nodeId, epoch, { handover })
   }
@@ -133,13 +152,21 @@ export class CampaignLeases {
       this.options.ttlMs
     )
     if ('heldBy' in answer) return { ok: false, heldBy: answer.heldBy }
-    const { epoch, previous } = answer.granted
+    const { epoch, previous, previousOwner } = answer.granted
     this.keeper.hold(campaignId, epoch, sentAt)
     this.remember(campaignId, epoch)
+    const takeover = previousOwner !== null && previousOwner !== this.options.node.nodeId
+    if (takeover) this.takenOver.add(campaignId)
+    else this.takenOver.delete(campaignId)
     if (previous === 'expired') {
       this.notBefore.set(campaignId, sentAt + this.options.killBoundMs + this.marginMs)
     }
-    return { ok: true, epoch, waitMs: this.waitOf(campaignId) }
+    return { ok: true, epoch, waitMs: this.waitOf(campaignId), takeover }
+  }
+
+  /** The campaign's engine launched here: it is this node's from now on. */
+  launched(campaignId: string): void {
+    this.takenOver.delete(campaignId)
   }
 
   private waitOf(campaignId: string): number {

@@ -115,8 +115,10 @@ export function leasedEngine(inner: Engine, options: LeasedEngineOptions): Lease
       })
       return
     }
+    leases.launched(campaignId)
     session.inner = inner.createSession({
       ...sessionOptions,
+      ...(lease.takeover ? { takeover: true } : {}),
       onEvent: (event) => {
         // Not provable: lost, whatever the keeper has noticed yet; nothing of it goes out.
         if (!session.fenced && leases.isProvable(campaignId)) session.emit(event)

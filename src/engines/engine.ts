@@ -83,6 +83,13 @@ export interface EngineSessionOptions {
   pairWithPhoneNumber?: string
   /** The campaign's proxy; without it the engine's own default (`WA_PROXY`), if any. */
   proxy?: ProxySettings
+  /**
+   * The campaign was taken over from another node of a cluster, whose engine is gone (its lease
+   * was released, or expired and the takeover wait passed): what it left in the campaign's
+   * saved-login folder that locks it to its host (Chromium's `Singleton*` files) is stale, and is
+   * removed before launching.
+   */
+  takeover?: boolean
   /** Called for every engine event, never re-entrantly from `start()` and never after `stop()`. */
   onEvent(event: EngineEvent): void
 }

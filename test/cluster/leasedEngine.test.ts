@@ -131,6 +131,8 @@ describe('leasedEngine', () => {
     await until(() => b.inner.sessions.length === 1)
     const waited = performance.now() - startedAt
     expect(waited).toBeGreaterThanOrEqual(TIMING.killBoundMs + TIMING.marginMs - 5)
+    // node-a's browser left its profile locked to its host: node-b's engine clears it.
+    expect(b.inner.last().options.takeover).toBe(true)
   })
 
   it('starts at once after a released lease', async () => {
@@ -143,6 +145,8 @@ describe('leasedEngine', () => {
     startSession(b.engine, 'c1')
     await until(() => b.inner.sessions.length === 1)
     expect(performance.now() - startedAt).toBeLessThan(TIMING.killBoundMs + TIMING.marginMs)
+    expect(a.inner.last().options.takeover).toBeUndefined()
+    expect(b.inner.last().options.takeover).toBe(true)
   })
 
   it('a lost lease kills the engine with the forced phase only, drops its later events, and ends it lease_lost', async () => {

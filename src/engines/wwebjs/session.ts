@@ -49,6 +49,7 @@ import {
   type Page,
   type WwebjsClient,
 } from './patches.ts'
+import { removeProfileLocks } from './janitor.ts'
 import { occupyProfile, profileDirOf, releaseProfile } from './profiles.ts'
 import { killSessionProcesses, settlesWithin } from './teardown.ts'
 import { sessionTag } from '../../sessionTag.ts'
@@ -72,6 +73,8 @@ export class WwebjsSession implements EngineSession {
   readonly #proxy: ProxySettings | undefined
   readonly #log: Logger
   readonly #profileDir: string
+  /** Taken over from another node: the profile's locks are stale (see `EngineSessionOptions`). */
+  readonly #takeover: boolean
   readonly #abortLaunch = new AbortController()
 
   #started = false
@@ -95,8 +98,9 @@ export class WwebjsSession implements EngineSession {
 
   constructor(
     shared: SharedState,
-    { campaignId, sessionId, onEvent, pairWithPhoneNumber, proxy }: EngineSessionOptions
+    { campaignId, sessionId, onEvent, pairWithPhoneNumber, proxy, takeover }: EngineSessionOptions
   ) {
+    this.#takeover = takeover === true
     this.#proxy = proxy ?? shared.options.defaultProxy
     this.#shared = shared
     this.#campaignId = campaignId
@@ -170,6 +174,13 @@ export class WwebjsSession implements EngineSession {
     if (unwritable !== undefined) {
       this.#terminate('start_failed', `DATA_DIR: ${unwritable}`)
       return
+    }
+    if (this.#takeover) {
+      // The lease says the other node's browser is gone; its lock names that node's host, and
+      // Chromium would refuse the profile ("in use by another computer").
+      const removed = removeProfileLocks(this.#profileDir)
+      if (removed > 0)
+        this.#log.info({ removed }, 'took the campaign over: removed its stale profile locks')
     }
 
     let client: WwebjsClient
