@@ -41,6 +41,11 @@ export interface Fence {
 export interface CampaignLeasesOptions extends LeaseTiming {
   node: NodeAddress
   table: LeaseTable
+  /**
+   * Where renewals go: a connection of their own, so that a renewal never waits behind the
+   * lookups and acquisitions of a burst of requests (a late renewal fences a healthy node).
+   */
+  renewals?: Pick<LeaseTable, 'renew'>
   /** Monotonic (see `monotonicClock`). */
   clock: Clock
   /** Leases this node gave up: fenced (not renewed in time) or lost (the database moved on). */
@@ -68,7 +73,7 @@ export class CampaignLeases {
       killBoundMs: options.killBoundMs,
       marginMs: this.marginMs,
       nodeId: options.node.nodeId,
-      table: options.table,
+      table: options.renewals ?? options.table,
       clock: options.clock,
       onLost: (campaignIds, why) => {
         for (const campaignId of campaignIds) {

@@ -91,7 +91,9 @@ export function openCluster(options: OpenClusterOptions): Cluster {
     nodeId: settings.nodeId ?? `${hostname()}:${config.port || `pid${process.pid}`}`,
     url: settings.nodeUrl ?? '',
   }
-  const { table, pool } = openLeaseTable(databaseUrl)
+  const { table, pool } = openLeaseTable(databaseUrl, { maxConnections: 4 })
+  // Renewals on a connection of their own: a burst of requests never delays them.
+  const renewals = openLeaseTable(databaseUrl, { maxConnections: 1 })
   const signer = createNodeSigner(settings.secret ?? '')
   let sessions: ClusterSessions | undefined
   let draining = false
@@ -101,6 +103,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
   const leases = new CampaignLeases({
     node,
     table,
+    renewals: renewals.table,
     ttlMs,
     killBoundMs,
     clock: monotonicClock,
@@ -130,6 +133,13 @@ export function openCluster(options: OpenClusterOptions): Cluster {
   let timer: ReturnType<typeof setInterval> | undefined
   let marker: { token: string } | undefined
   let watchdog: Watchdog | undefined
+  /** The live nodes' addresses, from their heartbeats (refreshed every renewal interval). */
+  let nodeUrls = new Map<string, string>()
+
+  async function refreshNodes(): Promise<void> {
+    const nodes = await table.liveNodes(ttlMs)
+    nodeUrls = new Map(nodes.map((other) => [other.nodeId, other.url]))
+  }
   /** Campaigns the watchdog watches (their browsers' processes are known). */
   const watched = new Set<string>()
 
@@ -217,6 +227,11 @@ export function openCluster(options: OpenClusterOptions): Cluster {
         signer,
         leases,
         holderOf: (campaignId) => table.holderOf(campaignId),
+        runningOn: (campaignId) => {
+          const view = sessions?.getCampaign(campaignId)
+          return view?.hasActiveSession && view.node !== null ? view.node : undefined
+        },
+        urlOf: (nodeId) => nodeUrls.get(nodeId),
         timeouts: {
           readMs: renewIntervalMs({ ttlMs, killBoundMs }),
           writeMs: config.timeouts.destroyMs + config.timeouts.killMs + ttlMs,
@@ -300,7 +315,9 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       })
       begun = true
       const tick = () => {
-        heartbeat().catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'))
+        heartbeat()
+          .then(refreshNodes)
+          .catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'))
         engine.releaseIdle()
         updateWatchdog()
         failover?.scan()
@@ -365,6 +382,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       }
       await table.leave(node.nodeId).catch(() => undefined)
       await pool.end().catch(() => undefined)
+      await renewals.pool.end().catch(() => undefined)
     },
   }
 }

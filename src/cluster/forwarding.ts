@@ -31,6 +31,14 @@ export interface ForwardingOptions {
   leases: CampaignLeases
   /** Who holds the campaign's lease, by the database. */
   holderOf(campaignId: string): Promise<LeaseHolder | undefined>
+  /**
+   * The node whose session of the campaign is live, as this node knows it (its own sessions, and
+   * the others' from their events); undefined when none is. Lets the node running a campaign
+   * answer it without asking the database, and a read go straight to the node running it.
+   */
+  runningOn(campaignId: string): string | undefined
+  /** How to reach a live node (from the heartbeats); undefined if not known. */
+  urlOf(nodeId: string): string | undefined
   /** Where a new session goes: `here`, or another node's URL. */
   place(): Promise<{ here: true } | { here: false; nodeId: string; url: string }>
   logger: Logger
@@ -42,6 +50,9 @@ export interface ForwardingOptions {
   timeouts: { readMs: number; writeMs: number }
 }
 
+const ANSWERED_BY = 'x-qrvisor-answered-by'
+/** A node that does not answer is said so in the log at most this often. */
+const COMPLAINT_INTERVAL_MS = 10_000
 const CAMPAIGN_PATH = /^\/api\/(?:simulator\/)?campaigns\/([^/]+)\/([^/]+)/
 /** Hop-by-hop and framing headers: never copied across a forward. */
 const DROPPED_HEADERS = new Set([
@@ -57,6 +68,8 @@ const DROPPED_HEADERS = new Set([
 
 export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler {
   const { node, signer, leases, logger, timeouts } = options
+  /** When each node that did not answer was last logged (bounded by the cluster's nodes). */
+  const lastComplaint = new Map<string, number>()
   return async (c, next) => {
     const match = CAMPAIGN_PATH.exec(c.req.path)
     if (!match) return next()
@@ -71,6 +84,17 @@ export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler
     const campaignId = decodeSafely(rawId!)
     if (!campaignId || !CAMPAIGN_ID_PATTERN.test(campaignId) || action === 'webhook') return next()
 
+    // What this node knows first: its own live session (it holds the lease), or, for a read,
+    // another node's (its events say so, within milliseconds). Changes ask the database.
+    const known = options.runningOn(campaignId)
+    if (known === node.nodeId) return next()
+    const isRead = c.req.method === 'GET' || c.req.method === 'HEAD'
+    const knownUrl = known !== undefined && isRead ? options.urlOf(known) : undefined
+    if (knownUrl !== undefined) {
+      const answer = await forward(c, { nodeId: known!, url: knownUrl }, campaignId)
+      return answer.headers.has(ANSWERED_BY) ? answer : next()
+    }
+
     let holder: LeaseHolder | undefined
     try {
       holder = await options.holderOf(campaignId)
@@ -83,9 +107,7 @@ export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler
     if (runs && runs.nodeId !== node.nodeId) {
       const answer = await forward(c, runs, campaignId)
       // A read is answered here when the owner does not answer (what this node knows of it).
-      if (answer.status === 503 && !answer.headers.has('x-qrvisor-answered-by')) {
-        if (c.req.method === 'GET' || c.req.method === 'HEAD') return next()
-      }
+      if (!answer.headers.has(ANSWERED_BY) && isRead) return next()
       return answer
     }
 
@@ -126,13 +148,22 @@ export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler
       answer.headers.forEach((value, name) => {
         if (!DROPPED_HEADERS.has(name.toLowerCase())) copied.set(name, value)
       })
-      copied.set('x-qrvisor-answered-by', to.nodeId)
+      copied.set(ANSWERED_BY, to.nodeId)
       return new Response(answer.body, { status: answer.status, headers: copied })
     } catch (error) {
-      logger.warn(
-        { err: error, campaignId, node: to.nodeId },
-        'the node running the campaign did not answer a forwarded request'
-      )
+      // Once per node per interval: a dead node would otherwise log every request meanwhile.
+      const now = Date.now()
+      if ((lastComplaint.get(to.nodeId) ?? 0) + COMPLAINT_INTERVAL_MS <= now) {
+        lastComplaint.set(to.nodeId, now)
+        logger.warn(
+          {
+            node: to.nodeId,
+            campaignId,
+            error: error instanceof Error ? (error.cause ?? error).toString() : String(error),
+          },
+          'a node did not answer a forwarded request (said once per 10 s per node)'
+        )
+      }
       return sendError(
         c,
         503,
