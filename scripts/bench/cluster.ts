@@ -249,6 +249,8 @@ interface QrFigures {
   sameNodeFromAt: number[]
   crossNodeFromAt: number[]
   runOn: Record<string, number>
+  /** Each session's status (and reason) once every QR arrived: all should be `awaitingScan`. */
+  outcomes: Record<string, number>
 }
 
 /** 200 sessions started on node-a, each watched from node-a and from node-b. */
@@ -296,9 +298,12 @@ async function qrDelivery(c: TestCluster): Promise<QrFigures> {
   }
   for (const ws of sockets) ws.terminate()
   const runOn: Record<string, number> = {}
+  const outcomes: Record<string, number> = {}
   await eachLimited(campaigns, 10, async (campaignId) => {
     const view = await c.connection('node-a', campaignId)
     runOn[view.node as string] = (runOn[view.node as string] ?? 0) + 1
+    const outcome = view.reason ? `${view.status} ${view.reason}` : (view.status as string)
+    outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
   })
   const latency = (id: 'node-a' | 'node-b') =>
     campaigns.map((campaignId) => arrivals[id].get(campaignId)! - startedAt.get(campaignId)!)
@@ -311,6 +316,7 @@ async function qrDelivery(c: TestCluster): Promise<QrFigures> {
     sameNodeFromAt: fromAt['node-a'],
     crossNodeFromAt: fromAt['node-b'],
     runOn,
+    outcomes,
   }
 }
 
@@ -525,7 +531,7 @@ function printQr(qr: QrFigures): void {
   console.log('')
   console.log(
     `node-b's arrival minus node-a's for the same QR: p50 ${ms(p50(qr.difference))}, p99 ${ms(p99(qr.difference))}, max ${ms(Math.max(...qr.difference))}. ` +
-      `Sessions ran on ${JSON.stringify(qr.runOn)}.`
+      `Sessions ran on ${JSON.stringify(qr.runOn)}; after the last QR arrived: ${JSON.stringify(qr.outcomes)} (all awaitingScan expected).`
   )
   console.log(
     `Target: cross-node p99 ≤ 2 × same-node p99 + 10 ms = ${ms(target)}: ${ms(p99(qr.crossNode))}, ${p99(qr.crossNode) <= target ? 'met' : 'MISSED'}.`
