@@ -22,7 +22,7 @@ const restoreCampaigns = Number(process.env.BENCH_RESTORE_CAMPAIGNS ?? '1000')
 const restoreConcurrencies = (process.env.BENCH_RESTORE_CONCURRENCY ?? '100,1000')
   .split(',')
   .map(Number)
-/** `BENCH_ONLY=core`, `store`, `restore`, `campaigns`, `http`, `webhooks` or `liveness` runs one part. */
+/** `BENCH_ONLY=core`, `store`, `restore`, `campaigns`, `http`, `webhooks`, `liveness` or `cluster` runs one part. */
 const only = process.env.BENCH_ONLY
 
 function runCore(design: string, n: number): CoreFigures {
@@ -59,6 +59,7 @@ if (only === undefined || only === 'campaigns') runCampaignBenchmark()
 if (only === undefined || only === 'http') runHttpBenchmark()
 if (only === undefined || only === 'webhooks') runWebhooksBenchmark()
 if (only === undefined || only === 'liveness') runLivenessBenchmark()
+if (only === undefined || only === 'cluster') runClusterBenchmark()
 
 function runCoreBenchmark(): void {
   console.log(
@@ -279,6 +280,17 @@ function runLivenessBenchmark(): void {
   console.log('')
   const args = process.env.BENCH_LIVENESS_FULL ? [] : ['--quick']
   execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bench/liveness.ts', ...args], {
+    stdio: 'inherit',
+  })
+}
+
+/**
+ * The cluster (issue 12): three node processes on a throwaway PostgreSQL; scripts/bench/cluster.ts
+ * prints its own tables (`BENCH_CLUSTER_DEFAULT_TTL=1` adds a failover at the default lease).
+ */
+function runClusterBenchmark(): void {
+  console.log('')
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/bench/cluster.ts'], {
     stdio: 'inherit',
   })
 }
