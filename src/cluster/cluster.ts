@@ -357,7 +357,8 @@ export function openCluster(options: OpenClusterOptions): Cluster {
               (other) => other.nodeId !== node.nodeId && !other.draining
             ).length,
           batch: config.restoreConcurrency,
-          waitMs: config.timeouts.initMs + config.timeouts.authMs,
+          // A restore with its saved login is ready within the init deadline, or has failed.
+          waitMs: config.timeouts.initMs,
           totalMs: settings.drainMs,
           nodeId: node.nodeId,
           logger,

@@ -56,13 +56,25 @@ export async function drainNode(options: DrainOptions): Promise<void> {
     await events.settled()
     events.announceHandover()
     const deadline = Math.min(Date.now() + options.waitMs, endOfDrain)
-    while (Date.now() < deadline) {
-      const waiting = batch.filter((campaignId) => {
+    let waiting = batch
+    while (waiting.length > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+      waiting = waiting.filter((campaignId) => {
         const view = sessions.getCampaign(campaignId)
         return !(view.status === 'ready' && view.node !== null && view.node !== nodeId)
       })
-      if (waiting.length === 0) break
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+    }
+    if (waiting.length > 0) {
+      logger.warn(
+        {
+          campaigns: waiting.slice(0, 20).map((campaignId) => {
+            const { status, node, sessionId } = sessions.getCampaign(campaignId)
+            return { campaignId, status, node, sessionId }
+          }),
+          waiting: waiting.length,
+        },
+        'draining: not seen ready on another node in time; going on'
+      )
     }
   }
   logger.info({ campaigns: linked.length }, 'draining: handed over')

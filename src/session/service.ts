@@ -191,7 +191,8 @@ export async function openSessionService(
     if (!result.ok) return result.error === 'forbidden' ? { skipped: true } : { stop: true }
     return result.outcome === 'started' ? { started: result.view.sessionId! } : { skipped: true }
   }
-  const queue = new RestoreQueue(toRestore, {
+  // In a cluster the restore is the failover's: whichever node takes each campaign's lease.
+  const queue = new RestoreQueue(options.sharedStore ? [] : toRestore, {
     concurrency: restoreConcurrency,
     launch,
     onDone: (progress) => {
