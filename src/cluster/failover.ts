@@ -57,6 +57,8 @@ export interface FailoverOptions {
 
 /** Orphans read per scan at most. */
 const SCAN_LIMIT = 200
+/** How soon orphans left by a scan are looked at again (plus up to as much at random). */
+const SOON_MS = 250
 
 export class Failover {
   /** Restored sessions not yet settled (QR shown, ready, or ended). */
@@ -64,6 +66,7 @@ export class Failover {
   private scanning: Promise<void> | undefined
   private again = false
   private stopped = false
+  private soon: ReturnType<typeof setTimeout> | undefined
   private readonly observer: { unsubscribe(): void }
   readonly counts = { restored: 0, lost: 0 }
 
@@ -98,6 +101,7 @@ export class Failover {
 
   async stop(): Promise<void> {
     this.stopped = true
+    if (this.soon) clearTimeout(this.soon)
     this.observer.unsubscribe()
     await this.scanning
   }
@@ -113,10 +117,28 @@ export class Failover {
     const nodes = Math.max(1, await this.options.takingNodes())
     const share = Math.min(room, Math.ceil(orphans.length / nodes))
     let taken = 0
+    let tried = 0
     for (const orphan of shuffled(orphans)) {
       if (taken >= share || this.stopped) break
+      tried++
       if (await this.adopt(orphan)) taken++
     }
+    // Its share taken and orphans left: the other nodes take theirs meanwhile, and what nobody
+    // took is looked at again soon (not a renewal interval later).
+    if (tried < orphans.length) this.scanSoon()
+  }
+
+  /** A scan in a moment (randomized, so the nodes do not all ask at once). */
+  private scanSoon(): void {
+    if (this.stopped || this.soon) return
+    this.soon = setTimeout(
+      () => {
+        this.soon = undefined
+        this.scan()
+      },
+      SOON_MS + Math.random() * SOON_MS
+    )
+    this.soon.unref()
   }
 
   /** True when it took the campaign (restored it, or closed its lost session). */

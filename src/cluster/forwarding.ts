@@ -131,12 +131,22 @@ export function clusterForwarding(options: ForwardingOptions): MiddlewareHandler
     campaignId: string
   ): Promise<Response> {
     const headers: Record<string, string> = {}
-    c.req.raw.headers.forEach((value, name) => {
-      if (!DROPPED_HEADERS.has(name.toLowerCase())) headers[name] = value
-    })
+    // The Node request's own headers when served by @hono/node-server (building the fetch
+    // Request just to read them costs more than the forward).
+    const incoming = (c.env as { incoming?: http.IncomingMessage } | undefined)?.incoming
+    if (incoming) {
+      for (const [name, value] of Object.entries(incoming.headers)) {
+        if (value === undefined || DROPPED_HEADERS.has(name)) continue
+        headers[name] = Array.isArray(value) ? value.join(', ') : value
+      }
+    } else {
+      c.req.raw.headers.forEach((value, name) => {
+        if (!DROPPED_HEADERS.has(name.toLowerCase())) headers[name] = value
+      })
+    }
     headers[NODE_HEADER] = signer.sign(c.req.method, c.req.path, node.nodeId)
-    const url = new URL(c.req.url)
-    const target = new URL(`${url.pathname}${url.search}`, to.url)
+    const pathAndQuery = incoming?.url ?? `${c.req.path}${new URL(c.req.url).search}`
+    const target = new URL(pathAndQuery, to.url)
     const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD'
     const body = hasBody ? Buffer.from(await c.req.arrayBuffer()) : undefined
     if (body) headers['content-length'] = String(body.length)
