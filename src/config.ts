@@ -7,6 +7,9 @@
  */
 import { z } from 'zod'
 import { checkLeaseTiming } from './cluster/leaseKeeper.ts'
+
+/** The scheduling and drift margin of a takeover (src/cluster/campaignLeases.ts). */
+const TAKEOVER_MARGIN_MS = 2_000
 import { parseProxy, type ProxySettings } from './proxy.ts'
 
 /** How bearer tokens are verified: exactly one of the three is configured. */
@@ -380,6 +383,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // Leases matter only in a cluster: a single node may keep a long KILL_TIMEOUT_MS.
     const timing = checkLeaseTiming({ ttlMs: e.LEASE_TTL_MS, killBoundMs: e.KILL_TIMEOUT_MS })
     if (timing !== null) throw new ConfigError(`Invalid configuration: ${timing}.`)
+    // A takeover waits KILL_TIMEOUT_MS + 2 s before launching, inside the start's deadline.
+    const takeoverWaitMs = e.KILL_TIMEOUT_MS + TAKEOVER_MARGIN_MS
+    if (e.INIT_TIMEOUT_MS <= takeoverWaitMs) {
+      throw new ConfigError(
+        `Invalid configuration: INIT_TIMEOUT_MS (${e.INIT_TIMEOUT_MS}) must exceed KILL_TIMEOUT_MS ` +
+          `+ ${TAKEOVER_MARGIN_MS} ms (${takeoverWaitMs}) with DATABASE_URL: a node that takes a ` +
+          'campaign over from a node that died waits that long before launching its browser, ' +
+          'within the start deadline, and every such restore would time out.'
+      )
+    }
   }
   const [key] = keys
   if (key === undefined || keys.length > 1) {

@@ -345,6 +345,18 @@ describe('the cluster: NODE_ID, NODE_URL, CLUSTER_SECRET, LEASE_TTL_MS, DRAIN_TI
     )
   })
 
+  it('refuses an INIT_TIMEOUT_MS a takeover would always outlast, with DATABASE_URL only', () => {
+    const env = { JWT_SECRET: SECRET, DATABASE_URL, CLUSTER_SECRET, KILL_TIMEOUT_MS: '100' }
+    expect(failure({ ...env, INIT_TIMEOUT_MS: '2100' })).toBe(
+      'Invalid configuration: INIT_TIMEOUT_MS (2100) must exceed KILL_TIMEOUT_MS + 2000 ms (2100) ' +
+        'with DATABASE_URL: a node that takes a campaign over from a node that died waits that ' +
+        'long before launching its browser, within the start deadline, and every such restore ' +
+        'would time out.'
+    )
+    expect(loadConfig({ ...env, INIT_TIMEOUT_MS: '2101' }).timeouts.initMs).toBe(2101)
+    expect(loadConfig({ JWT_SECRET: SECRET, INIT_TIMEOUT_MS: '2000' }).timeouts.initMs).toBe(2000)
+  })
+
   it('refuses a short CLUSTER_SECRET without echoing it', () => {
     const message = failure({ JWT_SECRET: SECRET, DATABASE_URL, CLUSTER_SECRET: 'hunter2-hunter2' })
     expect(message).toBe(

@@ -42,6 +42,7 @@ async function twoNodes(env: Record<string, string> = {}): Promise<[TestServer, 
     DATA_DIR: dataDir,
     LEASE_TTL_MS: '4000',
     KILL_TIMEOUT_MS: '100',
+    INIT_TIMEOUT_MS: '5000',
     SCAN_TIMEOUT_MS: '60000',
     ...env,
   }

@@ -465,7 +465,12 @@ describe.skipIf(!hasPostgres())('the same against PostgreSQL (DATABASE_URL)', ()
   async function database(): Promise<Record<string, string>> {
     const url = await server.createDatabase()
     databases.push(url)
-    return { DATABASE_URL: url, CLUSTER_SECRET: 'restart-test-cluster-secret-of-32-chars' }
+    return {
+      DATABASE_URL: url,
+      CLUSTER_SECRET: 'restart-test-cluster-secret-of-32-chars',
+      // A cluster member: a takeover's wait (KILL_TIMEOUT_MS + 2 s) must fit the start deadline.
+      INIT_TIMEOUT_MS: '5000',
+    }
   }
 
   it('a restart keeps owners, last sessions and links', async () => {
