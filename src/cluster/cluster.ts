@@ -119,6 +119,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
     clock: monotonicClock,
     logger,
     handsOver: (campaignId) => draining && (sessions?.shouldRun(campaignId) ?? false),
+    beforeRelease: () => store.flush(),
   })
   const fencedStore: SessionStorePart = {
     ...bindAll(store),

@@ -53,6 +53,8 @@ export async function drainNode(options: DrainOptions): Promise<void> {
   for (let start = 0; start < linked.length && Date.now() < endOfDrain; start += options.batch) {
     const batch = linked.slice(start, start + options.batch)
     await Promise.all(batch.map((campaignId) => sessions.handOver(campaignId)))
+    // Their leases released as handovers (after their last records were written), then the others are told.
+    await engine.releases()
     await events.settled()
     events.announceHandover()
     const deadline = Math.min(Date.now() + options.waitMs, endOfDrain)

@@ -28,6 +28,12 @@ export interface LeasedEngineOptions {
   logger: Logger
   /** Asked when the lease is released: should the campaign keep running on another node? */
   handsOver(campaignId: string): boolean
+  /**
+   * Runs before a lease is released, once the session has recorded its end: the store writes
+   * what is queued, so the session's last record goes in under this lease (the next owner's
+   * epoch would refuse it).
+   */
+  beforeRelease?: () => Promise<void>
 }
 
 export interface LeasedEngine extends Engine {
@@ -35,6 +41,8 @@ export interface LeasedEngine extends Engine {
   fence(campaignIds: readonly string[], why: 'fenced' | 'lost'): void
   /** The OS processes of the campaign's engines here (a wwebjs browser), for the watchdog. */
   pidsOf(campaignId: string): number[]
+  /** Resolves once the lease releases under way now are done (a drain announces after them). */
+  releases(): Promise<void>
   /** Engine sessions running here per campaign (tests, readiness). */
   runningCampaigns(): string[]
   /**
@@ -56,6 +64,8 @@ export function leasedEngine(inner: Engine, options: LeasedEngineOptions): Lease
   const { leases, clock, logger } = options
   /** Sessions per campaign that hold (or are taking) its lease here. */
   const byCampaign = new Map<string, Set<Leased>>()
+  /** Lease releases under way. */
+  const releasing = new Set<Promise<void>>()
   /** Leases held with no engine here at the last `releaseIdle`. */
   let idle = new Set<string>()
 
@@ -71,11 +81,26 @@ export function leasedEngine(inner: Engine, options: LeasedEngineOptions): Lease
     if (!sessions?.delete(session) || sessions.size > 0) return
     byCampaign.delete(session.campaignId)
     if (session.fenced) return
-    const handover = options.handsOver(session.campaignId)
-    leases.release(session.campaignId, { handover }).catch((error: unknown) => {
-      // It expires on its own: the next owner waits the takeover delay instead.
-      logger.warn({ err: error, campaignId: session.campaignId }, 'a lease could not be released')
-    })
+    const { campaignId } = session
+    const handover = options.handsOver(campaignId)
+    // The session hears its engine is gone after this stop resolves, and records its end then:
+    // in the next turn, that record is queued.
+    const release = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => options.beforeRelease?.())
+      .catch((error: unknown) =>
+        logger.warn({ err: error, campaignId }, 'the store did not write before a lease release')
+      )
+      .then(() => {
+        // Taken again meanwhile (a new session of the campaign here): not this release's.
+        if (byCampaign.has(campaignId)) return
+        return leases.release(campaignId, { handover })
+      })
+      .catch((error: unknown) => {
+        // It expires on its own: the next owner waits the takeover delay instead.
+        logger.warn({ err: error, campaignId }, 'a lease could not be released')
+      })
+      .finally(() => releasing.delete(release))
+    releasing.add(release)
   }
 
   async function launch(session: Leased, sessionOptions: EngineSessionOptions): Promise<void> {
@@ -202,6 +227,7 @@ export function leasedEngine(inner: Engine, options: LeasedEngineOptions): Lease
       }
     },
     runningCampaigns: () => [...byCampaign.keys()],
+    releases: () => Promise.all([...releasing]).then(() => undefined),
     pidsOf: (campaignId) =>
       [...(byCampaign.get(campaignId) ?? [])].flatMap((session) => session.inner?.pids?.() ?? []),
     releaseIdle() {

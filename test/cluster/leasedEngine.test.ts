@@ -47,7 +47,7 @@ afterEach(() => {
   for (const leases of open.splice(0)) leases.stop()
 })
 
-function node(address = nodeA, handsOver = () => false) {
+function node(address = nodeA, handsOver = () => false, beforeRelease?: () => Promise<void>) {
   const lost: Array<{ campaignIds: string[]; why: string }> = []
   const fence: { engine?: LeasedEngine } = {}
   const leases = new CampaignLeases({
@@ -67,6 +67,7 @@ function node(address = nodeA, handsOver = () => false) {
     clock: monotonicClock,
     logger: silentLogger,
     handsOver,
+    ...(beforeRelease ? { beforeRelease } : {}),
   })
   fence.engine = engine
   return { leases, inner, engine, lost }
@@ -100,8 +101,9 @@ describe('leasedEngine', () => {
     a.inner.last().emit({ type: 'qr', qr: 'QR-1' })
     expect(events).toEqual([{ type: 'qr', qr: 'QR-1' }])
     await session.stop()
-    expect((await table.holderOf('c1'))?.released).toBe(true)
     expect(a.engine.runningCampaigns()).toEqual([])
+    // Released in the next turn, once the session's last record was written.
+    await until(async () => (await table.holderOf('c1'))?.released === true)
   })
 
   it('never launches while another node holds the lease: the start fails naming that node', async () => {
@@ -140,6 +142,7 @@ describe('leasedEngine', () => {
     const first = startSession(a.engine, 'c1')
     await until(() => a.inner.sessions.length === 1)
     await first.session.stop()
+    await until(async () => (await table.holderOf('c1'))?.released === true)
     const b = node(nodeB)
     const startedAt = performance.now()
     startSession(b.engine, 'c1')
@@ -183,6 +186,23 @@ describe('leasedEngine', () => {
       `select handover from campaign_leases where campaign_id = 'c1'`
     )
     expect(rows[0].handover).toBe(1)
+  })
+
+  it('releases only once the store wrote what the session queued (its last record goes in under this lease)', async () => {
+    let written: () => void = () => undefined
+    const flushed = new Promise<void>((resolve) => (written = resolve))
+    const a = node(
+      nodeA,
+      () => false,
+      () => flushed
+    )
+    const { session } = startSession(a.engine, 'c1')
+    await until(() => a.inner.sessions.length === 1)
+    await session.stop()
+    await sleep(100)
+    expect((await table.holderOf('c1'))?.released).toBe(false)
+    written()
+    await until(async () => (await table.holderOf('c1'))?.released === true)
   })
 
   it('releaseIdle gives back a lease held with no engine, on the second look', async () => {
