@@ -369,6 +369,8 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       await failover?.stop()
       await watchdog?.stop()
       await shutdownSessions()
+      // Every engine is gone: their leases go back (after their last records are written).
+      await engine.releases()
       // The last events (the sessions' ends), then the leases they were published under.
       published?.unsubscribe()
       await events?.settled()

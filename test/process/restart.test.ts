@@ -13,6 +13,7 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { signToken } from '../../scripts/token.ts'
 import { FAST_ENV, SECRET, type Json } from '../support/edge.ts'
@@ -227,6 +228,15 @@ async function restartKeepsEverything(store: Record<string, string>): Promise<vo
 
   expectNoErrorLogged(first)
   expect(await stopGracefully(first)).toEqual({ code: 0, signal: null })
+  if (store.DATABASE_URL) {
+    // A graceful stop gives every campaign's lease back before the process exits: the next node
+    // takes them at once (an unreleased one would be forwarded to the stopped node until it expires).
+    const client = new pg.Client({ connectionString: store.DATABASE_URL })
+    await client.connect()
+    const held = await client.query('select campaign_id from campaign_leases where released = 0')
+    await client.end()
+    expect(held.rows).toEqual([])
+  }
 
   const second = await start(env)
   const again = second.url
