@@ -6,10 +6,7 @@
  * @module
  */
 import { z } from 'zod'
-import { checkLeaseTiming } from './cluster/leaseKeeper.ts'
-
-/** The scheduling and drift margin of a takeover (src/cluster/campaignLeases.ts). */
-const TAKEOVER_MARGIN_MS = 2_000
+import { checkLeaseTiming, LEASE_MARGIN_MS } from './leaseTiming.ts'
 import { parseProxy, type ProxySettings } from './proxy.ts'
 
 /** How bearer tokens are verified: exactly one of the three is configured. */
@@ -384,11 +381,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const timing = checkLeaseTiming({ ttlMs: e.LEASE_TTL_MS, killBoundMs: e.KILL_TIMEOUT_MS })
     if (timing !== null) throw new ConfigError(`Invalid configuration: ${timing}.`)
     // A takeover waits KILL_TIMEOUT_MS + 2 s before launching, inside the start's deadline.
-    const takeoverWaitMs = e.KILL_TIMEOUT_MS + TAKEOVER_MARGIN_MS
+    const takeoverWaitMs = e.KILL_TIMEOUT_MS + LEASE_MARGIN_MS
     if (e.INIT_TIMEOUT_MS <= takeoverWaitMs) {
       throw new ConfigError(
         `Invalid configuration: INIT_TIMEOUT_MS (${e.INIT_TIMEOUT_MS}) must exceed KILL_TIMEOUT_MS ` +
-          `+ ${TAKEOVER_MARGIN_MS} ms (${takeoverWaitMs}) with DATABASE_URL: a node that takes a ` +
+          `+ ${LEASE_MARGIN_MS} ms (${takeoverWaitMs}) with DATABASE_URL: a node that takes a ` +
           'campaign over from a node that died waits that long before launching its browser, ' +
           'within the start deadline, and every such restore would time out.'
       )

@@ -17,10 +17,8 @@
  */
 import type { Clock } from '../clock.ts'
 import type { LeaseHolder, LeaseTable, NodeAddress } from './leaseTable.ts'
-import { LeaseKeeper, type LeaseTiming } from './leaseKeeper.ts'
-
-/** The default allowance for drift and scheduling in the lease arithmetic. */
-export const LEASE_MARGIN_MS = 2_000
+import { LEASE_MARGIN_MS, type LeaseTiming } from '../leaseTiming.ts'
+import { LeaseKeeper } from './leaseKeeper.ts'
 
 export type EnsuredLease =
   | {

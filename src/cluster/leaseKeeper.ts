@@ -21,45 +21,12 @@
  * @module
  */
 import type { Clock, TimerHandle } from '../clock.ts'
-
-export interface LeaseTiming {
-  /** `LEASE_TTL_MS` */
-  ttlMs: number
-  /** The forced phase of an engine's stop (`KILL_TIMEOUT_MS`): what fencing has to fit in. */
-  killBoundMs: number
-  /** Scheduling and drift allowance on top (default 2 s). */
-  marginMs?: number
-}
-
-/** The allowance for the monotonic clock running slow against the database's. */
-const DRIFT = 0.01
-const DEFAULT_MARGIN_MS = 2_000
-
-export function renewIntervalMs(timing: LeaseTiming): number {
-  return Math.floor(timing.ttlMs / 3)
-}
-
-/** From the sending of the last successful renewal until fencing starts. */
-export function fenceAfterMs({ ttlMs, killBoundMs, marginMs = DEFAULT_MARGIN_MS }: LeaseTiming) {
-  return Math.floor(ttlMs * (1 - DRIFT)) - killBoundMs - marginMs
-}
-
-/**
- * Null when fencing has room: at least one renewal interval between the last renewal and the
- * moment fencing must start. Otherwise the reason, naming the settings to change.
- */
-export function checkLeaseTiming(timing: LeaseTiming): string | null {
-  const room = fenceAfterMs(timing) - renewIntervalMs(timing)
-  if (room >= 0) return null
-  const margin = timing.marginMs ?? DEFAULT_MARGIN_MS
-  const needed = Math.ceil(((timing.killBoundMs + margin) * 3) / (2 - 3 * DRIFT))
-  return (
-    `LEASE_TTL_MS ${timing.ttlMs} leaves no time to fence: a node must kill its browsers ` +
-    `(KILL_TIMEOUT_MS ${timing.killBoundMs} + ${margin} ms margin) before its lease expires, ` +
-    `a renewal interval (LEASE_TTL_MS / 3) after its last renewal; set LEASE_TTL_MS to at least ` +
-    `${needed}, or lower KILL_TIMEOUT_MS`
-  )
-}
+import {
+  checkLeaseTiming,
+  fenceAfterMs,
+  renewIntervalMs,
+  type LeaseTiming,
+} from '../leaseTiming.ts'
 
 export interface LeaseRenewer {
   renew(

@@ -5,12 +5,8 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { systemClock } from '../../src/clock.ts'
-import {
-  checkLeaseTiming,
-  fenceAfterMs,
-  LeaseKeeper,
-  type LeaseRenewer,
-} from '../../src/cluster/leaseKeeper.ts'
+import { LeaseKeeper, type LeaseRenewer } from '../../src/cluster/leaseKeeper.ts'
+import { checkLeaseTiming, fenceAfterMs } from '../../src/leaseTiming.ts'
 
 const TIMING = { ttlMs: 15_000, killBoundMs: 5_000, marginMs: 2_000 }
 
