@@ -4,35 +4,25 @@
  * holds the campaign's lease at the epoch it had (fencing).
  */
 import type pg from 'pg'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { ClusterEvents, type PublishedSessionEvent } from '../../src/cluster/clusterEvents.ts'
-import { openLeaseTable, type LeaseTable } from '../../src/cluster/leaseTable.ts'
+import { type LeaseTable } from '../../src/cluster/leaseTable.ts'
 import { silentLogger } from '../../src/logger.ts'
-import { openStore } from '../../src/store/index.ts'
-import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
+import { useLeaseDatabase } from './support/leaseDatabase.ts'
 
-let server: PostgresServer
 let url: string
 let table: LeaseTable
 let pool: pg.Pool
 const opened: ClusterEvents[] = []
 
-beforeAll(async () => {
-  server = await startPostgres()
-  url = await server.createDatabase()
-  await (await openStore({ dataDir: '/nonexistent', databaseUrl: url })).close()
-  ;({ table, pool } = openLeaseTable(url))
-}, 60_000)
+const db = useLeaseDatabase()
+beforeAll(() => {
+  ;({ url, table, pool } = db)
+})
 
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((events) => events.close()))
 })
-
-afterAll(async () => {
-  await pool?.end()
-  await server?.dropDatabase(url)
-  await server?.stop()
-}, 60_000)
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

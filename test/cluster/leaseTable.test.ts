@@ -4,32 +4,20 @@
  * lease lost, releases, and the nodes' heartbeats.
  */
 import type pg from 'pg'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { MAX_ORPHANS, openLeaseTable, type LeaseTable } from '../../src/cluster/leaseTable.ts'
-import { openStore } from '../../src/store/index.ts'
-import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { MAX_ORPHANS, type LeaseTable } from '../../src/cluster/leaseTable.ts'
+import { useLeaseDatabase } from './support/leaseDatabase.ts'
 
-let server: PostgresServer
-let url: string
 let table: LeaseTable
 let pool: pg.Pool
 
 const a = { nodeId: 'node-a', url: 'http://10.0.0.1:3000' }
 const b = { nodeId: 'node-b', url: 'http://10.0.0.2:3000' }
 
-beforeAll(async () => {
-  server = await startPostgres()
-  url = await server.createDatabase()
-  // The store creates the tables (its migrations).
-  await (await openStore({ dataDir: '/nonexistent', databaseUrl: url })).close()
-  ;({ table, pool } = openLeaseTable(url))
-}, 60_000)
-
-afterAll(async () => {
-  await pool?.end()
-  await server?.dropDatabase(url)
-  await server?.stop()
-}, 60_000)
+const db = useLeaseDatabase()
+beforeAll(() => {
+  ;({ table, pool } = db)
+})
 
 beforeEach(async () => {
   await pool.query('delete from campaign_leases')

@@ -5,18 +5,15 @@
  * it is gone (as a handover when the campaign should keep running).
  */
 import type pg from 'pg'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { CampaignLeases, monotonicClock } from '../../src/cluster/campaignLeases.ts'
 import { leasedEngine, type LeasedEngine } from '../../src/cluster/leasedEngine.ts'
-import { openLeaseTable, type LeaseTable } from '../../src/cluster/leaseTable.ts'
+import { type LeaseTable } from '../../src/cluster/leaseTable.ts'
 import type { EngineEvent, EngineSession } from '../../src/engines/engine.ts'
 import { silentLogger } from '../../src/logger.ts'
-import { openStore } from '../../src/store/index.ts'
-import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
+import { useLeaseDatabase } from './support/leaseDatabase.ts'
 import { createScriptedEngine } from '../support/scriptedEngine.ts'
 
-let server: PostgresServer
-let url: string
 let table: LeaseTable
 let pool: pg.Pool
 
@@ -26,18 +23,10 @@ const nodeB = { nodeId: 'node-b', url: 'http://127.0.0.1:2' }
 const TIMING = { ttlMs: 3_000, killBoundMs: 100, marginMs: 200 }
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-beforeAll(async () => {
-  server = await startPostgres()
-  url = await server.createDatabase()
-  await (await openStore({ dataDir: '/nonexistent', databaseUrl: url })).close()
-  ;({ table, pool } = openLeaseTable(url))
-}, 60_000)
-
-afterAll(async () => {
-  await pool?.end()
-  await server?.dropDatabase(url)
-  await server?.stop()
-}, 60_000)
+const db = useLeaseDatabase()
+beforeAll(() => {
+  ;({ table, pool } = db)
+})
 
 const open: CampaignLeases[] = []
 beforeEach(async () => {

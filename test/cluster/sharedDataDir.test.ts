@@ -6,35 +6,24 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type pg from 'pg'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { openLeaseTable, type LeaseTable } from '../../src/cluster/leaseTable.ts'
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { type LeaseTable } from '../../src/cluster/leaseTable.ts'
 import {
   checkSharedDataDir,
   DataDirNotSharedError,
   markerPath,
   removeDataDirMarker,
 } from '../../src/cluster/sharedDataDir.ts'
-import { openStore } from '../../src/store/index.ts'
-import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
+import { useLeaseDatabase } from './support/leaseDatabase.ts'
 
-let server: PostgresServer
-let url: string
 let table: LeaseTable
 let pool: pg.Pool
 const folders: string[] = []
 
-beforeAll(async () => {
-  server = await startPostgres()
-  url = await server.createDatabase()
-  await (await openStore({ dataDir: '/nonexistent', databaseUrl: url })).close()
-  ;({ table, pool } = openLeaseTable(url))
-}, 60_000)
-
-afterAll(async () => {
-  await pool?.end()
-  await server?.dropDatabase(url)
-  await server?.stop()
-}, 60_000)
+const db = useLeaseDatabase()
+beforeAll(() => {
+  ;({ table, pool } = db)
+})
 
 beforeEach(async () => {
   await pool.query('delete from cluster_nodes')
