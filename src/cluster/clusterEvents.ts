@@ -46,6 +46,13 @@ export interface ClusterEventsOptions {
   onResync?(): void
   /** Reconnect delay after the listener's connection is lost. */
   reconnectMs?: number
+  /**
+   * Events waiting to be sent at most (default 10,000): while the database does not answer, the
+   * oldest are dropped (counted as failed); the sessions' next events supersede them.
+   */
+  maxQueued?: number
+  /** How long one send may take before it counts as failed (default 5 s). */
+  queryTimeoutMs?: number
 }
 
 interface Queued {
@@ -57,7 +64,10 @@ interface Queued {
 const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)::bigint`
 
 export class ClusterEvents {
-  private readonly publisher: pg.Client
+  /** The connection events are sent on; a new one after a failed send. */
+  private publisher: Promise<pg.Client> | undefined
+  /** When a failed send was last logged (once per 10 s while the database does not answer). */
+  private lastFailureLog = 0
   private listener: pg.Client | undefined
   private queue: Queued[] = []
   private flushing: Promise<void> | undefined
@@ -68,13 +78,10 @@ export class ClusterEvents {
   /** Events the database refused (their lease moved on), and events it could not take. */
   readonly counts = { published: 0, refused: 0, failed: 0, received: 0 }
 
-  constructor(private readonly options: ClusterEventsOptions) {
-    this.publisher = newClient(options.url)
-    this.publisher.on('error', (error) => options.logger.warn({ err: error }, 'event publisher'))
-  }
+  constructor(private readonly options: ClusterEventsOptions) {}
 
   async start(): Promise<void> {
-    await this.publisher.connect()
+    await this.connectPublisher()
     await this.listen()
   }
 
@@ -85,6 +92,12 @@ export class ClusterEvents {
     let payload = JSON.stringify(wire)
     if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) payload = JSON.stringify(shrink(wire))
     this.queue.push({ campaignId, fence, payload })
+    const max = this.options.maxQueued ?? 10_000
+    if (this.queue.length > max) {
+      const dropped = this.queue.length - max
+      this.queue.splice(0, dropped)
+      this.counts.failed += dropped
+    }
     if (!this.scheduled) {
       this.scheduled = true
       setImmediate(() => {
@@ -97,8 +110,10 @@ export class ClusterEvents {
   /** Tells the other nodes a campaign was handed over (they scan at once). */
   announceHandover(): void {
     if (this.closed) return
-    this.publisher
-      .query(`select pg_notify($1, $2)`, [LEASES_CHANNEL, this.options.nodeId])
+    this.connectPublisher()
+      .then((client) =>
+        client.query(`select pg_notify($1, $2)`, [LEASES_CHANNEL, this.options.nodeId])
+      )
       .catch(() => undefined)
   }
 
@@ -111,8 +126,10 @@ export class ClusterEvents {
     await this.settled().catch(() => undefined)
     this.closed = true
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
+    const publisher = this.publisher
+    this.publisher = undefined
     await Promise.all([
-      this.publisher.end().catch(() => undefined),
+      publisher?.then((client) => client.end()).catch(() => undefined),
       this.listener?.end().catch(() => undefined),
     ])
   }
@@ -131,7 +148,8 @@ export class ClusterEvents {
   private async send(batch: Queued[]): Promise<void> {
     try {
       // In the order given (the ordered subquery; pg_notify is evaluated per row as it comes).
-      const { rows } = await this.publisher.query<{ sent: number }>(
+      const client = await this.connectPublisher()
+      const { rows } = await client.query<{ sent: number }>(
         `select count(pg_notify($1, s.payload))::int as sent from (
            select e.payload from unnest($2::text[], $3::text[], $4::bigint[])
                   with ordinality as e(campaign_id, payload, epoch, ord)
@@ -157,11 +175,45 @@ export class ClusterEvents {
       }
     } catch (error) {
       this.counts.failed += batch.length
-      this.options.logger.warn(
-        { err: error, events: batch.length },
-        'session events could not be sent to the other nodes'
-      )
+      // The connection may be stuck (a query timed out on it) or gone: the next send uses a new one.
+      this.dropPublisher()
+      const now = Date.now()
+      if (now - this.lastFailureLog >= 10_000) {
+        this.lastFailureLog = now
+        this.options.logger.warn(
+          { err: error, events: batch.length, failedSoFar: this.counts.failed },
+          'session events could not be sent to the other nodes (said once per 10 s)'
+        )
+      }
     }
+  }
+
+  private connectPublisher(): Promise<pg.Client> {
+    if (this.closed) return Promise.reject(new Error('the cluster events are closed'))
+    this.publisher ??= (async () => {
+      const client = newClient(this.options.url, this.options.queryTimeoutMs ?? 5_000)
+      // A dropped connection surfaces as the next send's failure.
+      client.on('error', () => undefined)
+      try {
+        await client.connect()
+      } catch (error) {
+        await client.end().catch(() => undefined)
+        throw error
+      }
+      return client
+    })()
+    const publisher = this.publisher
+    // A failed connection is tried again by the next send.
+    publisher.catch(() => {
+      if (this.publisher === publisher) this.publisher = undefined
+    })
+    return publisher
+  }
+
+  private dropPublisher(): void {
+    const publisher = this.publisher
+    this.publisher = undefined
+    publisher?.then((client) => client.end()).catch(() => undefined)
   }
 
   private async listen(): Promise<void> {
@@ -214,12 +266,13 @@ export class ClusterEvents {
   }
 }
 
-function newClient(url: string): pg.Client {
+function newClient(url: string, queryTimeoutMs?: number): pg.Client {
   return new pg.Client({
     connectionString: url,
     application_name: 'qrvisor-events',
     connectionTimeoutMillis: 5_000,
     keepAlive: true,
+    ...(queryTimeoutMs !== undefined ? { query_timeout: queryTimeoutMs } : {}),
   })
 }
 

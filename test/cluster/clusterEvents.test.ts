@@ -9,6 +9,7 @@ import { ClusterEvents, type PublishedSessionEvent } from '../../src/cluster/clu
 import { type LeaseTable } from '../../src/cluster/leaseTable.ts'
 import { silentLogger } from '../../src/logger.ts'
 import { useLeaseDatabase } from './support/leaseDatabase.ts'
+import { startTcpProxy } from './support/tcpProxy.ts'
 
 let url: string
 let table: LeaseTable
@@ -116,6 +117,39 @@ describe('ClusterEvents', () => {
     a.events.publish('c3', { nodeId: 'node-a', epoch }, qrEvent('c3', 1))
     await a.events.settled()
     await until(() => b.received.length === 1)
+  })
+
+  it('bounds what waits while the database does not answer, and sends again on a new connection once it does', async () => {
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(url).port) })
+    const through = new URL(url)
+    through.port = String(proxy.port)
+    const a = new ClusterEvents({
+      url: through.toString(),
+      nodeId: 'node-a',
+      logger: silentLogger,
+      onRemote: () => undefined,
+      maxQueued: 10,
+      queryTimeoutMs: 300,
+    })
+    await a.start()
+    opened.push(a)
+    const b = await member('node-b')
+    const grant = await table.acquire('c4', { nodeId: 'node-a', url: 'http://a' }, 60_000)
+    const epoch = 'granted' in grant ? grant.granted.epoch : -1
+    proxy.stall()
+    for (let n = 1; n <= 50; n++) a.publish('c4', { nodeId: 'node-a', epoch }, qrEvent('c4', n))
+    // The 40 oldest were dropped at once: at most 10 wait.
+    expect(a.counts.failed).toBe(40)
+    await a.settled()
+    // The 10 that waited failed with the stalled connection.
+    expect(a.counts).toMatchObject({ published: 0, failed: 50 })
+    proxy.restore()
+    a.publish('c4', { nodeId: 'node-a', epoch }, qrEvent('c4', 51))
+    await a.settled()
+    await until(() => b.received.length === 1)
+    expect(b.received[0]!.event.at).toBe(51)
+    await a.close()
+    await proxy.close()
   })
 
   it('tells the other nodes of a handover', async () => {
