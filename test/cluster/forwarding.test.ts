@@ -97,6 +97,19 @@ describe('a cluster of two nodes in one process', () => {
     )
     expect(b.sessions.getCampaign('spring-sale').node).toBe('node-a')
     expect(b.sessions.liveEngineSessions()).toEqual([])
+    // Another user's token is refused by the node running the campaign, through either node.
+    const bob = { Authorization: `Bearer ${await signToken({ secret: SECRET, sub: 'bob' })}` }
+    for (const server of [a, b]) {
+      for (const [method, path] of [
+        ['GET', '/api/campaigns/spring-sale/connection'],
+        ['POST', '/api/campaigns/spring-sale/cleanup-session'],
+      ] as const) {
+        const refused = await fetch(`${server.url}${path}`, { method, headers: bob })
+        expect(refused.status).toBe(403)
+        expect((await refused.json()).error.code).toBe('forbidden')
+      }
+    }
+    expect(a.sessions.getCampaign('spring-sale').status).toBe('ready')
   })
 
   it('places a start on another node when the one asked is full', async () => {
