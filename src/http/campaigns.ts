@@ -86,7 +86,7 @@ const qrCodeRoute = createRoute({
       ...CAMPAIGN_ERRORS,
       400: ['invalid_campaign_id', 'invalid_body'],
       413: ['invalid_body'],
-      503: ['at_capacity', 'shutting_down', 'store_unavailable'],
+      503: ['at_capacity', 'shutting_down', 'store_unavailable', 'node_unavailable'],
     }),
   },
 })
@@ -114,7 +114,7 @@ const pairingCodeRoute = createRoute({
       ...CAMPAIGN_ERRORS,
       400: ['invalid_campaign_id', 'invalid_body'],
       413: ['invalid_body'],
-      503: ['at_capacity', 'shutting_down', 'store_unavailable'],
+      503: ['at_capacity', 'shutting_down', 'store_unavailable', 'node_unavailable'],
     }),
   },
 })

@@ -358,11 +358,15 @@ export const AUTH_ERRORS = { 401: ['unauthorized'], 500: ['internal'] } as const
   Record<ContentfulStatusCode, ErrorCode[]>
 >
 
-/** … and those of a route on one campaign (`/:campaignId/…`). */
+/**
+ * … and those of a route on one campaign (`/:campaignId/…`). In a cluster such a request is
+ * forwarded to the node running the campaign, which may not answer (`node_unavailable`).
+ */
 export const CAMPAIGN_ERRORS = {
   ...AUTH_ERRORS,
   400: ['invalid_campaign_id'],
   403: ['forbidden'],
+  503: ['node_unavailable'],
 } as const satisfies Partial<Record<ContentfulStatusCode, ErrorCode[]>>
 
 /** What `@hono/zod-openapi` tells a validation hook. */

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { signToken } from '../../scripts/token.ts'
+import { openLeaseTable } from '../../src/cluster/leaseTable.ts'
 import { createNodeSigner } from '../../src/cluster/nodeAuth.ts'
 import { closeAll, SECRET, startTestServer, type TestServer } from '../support/edge.ts'
 import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
@@ -32,8 +33,10 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 }, 60_000)
 
+let databaseUrl: string
+
 async function twoNodes(env: Record<string, string> = {}): Promise<[TestServer, TestServer]> {
-  const databaseUrl = await postgres.createDatabase()
+  databaseUrl = await postgres.createDatabase()
   const dataDir = mkdtempSync(join(tmpdir(), 'qrvisor-forwarding-'))
   dirs.push(dataDir)
   const shared = {
@@ -124,6 +127,25 @@ describe('a cluster of two nodes in one process', () => {
     const third = await call(b, 'POST', '/api/campaigns/third/qr-code')
     expect(third.status).toBe(503)
     expect((await third.json()).error.code).toBe('at_capacity')
+  })
+
+  it('answers 503 node_unavailable for a change when the node running the campaign does not answer, and a read from what it knows', async () => {
+    const [, b] = await twoNodes()
+    // A node that took the campaign and then went silent: its lease holds, its address answers nothing.
+    const { table, pool } = openLeaseTable(databaseUrl)
+    try {
+      await table.acquire('ghost', { nodeId: 'node-x', url: 'http://127.0.0.1:1' }, 60_000)
+    } finally {
+      await pool.end()
+    }
+    const change = await call(b, 'POST', '/api/campaigns/ghost/cleanup-session')
+    expect(change.status).toBe(503)
+    expect(change.headers.get('retry-after')).toBe('5')
+    expect((await change.json()).error.code).toBe('node_unavailable')
+    const read = await call(b, 'GET', '/api/campaigns/ghost/connection')
+    expect(read.status).toBe(200)
+    expect(read.headers.get('x-qrvisor-answered-by')).toBeNull()
+    expect((await read.json()).campaignId).toBe('ghost')
   })
 
   it('refuses a node-to-node header not signed with CLUSTER_SECRET, and takes a signed one', async () => {
