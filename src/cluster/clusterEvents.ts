@@ -98,13 +98,17 @@ export class ClusterEvents {
       this.queue.splice(0, dropped)
       this.counts.failed += dropped
     }
-    if (!this.scheduled) {
-      this.scheduled = true
-      setImmediate(() => {
-        this.scheduled = false
-        void this.flush()
-      })
-    }
+    this.scheduleFlush()
+  }
+
+  /** Sends what is queued in the next turn (events of one turn go in one batch). */
+  private scheduleFlush(): void {
+    if (this.scheduled || this.closed) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      void this.flush()
+    })
   }
 
   /** Tells the other nodes a campaign was handed over (they scan at once). */
@@ -141,6 +145,8 @@ export class ClusterEvents {
     this.queue = []
     this.flushing = this.send(batch).finally(() => {
       this.flushing = undefined
+      // Events published while this batch was on its way: their own flush found it in flight.
+      if (this.queue.length > 0) this.scheduleFlush()
     })
     return this.flushing
   }

@@ -152,6 +152,38 @@ describe('ClusterEvents', () => {
     await proxy.close()
   })
 
+  it('sends an event published while an earlier one is on its way, with nothing published after it', async () => {
+    // The drain of a rolling restart waited for a `ready` that sat in its node's queue: it was
+    // published while the previous batch was being sent, and nothing came after it. On a healthy
+    // database that window is one round trip; the stalled proxy holds it open.
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(url).port) })
+    const through = new URL(url)
+    through.port = String(proxy.port)
+    const a = new ClusterEvents({
+      url: through.toString(),
+      nodeId: 'node-a',
+      logger: silentLogger,
+      onRemote: () => undefined,
+      queryTimeoutMs: 500,
+    })
+    await a.start()
+    opened.push(a)
+    const b = await member('node-b')
+    const grant = await table.acquire('c5', { nodeId: 'node-a', url: 'http://a' }, 60_000)
+    const epoch = 'granted' in grant ? grant.granted.epoch : -1
+    proxy.stall()
+    a.publish('c5', { nodeId: 'node-a', epoch }, qrEvent('c5', 1))
+    await sleep(50) // its send is under way, and hangs
+    a.publish('c5', { nodeId: 'node-a', epoch }, qrEvent('c5', 2))
+    await sleep(50)
+    proxy.restore() // the first send fails; nobody publishes or waits for anything any more
+    await until(() => b.received.length === 1, 3_000)
+    expect(b.received[0]!.event.at).toBe(2)
+    expect(a.counts).toMatchObject({ published: 1, failed: 1 })
+    await a.close()
+    await proxy.close()
+  })
+
   it('tells the other nodes of a handover', async () => {
     const a = await member('node-a')
     let told = 0
