@@ -16,14 +16,15 @@
  * @module
  */
 import type { Logger } from '../logger.ts'
+import { sessionTag } from '../sessionTag.ts'
 import type { ClusterSessions } from './clusterSessions.ts'
 import type { ClusterEvents } from './clusterEvents.ts'
 import type { LeasedEngine } from './leasedEngine.ts'
 
 export interface DrainOptions {
-  sessions: ClusterSessions
-  engine: LeasedEngine
-  events: ClusterEvents
+  sessions: Pick<ClusterSessions, 'getCampaign' | 'shouldRun' | 'handOver'>
+  engine: Pick<LeasedEngine, 'runningCampaigns' | 'releases'>
+  events: Pick<ClusterEvents, 'settled' | 'announceHandover'>
   /** Live nodes that take sessions, this one excluded. */
   otherNodes(): Promise<number>
   /** Campaigns handed over at once. */
@@ -71,7 +72,7 @@ export async function drainNode(options: DrainOptions): Promise<void> {
         {
           campaigns: waiting.slice(0, 20).map((campaignId) => {
             const { status, node, sessionId } = sessions.getCampaign(campaignId)
-            return { campaignId, status, node, sessionId }
+            return { campaignId, status, node, session: sessionTag(sessionId) }
           }),
           waiting: waiting.length,
         },
