@@ -9,7 +9,7 @@
  * Nothing outlives a test: `close()` kills every node's process group, closes the proxies and
  * sockets, drops the database and deletes the DATA_DIR.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
@@ -82,6 +82,8 @@ export class TestCluster {
   private readonly sockets = new Set<TestSocket>()
   private readonly proxies = new Set<TcpProxy>()
   private readonly cleanups: Array<() => void | Promise<void>> = []
+  /** Every node process started, restarts too, in order: their logs, for a failure's report. */
+  private readonly incarnations: Array<{ id: string; service: ServiceProcess }> = []
   private token = ''
 
   private constructor(
@@ -129,6 +131,7 @@ export class TestCluster {
     })
     const node: ClusterNode = { id, url, pid, service, env, ...(proxy ? { proxy } : {}) }
     this.nodes.set(id, node)
+    this.incarnations.push({ id, service })
     return node
   }
 
@@ -181,7 +184,7 @@ export class TestCluster {
           () =>
             reject(
               new Error(
-                `${id} did not exit within ${timeoutMs} ms of SIGTERM; its log:\n${logTail(node.service, 30)}`
+                `${id} did not exit within ${timeoutMs} ms of SIGTERM; every node's log is in ${this.keepLogs()}; its log's tail:\n${logTail(node.service, 30)}`
               )
             ),
           timeoutMs
@@ -500,7 +503,26 @@ export class TestCluster {
    * Checks the ledger a last time, then kills every node and removes everything; throws the
    * ledger's first violation, if any, once everything is gone.
    */
+  /**
+   * Writes the whole log of every node process of this cluster so far (restarted ones too, one
+   * file per process, numbered in start order) to a new directory under the system's temporary
+   * one, for a failure that only the nodes' own accounts can explain. Returns the directory.
+   */
+  keepLogs(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'qrvisor-cluster-logs-'))
+    this.incarnations.forEach(({ id, service }, index) => {
+      const name = `${String(index + 1).padStart(2, '0')}-${id}-${service.child.pid ?? 'unknown'}`
+      writeFileSync(join(dir, `${name}.log`), service.lines.map((line) => str(line)).join('\n'))
+      if (service.stderr.length > 0) {
+        writeFileSync(join(dir, `${name}.stderr`), service.stderr.join('\n'))
+      }
+    })
+    return dir
+  }
+
   async close(): Promise<void> {
+    // To read what the nodes said in a run that passed: TEST_KEEP_CLUSTER_LOGS=1.
+    if (process.env.TEST_KEEP_CLUSTER_LOGS) console.log(`[cluster] node logs: ${this.keepLogs()}`)
     let violation: unknown
     try {
       this.ledger.stop()
