@@ -375,6 +375,8 @@ function durableSessions(
   logger: Logger
 ): OpenedSessions {
   const forwarding = forwardSessionEvents({ sessions, webhooks, logger })
+  // The ends of sessions lost with their node, told by this node: its webhooks deliver them too.
+  const lost = cluster?.observeLost((event, detail) => forwarding.tell(event, detail))
   let sessionsDown: Promise<void> | undefined
   const shutdownSessions = () =>
     (sessionsDown ??= cluster ? cluster.close(() => sessions.shutdown()) : sessions.shutdown())
@@ -388,6 +390,7 @@ function durableSessions(
     shutdownSessions,
     async close() {
       await shutdownSessions()
+      lost?.unsubscribe()
       await forwarding.settled()
       forwarding.unsubscribe()
       await webhooks.stop()

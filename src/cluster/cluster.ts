@@ -63,10 +63,18 @@ export interface Cluster {
   status(): Promise<ClusterStatus>
   /** For `/metrics`. */
   counters(): ClusterCounters
+  /**
+   * The events this node tells of sessions that were waiting for a scan on a node that died
+   * (they end `node_lost`), as its subscribers got them, with a failure status's detail: no
+   * session of this node's says them, so its webhooks are fed from here.
+   */
+  observeLost(listener: LostSessionListener): { unsubscribe(): void }
   /** Drain (hand linked campaigns over), then stop the cluster's parts; sessions are shut down by `shutdownSessions` in between. */
   close(shutdownSessions: () => Promise<void>): Promise<void>
   readonly node: NodeAddress
 }
+
+export type LostSessionListener = (event: SessionEvent, detail: string | null) => void
 
 export interface OpenClusterOptions {
   config: Config
@@ -136,6 +144,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
   let watchdog: Watchdog | undefined
   /** The live nodes' addresses, from their heartbeats (refreshed every renewal interval). */
   let nodeUrls = new Map<string, string>()
+  const lostListeners = new Set<LostSessionListener>()
 
   async function refreshNodes(): Promise<void> {
     const nodes = await table.liveNodes(ttlMs)
@@ -300,9 +309,10 @@ export function openCluster(options: OpenClusterOptions): Cluster {
           observe: (listener) => service.observe(listener),
         },
         saveSession: (record, fence) => store.saveSession(record, fence),
-        announce: (campaignId, fence, remote) => {
-          service.applyRemote(remote)
+        announce: (campaignId, fence, remote, detail) => {
+          const told = service.applyRemote(remote)
           events?.publish(campaignId, fence, remote)
+          if (told) for (const listener of lostListeners) listener(told, detail)
         },
         concurrency: config.restoreConcurrency,
         nodeLostMessage: options.nodeLostMessage,
@@ -325,6 +335,11 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       }
       timer = setInterval(tick, renewIntervalMs({ ttlMs, killBoundMs }))
       tick()
+    },
+
+    observeLost(listener) {
+      lostListeners.add(listener)
+      return { unsubscribe: () => void lostListeners.delete(listener) }
     },
 
     counters: () => ({

@@ -22,8 +22,8 @@ export interface ClusterSessions {
   stats(): SessionStats
   /** Every event of this node's own sessions (never a remote one). */
   observe(listener: (event: SessionEvent) => void): Subscription
-  /** Shows a session of another node. */
-  applyRemote(remote: RemoteSessionEvent): void
+  /** Shows a session of another node; returns the event as told here (undefined: ignored). */
+  applyRemote(remote: RemoteSessionEvent): SessionEvent | undefined
   /** Reads the campaign from the store and takes it as it is there (before running it here). */
   reload(
     campaignId: string

@@ -10,7 +10,8 @@
  * - a linked campaign wanted `running` is restored here, with its saved login (the engine waits
  *   out the takeover delay of an expired lease itself);
  * - a session that was waiting for a scan on a node that died ends `failed` with `node_lost`:
- *   its record is closed in the store, and every node's subscribers are told;
+ *   its record is closed in the store, every node's subscribers are told, and the webhooks
+ *   (this node commits the events, as the node that ran it would have);
  * - anything else is let go.
  *
  * @module
@@ -45,8 +46,16 @@ export interface FailoverOptions {
   }
   /** Closes a session record that the dead node left open. */
   saveSession(record: SessionRecord, fence: Fence): void
-  /** Tells every node (this one included) an event of a session on another node. */
-  announce(campaignId: string, fence: Fence, event: PublishedSessionEvent): void
+  /**
+   * Tells every node (this one included) an event of a session on another node, and this node's
+   * webhooks; `detail` is the history's detail of a failure status (null for the others).
+   */
+  announce(
+    campaignId: string,
+    fence: Fence,
+    event: PublishedSessionEvent,
+    detail: string | null
+  ): void
   /** Restored sessions launching at once (`RESTORE_CONCURRENCY`). */
   concurrency: number
   /** The message of a `node_lost` failure. */
@@ -226,13 +235,13 @@ export class Failover {
       },
     ]
     for (const event of events) {
-      this.options.announce(session.campaignId, fence, {
-        node,
-        owner,
-        event,
-        expiresAt: null,
-        lastSeenAlive: session.lastSeenAlive,
-      })
+      const failure = event.type === 'status' && event.status === 'failed'
+      this.options.announce(
+        session.campaignId,
+        fence,
+        { node, owner, event, expiresAt: null, lastSeenAlive: session.lastSeenAlive },
+        failure ? detail : null
+      )
     }
     this.counts.lost++
     this.options.logger.warn(

@@ -499,19 +499,20 @@ export class CampaignTable {
    * (a node runs a campaign's session only while it holds the campaign's lease), the session
    * already ended, or it is a late word of an older session than the one shown. This node's own
    * events (a listener may hear what its node published) were told when they happened.
+   * Returns the event as told here (with this table's `seq`), undefined when it was ignored.
    */
-  applyRemote(remote: RemoteSessionEvent): void {
+  applyRemote(remote: RemoteSessionEvent): SessionEvent | undefined {
     const { event } = remote
-    if (event.type === 'subscribed' || event.sessionId === null) return
-    if (remote.node === this.options.nodeId) return
+    if (event.type === 'subscribed' || event.sessionId === null) return undefined
+    if (remote.node === this.options.nodeId) return undefined
     const { campaignId, sessionId } = event
-    if (this.tombstones.get(sessionId)) return
+    if (this.tombstones.get(sessionId)) return undefined
     let record = this.campaigns.get(campaignId)
-    if (record?.current) return
+    if (record?.current) return undefined
     let session = record?.remote
-    if (session?.sessionId === sessionId && repeatsStatus(session, event)) return
+    if (session?.sessionId === sessionId && repeatsStatus(session, event)) return undefined
     if (session && session.sessionId !== sessionId) {
-      if (!startsSession(event)) return
+      if (!startsSession(event)) return undefined
       this.endRemote(record!, session)
       session = undefined
     }
@@ -526,9 +527,11 @@ export class CampaignTable {
     }
     applyRemoteEvent(session, remote)
     record.lastActivity = event.at
-    this.events.relay(this.numbered(event, session))
+    const relayed = this.numbered(event, session)
+    this.events.relay(relayed)
     // The last thing a session's machine says: the session is over, its tombstone stays.
     if (event.type === 'status' && event.status === 'cleaned') this.endRemote(record, session)
+    return relayed
   }
 
   /**

@@ -108,8 +108,9 @@ export interface SupervisedSessionService<
   /**
    * Shows a session that runs on another node, as that node published its event: views, the list
    * and subscribers (with this node's `seq`) answer for it as for this node's own sessions.
+   * Returns the event as told here, undefined when it was ignored (stale).
    */
-  applyRemote(remote: RemoteSessionEvent): void
+  applyRemote(remote: RemoteSessionEvent): SessionEvent | undefined
   /** Forgets the sessions that run on `node` (it was declared dead; failover tells their end). */
   dropRemoteOf(node: string): void
   /**

@@ -22,6 +22,11 @@ export interface SessionEventSource {
 }
 
 export interface SessionEventForwarding extends Subscription {
+  /**
+   * Commits an event no session of this node says, in its campaign's order: in a cluster, the end
+   * of a session lost with its node (`detail`: a failure status's, as its history keeps it).
+   */
+  tell(event: SessionEvent, detail: string | null): void
   /** Events not committed because `maxPending` were waiting already. */
   readonly dropped: number
   /** Resolves once every event observed so far is committed (or failed). */
@@ -72,7 +77,10 @@ export function forwardSessionEvents({
     tails.set(campaignId, next)
   }
 
-  const subscription = sessions.observe((event) => {
+  const forward = (
+    event: SessionEvent,
+    detailOfStatus: (event: SessionEvent & { type: 'status' }) => string | null
+  ) => {
     const base = {
       campaignId: event.campaignId,
       sessionId: event.sessionId,
@@ -86,7 +94,7 @@ export function forwardSessionEvents({
           ...base,
           status: event.status,
           reason: event.reason,
-          detail: detailOf(sessions.getCampaign(event.campaignId), event),
+          detail: detailOfStatus(event),
         },
       })
     } else if (event.type === 'qr') {
@@ -95,9 +103,14 @@ export function forwardSessionEvents({
         data: { ...base, qr: event.qr, attempt: event.attempt, expiresAt: event.expiresAt },
       })
     }
-  })
+  }
+
+  const subscription = sessions.observe((event) =>
+    forward(event, (status) => detailOf(sessions.getCampaign(status.campaignId), status))
+  )
 
   return {
+    tell: (event, detail) => forward(event, () => detail),
     get dropped() {
       return dropped
     },

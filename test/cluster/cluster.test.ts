@@ -19,7 +19,9 @@
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { Webhook } from 'standardwebhooks'
 import type { Message, TestSocket } from '../support/edge.ts'
+import { startReceiver } from '../webhooks/receiver.ts'
 import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
 import {
   GRACE_MS,
@@ -48,6 +50,8 @@ function hasPostgres(): boolean {
  * machine shared with other work; the measured figures are printed.
  */
 const FAILOVER_BOUND_MS = 2 * (LEASE_TTL_MS + TAKEOVER_WAIT_MS + LEASE_TTL_MS / 3 + 1_000)
+
+const WEBHOOK_SECRET = `whsec_${Buffer.alloc(32, 9).toString('base64')}`
 
 function log(message: string): void {
   console.log(`[cluster] ${message}`)
@@ -189,10 +193,19 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     expect(engines.map((e) => [e.node, e.endedBy])).toEqual([['node-a', 'running']])
   }, 90_000)
 
-  it('kill -9 of the node holding 20 linked campaigns: all ready on the others; its sessions awaiting a scan end failed node_lost and their subscribers are told', async () => {
+  it('kill -9 of the node holding 20 linked campaigns: all ready on the others; its sessions awaiting a scan end failed node_lost and their subscribers and webhooks are told', async () => {
     cluster = await TestCluster.create(postgres)
     const c = cluster
-    await c.startAll(['node-a', 'node-b', 'node-c'])
+    // The backend's receiver, the service-wide endpoint of every node.
+    const hook = await startReceiver()
+    c.onClose(() => hook.close())
+    await c.startAll(['node-a', 'node-b', 'node-c'], {
+      env: {
+        WEBHOOK_URL: hook.url,
+        WEBHOOK_SECRET: WEBHOOK_SECRET,
+        WEBHOOK_ALLOW_PRIVATE: 'true',
+      },
+    })
 
     const linked = names('linked', 20)
     const before = new Map<string, string>()
@@ -268,6 +281,42 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
       expect(told.code).toBe('node_lost')
       // Not restored: it was never linked.
       expect(runningEngines(campaignId)).toEqual([])
+    }
+    // The backend hears it too, from the node that took the campaign: failed with the reason and
+    // detail, then cleaned, after what node-a had delivered of the session.
+    const webhook = new Webhook(WEBHOOK_SECRET)
+    const delivered = () =>
+      hook.accepted().map(
+        ({ body, headers }) =>
+          webhook.verify(body, {
+            'webhook-id': String(headers['webhook-id']),
+            'webhook-timestamp': String(headers['webhook-timestamp']),
+            'webhook-signature': String(headers['webhook-signature']),
+          }) as { type: string; data: Record<string, unknown> }
+      )
+    const endsOf = (campaignId: string) =>
+      delivered()
+        .filter((e) => e.data.campaignId === campaignId && e.data.reason === 'node_lost')
+        .map((e) => e.data)
+    await c.until(
+      async () => (pending.every((id) => endsOf(id).length === 2) ? true : undefined),
+      'the node_lost webhooks of the pending sessions',
+      30_000,
+      100
+    )
+    for (const campaignId of pending) {
+      const statuses = delivered()
+        .filter((e) => e.data.campaignId === campaignId)
+        .map((e) => e.data.status)
+      expect(statuses, campaignId).toEqual(['initializing', 'awaitingScan', 'failed', 'cleaned'])
+      const [failed, cleaned] = endsOf(campaignId)
+      expect(failed).toMatchObject({
+        status: 'failed',
+        reason: 'node_lost',
+        detail: 'node node-a stopped renewing its lease',
+      })
+      expect(cleaned).toMatchObject({ status: 'cleaned', reason: 'node_lost', detail: null })
+      expect(cleaned!.seq as number).toBeGreaterThan(failed!.seq as number)
     }
   }, 150_000)
 

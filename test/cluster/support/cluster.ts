@@ -136,9 +136,17 @@ export class TestCluster {
   }
 
   /** Starts the nodes at once (on a busy machine each takes seconds). */
-  startAll(ids: string[], options: { viaProxy?: string[] } = {}): Promise<ClusterNode[]> {
+  startAll(
+    ids: string[],
+    options: { viaProxy?: string[]; env?: Record<string, string> } = {}
+  ): Promise<ClusterNode[]> {
     return Promise.all(
-      ids.map((id) => this.start(id, { viaProxy: options.viaProxy?.includes(id) ?? false }))
+      ids.map((id) =>
+        this.start(id, {
+          viaProxy: options.viaProxy?.includes(id) ?? false,
+          env: options.env ?? {},
+        })
+      )
     )
   }
 
