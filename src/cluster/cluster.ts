@@ -30,7 +30,8 @@ import { ClusterEvents } from './clusterEvents.ts'
 import { Failover } from './failover.ts'
 import { clusterForwarding } from './forwarding.ts'
 import { leasedEngine, type LeasedEngine } from './leasedEngine.ts'
-import { openLeaseTable, type NodeAddress } from './leaseTable.ts'
+import { openLeaseTable, type NodeAddress, type NodeHeartbeat } from './leaseTable.ts'
+import { nodeIdentity, NodeIdInUseError } from './nodeIdentity.ts'
 import { renewIntervalMs } from '../leaseTiming.ts'
 import { createNodeSigner } from './nodeAuth.ts'
 import { checkSharedDataDir, removeDataDirMarker } from './sharedDataDir.ts'
@@ -144,6 +145,14 @@ export function openCluster(options: OpenClusterOptions): Cluster {
   let watchdog: Watchdog | undefined
   /** The live nodes' addresses, from their heartbeats (refreshed every renewal interval). */
   let nodeUrls = new Map<string, string>()
+  // A killed predecessor of this name falls silent within the TTL (and a renewal interval).
+  const identity = nodeIdentity({
+    table,
+    ttlMs,
+    joinWaitMs: ttlMs + renewIntervalMs({ ttlMs, killBoundMs }) + 1_000,
+    logger,
+  })
+  let identityIsLost = false
   const lostListeners = new Set<LostSessionListener>()
 
   async function refreshNodes(): Promise<void> {
@@ -176,14 +185,24 @@ export function openCluster(options: OpenClusterOptions): Cluster {
     }
   }
 
-  function heartbeat(): Promise<void> {
+  function beat(): NodeHeartbeat {
     const stats = sessions?.stats()
-    return table.heartbeat({
-      ...node,
-      liveSessions: stats?.live ?? 0,
-      maxSessions,
-      draining,
-    })
+    return { ...node, liveSessions: stats?.live ?? 0, maxSessions, draining }
+  }
+
+  const heartbeat = () => identity.heartbeat(beat())
+
+  /** Another process took this NODE_ID while this one was silent: this one gives way. */
+  function identityLost(error: NodeIdInUseError): void {
+    if (!identityIsLost) {
+      identityIsLost = true
+      draining = true
+      engine.fence(leases.heldCampaigns(), 'lost')
+    }
+    logger.error(
+      { err: error.message },
+      'another process runs as this node: its sessions were stopped and it takes no new ones; give every node its own NODE_ID and restart this one'
+    )
   }
 
   /** Publishes this node's session events (those of campaigns it holds or held the lease of). */
@@ -268,7 +287,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       sessions = service
       node.url ||= `http://${reachableHost(address.host)}:${address.port}`
       logger.info({ node: node.nodeId, url: node.url }, 'joining the cluster')
-      await heartbeat()
+      await identity.join(beat)
       // The wwebjs engine's saved logins are in DATA_DIR: every node must see the same one.
       marker = await checkSharedDataDir({
         dataDir: config.dataDir,
@@ -328,7 +347,11 @@ export function openCluster(options: OpenClusterOptions): Cluster {
       const tick = () => {
         heartbeat()
           .then(refreshNodes)
-          .catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'))
+          .catch((error: unknown) =>
+            error instanceof NodeIdInUseError
+              ? identityLost(error)
+              : logger.warn({ err: error }, 'heartbeat failed')
+          )
         engine.releaseIdle()
         updateWatchdog()
         failover?.scan()
@@ -399,7 +422,7 @@ export function openCluster(options: OpenClusterOptions): Cluster {
           ...marker,
         }).catch(() => undefined)
       }
-      await table.leave(node.nodeId).catch(() => undefined)
+      await table.leave(node.nodeId, identity.instance).catch(() => undefined)
       await pool.end().catch(() => undefined)
       await renewals.pool.end().catch(() => undefined)
     },

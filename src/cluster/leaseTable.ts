@@ -27,7 +27,8 @@ export interface LeaseGrant {
   /**
    * `none`: first lease; `released`: its owner gave it up (its engine is gone: start at once);
    * `expired`: its owner did not renew (wait `killBound + margin` before launching, in case the
-   * old owner is paused and wakes to kill its browser); `own`: this node held it already.
+   * old owner is paused and wakes to kill its browser), this node's name too (an earlier process
+   * of it); `own`: this node held it already.
    */
   previous: 'none' | 'released' | 'expired' | 'own'
   previousOwner: string | null
@@ -50,6 +51,12 @@ export interface NodeHeartbeat extends NodeAddress {
   draining: boolean
   /** The token of its marker in `DATA_DIR` (see `sharedDataDir.ts`); absent: the stored one stays. */
   dataMarker?: string
+}
+
+/** A heartbeat refused: another live process holds the `NODE_ID`. */
+export interface NodeIdInUse {
+  /** Milliseconds since that process's last heartbeat, by the database's clock. */
+  silentForMs: number
 }
 
 export interface ClusterNode extends NodeHeartbeat {
@@ -124,9 +131,10 @@ export class LeaseTable {
       previous_owner: string | null
       previous_released: number | null
       previous_handover: number | null
+      previous_expired: boolean | null
     }>(
       `with clock as (select ${NOW_MS} as t),
-            old as (select owner_node, released, handover from campaign_leases where campaign_id = $1)
+            old as (select owner_node, released, handover, expires_at from campaign_leases where campaign_id = $1)
        insert into campaign_leases as l (campaign_id, owner_node, owner_url, epoch, expires_at, released, handover)
        select $1, $2, $3, 1, clock.t + $4, 0, 0 from clock
        on conflict (campaign_id) do update
@@ -136,7 +144,8 @@ export class LeaseTable {
        returning l.epoch,
                  (select owner_node from old) as previous_owner,
                  (select released from old) as previous_released,
-                 (select handover from old) as previous_handover`,
+                 (select handover from old) as previous_handover,
+                 (select released = 0 and expires_at <= (select t from clock) from old) as previous_expired`,
       [campaignId, node.nodeId, node.url, ttlMs]
     )
     const row = rows[0]
@@ -147,9 +156,11 @@ export class LeaseTable {
     }
     let previous: LeaseGrant['previous'] = 'none'
     if (row.previous_owner !== null) {
-      if (row.previous_owner === node.nodeId) previous = 'own'
-      else if (row.previous_released === 1) previous = 'released'
-      else previous = 'expired'
+      // Expired unreleased, even under this node's name: it may be an earlier process of this
+      // node, paused rather than dead, whose browser runs until it wakes and kills it.
+      if (row.previous_expired === true) previous = 'expired'
+      else if (row.previous_owner === node.nodeId) previous = 'own'
+      else previous = 'released'
     }
     return {
       granted: {
@@ -352,16 +363,29 @@ export class LeaseTable {
 
   /**
    * Records that the node is alive, with its load (and its `DATA_DIR` marker's token when given;
-   * otherwise the stored one stays).
+   * otherwise the stored one stays), as the process `instance`. Refused while another process
+   * holds the node's `NODE_ID` and was heard from within `staleAfterMs`: resolves with how long
+   * it has been silent.
    */
-  async heartbeat(node: NodeHeartbeat): Promise<void> {
-    await this.pool.query(
-      `insert into cluster_nodes (node_id, url, heartbeat_at, started_at, live_sessions, max_sessions, draining, data_marker)
-       values ($1, $2, ${NOW_MS}, ${NOW_MS}, $3, $4, $5, $6)
+  async heartbeat(
+    node: NodeHeartbeat,
+    instance: string,
+    staleAfterMs: number
+  ): Promise<NodeIdInUse | undefined> {
+    const { rowCount } = await this.pool.query(
+      `insert into cluster_nodes (node_id, url, heartbeat_at, started_at, live_sessions, max_sessions, draining, data_marker, instance)
+       values ($1, $2, ${NOW_MS}, ${NOW_MS}, $3, $4, $5, $6, $7)
        on conflict (node_id) do update set url = excluded.url, heartbeat_at = excluded.heartbeat_at,
+         started_at = case when cluster_nodes.instance is not distinct from excluded.instance
+                           then cluster_nodes.started_at else excluded.started_at end,
          live_sessions = excluded.live_sessions, max_sessions = excluded.max_sessions,
          draining = excluded.draining,
-         data_marker = coalesce(excluded.data_marker, cluster_nodes.data_marker)`,
+         data_marker = case when cluster_nodes.instance is not distinct from excluded.instance
+                            then coalesce(excluded.data_marker, cluster_nodes.data_marker)
+                            else excluded.data_marker end,
+         instance = excluded.instance
+       where cluster_nodes.instance is null or cluster_nodes.instance = excluded.instance
+          or cluster_nodes.heartbeat_at <= ${NOW_MS} - $8`,
       [
         node.nodeId,
         node.url,
@@ -369,8 +393,16 @@ export class LeaseTable {
         node.maxSessions,
         node.draining ? 1 : 0,
         node.dataMarker ?? null,
+        instance,
+        staleAfterMs,
       ]
     )
+    if ((rowCount ?? 0) > 0) return undefined
+    const { rows } = await this.pool.query<{ silent_for: number }>(
+      `select ${NOW_MS} - heartbeat_at as silent_for from cluster_nodes where node_id = $1`,
+      [node.nodeId]
+    )
+    return { silentForMs: rows[0]?.silent_for ?? 0 }
   }
 
   /**
@@ -386,8 +418,11 @@ export class LeaseTable {
   }
 
   /** Removes the node's heartbeat row (a clean shutdown): it is no longer a live node. */
-  async leave(nodeId: string): Promise<void> {
-    await this.pool.query(`delete from cluster_nodes where node_id = $1`, [nodeId])
+  async leave(nodeId: string, instance: string): Promise<void> {
+    await this.pool.query(`delete from cluster_nodes where node_id = $1 and instance = $2`, [
+      nodeId,
+      instance,
+    ])
   }
 
   /** The nodes heard from within `withinMs`, the least loaded first. */

@@ -67,7 +67,7 @@ export function markerPath(dataDir: string, nodeId: string): string {
  * up or holds another token.
  *
  * @example
- * await table.heartbeat(node)
+ * await table.heartbeat(node, instance, ttlMs)
  * const { token } = await checkSharedDataDir({ dataDir, nodeId, table, ttlMs })
  * // … and at a clean shutdown:
  * await removeDataDirMarker({ dataDir, nodeId, token })

@@ -247,6 +247,14 @@ export const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('sessions').addColumn('node', 'text').execute()
     },
   },
+
+  '0008_node_instance': {
+    async up(db: AnyDb) {
+      // The process that holds a NODE_ID: a second live process with the same NODE_ID is refused
+      // (the leases name nodes, so two processes of one name could both run a campaign).
+      await db.schema.alterTable('cluster_nodes').addColumn('instance', 'text').execute()
+    },
+  },
 }
 
 /**

@@ -89,6 +89,8 @@ export interface ClusterNodesTable {
   draining: Generated<number>
   /** The token of the node's marker file in `DATA_DIR/cluster` (the shared-folder check); null: none yet. */
   data_marker: Generated<string | null>
+  /** The process that holds this `NODE_ID` (random per start); null: a node of a version before it. */
+  instance: Generated<string | null>
 }
 
 /** The lease on a campaign's session: one owner node, a fencing epoch, an expiry (database clock). */

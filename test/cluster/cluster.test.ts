@@ -527,6 +527,68 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     150_000
   )
 
+  it("one process per NODE_ID: a second process with a live node's NODE_ID is refused; the node's own restart after kill -9 waits for its old heartbeat to fall silent, then joins", async () => {
+    cluster = await TestCluster.create(postgres)
+    const c = cluster
+    await c.startAll(['node-a', 'node-b'])
+    const linked = names('named', 4)
+    const before = new Map<string, string>()
+    for (const campaignId of linked) {
+      const view = await c.link(campaignId, 'node-a')
+      expect(view.node).toBe('node-a')
+      before.set(campaignId, view.sessionId as string)
+    }
+    await c.untilStoredLinked(linked)
+
+    // The leases name nodes: a second node-a could run node-a's campaigns a second time.
+    const second = await c.startRefused('node-a')
+    expect(second.exit).toEqual({ code: 1, signal: null })
+    expect(second.stderr).toMatch(
+      /NODE_ID node-a is in use by another live node \(its last heartbeat \d+ ms ago\): every node needs its own NODE_ID/
+    )
+    // The first node-a was not disturbed.
+    for (const campaignId of linked) {
+      expect(await c.connection('node-b', campaignId)).toMatchObject({
+        status: 'ready',
+        node: 'node-a',
+      })
+      expect(runningEngines(campaignId).map((e) => e.node)).toEqual(['node-a'])
+    }
+
+    // Its own restart right after a kill -9: the name is taken again once the dead process has
+    // been silent for LEASE_TTL_MS, and its campaigns run again, once each.
+    const previous = c.node('node-a')
+    await c.kill('node-a')
+    const killedAt = Date.now()
+    const restarted = await c.restart('node-a', previous)
+    const joinedAfter = Date.now() - killedAt
+    log(`node-a restarted with its NODE_ID ${joinedAfter} ms after its kill -9`)
+    expect(
+      restarted.service.lines.some(
+        (line) =>
+          line.msg ===
+          'another process with this NODE_ID was heard from recently: waiting for it to fall silent'
+      )
+    ).toBe(true)
+    expect(joinedAfter).toBeGreaterThanOrEqual(LEASE_TTL_MS - LEASE_TTL_MS / 3)
+    // A new session of each (node-b showed the dead one's as it last heard of it).
+    await c.until(
+      async () => {
+        for (const campaignId of linked) {
+          const view = await c.connection('node-b', campaignId)
+          if (!isReady(view) || view.sessionId === before.get(campaignId)) return undefined
+        }
+        return true
+      },
+      'the campaigns ready again',
+      FAILOVER_BOUND_MS + 10_000,
+      200
+    )
+    for (const campaignId of linked) {
+      expect(runningEngines(campaignId), `${campaignId}: one engine`).toHaveLength(1)
+    }
+  }, 120_000)
+
   it('a rolling restart (SIGTERM, start again, node by node) keeps 30 linked campaigns: every one ready at the end', async () => {
     cluster = await TestCluster.create(postgres)
     const c = cluster

@@ -13,6 +13,8 @@ let pool: pg.Pool
 
 const a = { nodeId: 'node-a', url: 'http://10.0.0.1:3000' }
 const b = { nodeId: 'node-b', url: 'http://10.0.0.2:3000' }
+/** A heartbeat's staleness bound where nothing here goes stale. */
+const TTL = 60_000
 
 const db = useLeaseDatabase()
 beforeAll(() => {
@@ -110,6 +112,18 @@ describe('LeaseTable', () => {
     })
   })
 
+  it("takes its own name's expired lease as expired (an earlier process of it may only be paused)", async () => {
+    await table.acquire('c1', a, 100)
+    await sleep(150)
+    expect(await table.acquire('c1', a, 60_000)).toEqual({
+      granted: { epoch: 2, previous: 'expired', previousOwner: 'node-a', handover: false },
+    })
+    // Held and unexpired, or released by it: its own.
+    expect(await table.acquire('c1', a, 60_000)).toMatchObject({ granted: { previous: 'own' } })
+    await table.release('c1', 'node-a', 3)
+    expect(await table.acquire('c1', a, 60_000)).toMatchObject({ granted: { previous: 'own' } })
+  })
+
   it('has exactly one winner among concurrent acquisitions of an expired lease', async () => {
     await table.acquire('c1', a, 100)
     await sleep(150)
@@ -124,8 +138,8 @@ describe('LeaseTable', () => {
   })
 
   it('lists the nodes heard from recently, the least loaded first', async () => {
-    await table.heartbeat({ ...a, liveSessions: 8, maxSessions: 10, draining: false })
-    await table.heartbeat({ ...b, liveSessions: 2, maxSessions: 10, draining: false })
+    await table.heartbeat({ ...a, liveSessions: 8, maxSessions: 10, draining: false }, 'pa', TTL)
+    await table.heartbeat({ ...b, liveSessions: 2, maxSessions: 10, draining: false }, 'pb', TTL)
     const nodes = await table.liveNodes(5_000)
     expect(nodes.map((node) => node.nodeId)).toEqual(['node-b', 'node-a'])
     expect(nodes[0]).toMatchObject({
@@ -139,24 +153,47 @@ describe('LeaseTable', () => {
   })
 
   it('leave removes the node at once (a clean shutdown)', async () => {
-    await table.heartbeat({ ...a, liveSessions: 0, maxSessions: 10, draining: true })
-    await table.heartbeat({ ...b, liveSessions: 0, maxSessions: 10, draining: false })
-    await table.leave('node-a')
+    await table.heartbeat({ ...a, liveSessions: 0, maxSessions: 10, draining: true }, 'pa', TTL)
+    await table.heartbeat({ ...b, liveSessions: 0, maxSessions: 10, draining: false }, 'pb', TTL)
+    await table.leave('node-b', 'another process') // not its process: it stays
+    await table.leave('node-a', 'pa')
     expect((await table.liveNodes(60_000)).map((node) => node.nodeId)).toEqual(['node-b'])
-    await table.leave('node-a') // twice is harmless
+    await table.leave('node-a', 'pa') // twice is harmless
   })
 
   it("keeps a node's DATA_DIR marker from its heartbeat until another one is published", async () => {
     const beat = { ...b, liveSessions: 0, maxSessions: 10, draining: false }
-    await table.heartbeat(beat)
+    await table.heartbeat(beat, 'pb', TTL)
     expect((await table.liveNodes(60_000))[0]).not.toHaveProperty('dataMarker')
-    await table.heartbeat({ ...beat, dataMarker: 'token-1' })
+    await table.heartbeat({ ...beat, dataMarker: 'token-1' }, 'pb', TTL)
     expect((await table.liveNodes(60_000))[0]).toMatchObject({ dataMarker: 'token-1' })
-    await table.heartbeat(beat)
+    await table.heartbeat(beat, 'pb', TTL)
     expect((await table.liveNodes(60_000))[0]).toMatchObject({ dataMarker: 'token-1' })
     expect(await table.publishDataMarker('node-b', 'token-2')).toBe(true)
     expect((await table.liveNodes(60_000))[0]).toMatchObject({ dataMarker: 'token-2' })
     expect(await table.publishDataMarker('node-z', 'token-3')).toBe(false)
+  })
+})
+
+describe('LeaseTable: one process per NODE_ID', () => {
+  it('refuses the heartbeat of a second process with a NODE_ID heard from within the TTL, and takes it once that one is silent', async () => {
+    const beat = { ...a, liveSessions: 0, maxSessions: 10, draining: false }
+    expect(await table.heartbeat({ ...beat, dataMarker: 'first' }, 'first', 300)).toBeUndefined()
+    expect(await table.heartbeat(beat, 'first', 300)).toBeUndefined() // its own: always
+    const refused = await table.heartbeat(beat, 'second', 300)
+    expect(refused?.silentForMs).toBeGreaterThanOrEqual(0)
+    expect(refused?.silentForMs).toBeLessThan(300)
+    // The first process falls silent (it was killed): past the TTL the second takes the name,
+    // without the first's DATA_DIR marker.
+    await sleep(350)
+    expect(await table.heartbeat(beat, 'second', 300)).toBeUndefined()
+    expect((await table.liveNodes(60_000))[0]).not.toHaveProperty('dataMarker')
+    // Now the first one is the stranger, and its clean shutdown does not remove the second.
+    expect(await table.heartbeat(beat, 'first', 300)).toMatchObject({
+      silentForMs: expect.any(Number),
+    })
+    await table.leave('node-a', 'first')
+    expect((await table.liveNodes(60_000)).map((node) => node.nodeId)).toEqual(['node-a'])
   })
 })
 

@@ -40,13 +40,11 @@ function folder(): string {
 }
 
 async function heartbeat(nodeId: string): Promise<void> {
-  await table.heartbeat({
-    nodeId,
-    url: `http://${nodeId}`,
-    liveSessions: 0,
-    maxSessions: 10,
-    draining: false,
-  })
+  await table.heartbeat(
+    { nodeId, url: `http://${nodeId}`, liveSessions: 0, maxSessions: 10, draining: false },
+    `process of ${nodeId}`,
+    60_000
+  )
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

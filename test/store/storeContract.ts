@@ -131,6 +131,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           '0005_session_last_seen_alive',
           '0006_cluster_failover',
           '0007_session_node',
+          '0008_node_instance',
         ])
 
         const again = await open()
@@ -167,6 +168,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0005_session_last_seen_alive' },
           { name: '0006_cluster_failover' },
           { name: '0007_session_node' },
+          { name: '0008_node_instance' },
           { name: '9999_from_a_newer_version' },
         ])
       })
@@ -182,7 +184,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
         await fixture.query('drop table cluster_nodes')
         await fixture.query('alter table campaigns drop column proxy')
         await fixture.query(
-          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0004_campaign_proxy', '0005_session_last_seen_alive', '0006_cluster_failover', '0007_session_node')"
+          "delete from qrvisor_migration where name in ('0002_webhooks', '0003_cluster', '0004_campaign_proxy', '0005_session_last_seen_alive', '0006_cluster_failover', '0007_session_node', '0008_node_instance')"
         )
         await fixture.query('alter table sessions drop column last_seen_alive')
         await fixture.query('alter table sessions drop column node')
@@ -204,6 +206,7 @@ export function describeStoreContract(name: string, factory: StoreFixtureFactory
           { name: '0005_session_last_seen_alive' },
           { name: '0006_cluster_failover' },
           { name: '0007_session_node' },
+          { name: '0008_node_instance' },
         ])
       })
     })

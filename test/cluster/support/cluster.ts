@@ -135,6 +135,31 @@ export class TestCluster {
     return node
   }
 
+  /**
+   * Starts a process as node `id` that must not join the cluster: resolves once it has exited
+   * (within `timeoutMs`), with its exit and what it wrote to standard error.
+   */
+  async startRefused(id: string, timeoutMs = 60_000): Promise<{ exit: Exit; stderr: string }> {
+    const service = spawnService(SOURCE_COMMAND, {
+      ...NODE_ENV,
+      DATA_DIR: this.dataDir,
+      DATABASE_URL: this.databaseUrl,
+      NODE_ID: id,
+    })
+    this.incarnations.push({ id, service })
+    let timer: NodeJS.Timeout | undefined
+    const exit = await Promise.race([
+      service.exited,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`a second ${id} still runs after ${timeoutMs} ms`)),
+          timeoutMs
+        )
+      }),
+    ]).finally(() => clearTimeout(timer))
+    return { exit, stderr: service.stderr.join('\n') }
+  }
+
   /** Starts the nodes at once (on a busy machine each takes seconds). */
   startAll(
     ids: string[],
