@@ -41,15 +41,19 @@ interface Browser {
   sessionId: string
 }
 
-/** The live browser processes of the campaign (the ones carrying its mark), from /proc. */
-function browsersOf(campaignId: string): Browser[] {
+/**
+ * The live browser processes of the campaign (the ones carrying its mark) whose profile is under
+ * `dataDir` (another test run on this machine may run a campaign of the same name), from /proc.
+ */
+function browsersOf(campaignId: string, dataDir: string): Browser[] {
   const mark = `--qrvisor-campaign=${campaignId}`
+  const profile = `--user-data-dir=${dataDir}/`
   const found: Browser[] = []
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     try {
       const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')
-      if (!args.includes(mark)) continue
+      if (!args.includes(mark) || !args.some((arg) => arg.startsWith(profile))) continue
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
       if (fields[0] === 'Z') continue
@@ -67,12 +71,12 @@ function browsersOf(campaignId: string): Browser[] {
 }
 
 /** Samples `browsersOf` every 100 ms; keeps the first sample with browsers of two sessions. */
-function browserSampler(campaignId: string) {
+function browserSampler(campaignId: string, dataDir: string) {
   let samples = 0
   let overlap: Browser[] | undefined
   const timer = setInterval(() => {
     samples++
-    const browsers = browsersOf(campaignId)
+    const browsers = browsersOf(campaignId, dataDir)
     // One browser is several processes (its zygotes carry its marks too): count sessions.
     const sessions = new Set(browsers.map((browser) => browser.sessionId))
     if (sessions.size > 1 && overlap === undefined) overlap = browsers
@@ -128,7 +132,7 @@ describe.skipIf(!hasPostgres())('a cluster of two nodes on the wwebjs engine', (
     }
     await Promise.all(['node-a', 'node-b'].map((id) => c.start(id, { env })))
     const campaignId = 'real-failover'
-    const sampler = browserSampler(campaignId)
+    const sampler = browserSampler(campaignId, c.dataDir)
     try {
       const injected = whatsapp.nextSignal('injected')
       const started = await c.requestSession('node-a', campaignId)
@@ -155,7 +159,8 @@ describe.skipIf(!hasPostgres())('a cluster of two nodes on the wwebjs engine', (
       expect(linked.node).toBe('node-a')
       // The scan linked the device: WhatsApp knows it from now on (a restore needs no scan).
       whatsapp.rememberDevice()
-      const before = browsersOf(campaignId)
+      const before = browsersOf(campaignId, c.dataDir)
+      expect(before.length, 'the browser, found by its mark and profile').toBeGreaterThan(0)
       expect([...new Set(before.map((b) => b.sessionId))]).toEqual([linked.sessionId])
 
       // What a failover restores is what the store says is linked (written behind, within
@@ -187,7 +192,7 @@ describe.skipIf(!hasPostgres())('a cluster of two nodes on the wwebjs engine', (
       expect(restored.history.map((h: { status: string }) => h.status)).not.toContain(
         'awaitingScan'
       )
-      expect([...new Set(browsersOf(campaignId).map((b) => b.sessionId))]).toEqual([
+      expect([...new Set(browsersOf(campaignId, c.dataDir).map((b) => b.sessionId))]).toEqual([
         restored.sessionId,
       ])
     } finally {
