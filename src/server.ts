@@ -355,7 +355,6 @@ async function openSessions(
       sharedStore: cluster !== undefined,
     })
     webhooks = createWebhooks({ store, ...config.webhooks, logger })
-    await webhooks.start()
   } catch (error) {
     await webhooks?.stop().catch(() => undefined)
     await sessions?.shutdown().catch(() => undefined)
@@ -385,7 +384,12 @@ function durableSessions(
     store,
     webhooks,
     cluster,
-    begin: async (address) => cluster?.begin(sessions, address),
+    begin: async (address) => {
+      await cluster?.begin(sessions, address)
+      // After the join: a node refused (another process has its NODE_ID) changes nothing shared,
+      // such as the service-wide endpoint (one row for the whole cluster).
+      await webhooks.start()
+    },
     beginRestore: () => sessions.beginRestore(),
     shutdownSessions,
     async close() {

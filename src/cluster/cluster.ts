@@ -14,6 +14,7 @@ import { hostname } from 'node:os'
 import type { MiddlewareHandler } from 'hono'
 import type { Config } from '../config.ts'
 import type { Engine } from '../engines/engine.ts'
+import { sendError } from '../http/errors.ts'
 import type { Logger } from '../logger.ts'
 import type { ClusterCounters } from '../metrics.ts'
 import {
@@ -280,7 +281,18 @@ export function openCluster(options: OpenClusterOptions): Cluster {
         },
         logger,
       })
-      return (c, next) => (begun ? forward(c, next) : next())
+      // Until it has joined (its NODE_ID proved its own, DATA_DIR checked, leases renewed), a node
+      // runs nothing: a campaign's request is refused, to be asked again (of it or another node).
+      return async (c, next) =>
+        begun
+          ? forward(c, next)
+          : sendError(
+              c,
+              503,
+              'node_unavailable',
+              `This node (${node.nodeId}) is joining the cluster; ask again in a few seconds.`,
+              { 'Retry-After': '5' }
+            )
     })(),
 
     async begin(service, address) {

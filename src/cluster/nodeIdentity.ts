@@ -77,8 +77,8 @@ export function nodeIdentity({
           if (!told) {
             told = true
             logger.warn(
-              { node: beat().nodeId, silentForMs: error.silentForMs },
-              'another process with this NODE_ID was heard from recently: waiting for it to fall silent'
+              { node: beat().nodeId, silentForMs: error.silentForMs, waitMs: joinWaitMs },
+              'another process with this NODE_ID was heard from recently: waiting for it to fall silent (a restart after a crash); if it goes on beating, this one is refused'
             )
           }
           await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, ttlMs / 4)))

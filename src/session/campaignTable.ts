@@ -497,14 +497,14 @@ export class CampaignTable {
    * (never its observers: the node that runs the session stores it, counts it, delivers its
    * webhooks and tells the other nodes). Ignored when it can only be stale: a session runs here
    * (a node runs a campaign's session only while it holds the campaign's lease), the session
-   * already ended, or it is a late word of an older session than the one shown. This node's own
-   * events (a listener may hear what its node published) were told when they happened.
+   * already ended, or it is a late word of an older session than the one shown. (The cluster's
+   * listener drops what this process published itself; a session of an earlier process of this
+   * node's name, ended by the failover here, is shown like any other node's.)
    * Returns the event as told here (with this table's `seq`), undefined when it was ignored.
    */
   applyRemote(remote: RemoteSessionEvent): SessionEvent | undefined {
     const { event } = remote
     if (event.type === 'subscribed' || event.sessionId === null) return undefined
-    if (remote.node === this.options.nodeId) return undefined
     const { campaignId, sessionId } = event
     if (this.tombstones.get(sessionId)) return undefined
     let record = this.campaigns.get(campaignId)

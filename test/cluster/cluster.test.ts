@@ -530,7 +530,14 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
   it("one process per NODE_ID: a second process with a live node's NODE_ID is refused; the node's own restart after kill -9 waits for its old heartbeat to fall silent, then joins", async () => {
     cluster = await TestCluster.create(postgres)
     const c = cluster
-    await c.startAll(['node-a', 'node-b'])
+    const hook = await startReceiver()
+    c.onClose(() => hook.close())
+    const webhookEnv = {
+      WEBHOOK_URL: hook.url,
+      WEBHOOK_SECRET: WEBHOOK_SECRET,
+      WEBHOOK_ALLOW_PRIVATE: 'true',
+    }
+    await c.startAll(['node-a', 'node-b'], { env: webhookEnv })
     const linked = names('named', 4)
     const before = new Map<string, string>()
     for (const campaignId of linked) {
@@ -540,8 +547,22 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     }
     await c.untilStoredLinked(linked)
 
-    // The leases name nodes: a second node-a could run node-a's campaigns a second time.
-    const second = await c.startRefused('node-a')
+    // The leases name nodes: a second node-a could run node-a's campaigns a second time. While it
+    // waits to be sure, it runs nothing (a start asked of it is refused) and, configured without
+    // the webhook, changes nothing the cluster shares (the service-wide endpoint stays).
+    const second = await c.startRefused('node-a', {
+      whileJoining: async (url) => {
+        const asked = await fetch(`${url}/api/campaigns/${linked[0]}/qr-code`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${c.bearer}` },
+        })
+        expect(asked.status).toBe(503)
+        expect(asked.headers.get('retry-after')).toBe('5')
+        expect(((await asked.json()) as { error: { code: string } }).error.code).toBe(
+          'node_unavailable'
+        )
+      },
+    })
     expect(second.exit).toEqual({ code: 1, signal: null })
     expect(second.stderr).toMatch(
       /NODE_ID node-a is in use by another live node \(its last heartbeat \d+ ms ago\): every node needs its own NODE_ID/
@@ -555,6 +576,33 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
       expect(runningEngines(campaignId).map((e) => e.node)).toEqual(['node-a'])
     }
 
+    // The service-wide endpoint is still there: a link made now is delivered.
+    await c.link('named-after', 'node-b')
+    await c.until(
+      () =>
+        hook
+          .accepted()
+          .some(
+            ({ body }) =>
+              body.includes('"campaignId":"named-after"') && body.includes('"status":"ready"')
+          )
+          ? true
+          : undefined,
+      'the webhook of a link made after the refusal',
+      10_000,
+      100
+    )
+
+    // A session waiting for a scan there, to be lost with it.
+    expect((await c.requestSession('node-a', 'named-pending')).status).toBe(202)
+    await c.connectionWhen(
+      'node-a',
+      'named-pending',
+      (v) => v.status === 'awaitingScan',
+      'QR',
+      10_000
+    )
+
     // Its own restart right after a kill -9: the name is taken again once the dead process has
     // been silent for LEASE_TTL_MS, and its campaigns run again, once each.
     const previous = c.node('node-a')
@@ -567,7 +615,7 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
       restarted.service.lines.some(
         (line) =>
           line.msg ===
-          'another process with this NODE_ID was heard from recently: waiting for it to fall silent'
+          'another process with this NODE_ID was heard from recently: waiting for it to fall silent (a restart after a crash); if it goes on beating, this one is refused'
       )
     ).toBe(true)
     expect(joinedAfter).toBeGreaterThanOrEqual(LEASE_TTL_MS - LEASE_TTL_MS / 3)
@@ -587,6 +635,22 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     for (const campaignId of linked) {
       expect(runningEngines(campaignId), `${campaignId}: one engine`).toHaveLength(1)
     }
+    // The backend heard the lost one end, whichever node ended it (the restarted node-a too),
+    // and the webhook still delivers: the refused process did not remove the endpoint.
+    await c.until(
+      () =>
+        hook
+          .accepted()
+          .some(
+            ({ body }) =>
+              body.includes('"campaignId":"named-pending"') && body.includes('"reason":"node_lost"')
+          )
+          ? true
+          : undefined,
+      'the node_lost webhook of the lost session',
+      FAILOVER_BOUND_MS + 10_000,
+      100
+    )
   }, 120_000)
 
   it('a rolling restart (SIGTERM, start again, node by node) keeps 30 linked campaigns: every one ready at the end', async () => {

@@ -86,7 +86,7 @@ describe('nodeIdentity', () => {
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(TTL_MS - 50)
     expect(lines).toEqual([
       expect.objectContaining({
-        msg: 'another process with this NODE_ID was heard from recently: waiting for it to fall silent',
+        msg: 'another process with this NODE_ID was heard from recently: waiting for it to fall silent (a restart after a crash); if it goes on beating, this one is refused',
         silentForMs: expect.any(Number),
       }),
     ])

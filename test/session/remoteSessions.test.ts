@@ -105,7 +105,7 @@ type RemoteEvent = DistributiveOmit<SessionEvent, 'seq'>
 function status(
   campaignId: string,
   sessionId: string,
-  value: 'initializing' | 'awaitingScan' | 'ready' | 'cleaning' | 'cleaned',
+  value: 'initializing' | 'awaitingScan' | 'ready' | 'failed' | 'cleaning' | 'cleaned',
   at = Date.now()
 ): RemoteEvent {
   const active = value !== 'cleaning' && value !== 'cleaned'
@@ -417,18 +417,24 @@ describe('remote sessions: stale events and bounds', () => {
     ])
   })
 
-  it("ignores this node's own events when they come back from the cluster", async () => {
+  it('shows a session of an earlier process of its own name, and never revives its own ended session', async () => {
     const nodeB = nodeBOnly()
     const following = record(nodeB, 'c1')
-    nodeB.applyRemote(remote(status('c1', 's1', 'initializing'), 'node-b'))
-    expect(nodeB.getCampaign('c1')).toMatchObject({ sessionId: null, status: 'idle' })
-    // Its own session, after it ended here: nothing is revived either.
+    // The failover here ends a session that a killed process of this node's name left: it is
+    // told like any other node's (the cluster's listener drops this process's own events).
+    nodeB.applyRemote(remote(status('c1', 's1', 'failed'), 'node-b'))
+    expect(nodeB.getCampaign('c1')).toMatchObject({ sessionId: 's1', status: 'failed' })
+    expect(following.slice(1)).toEqual([
+      expect.objectContaining({ type: 'status', sessionId: 's1', status: 'failed' }),
+    ])
+    // Its own session, after it ended here: nothing is revived.
     nodeB.requestSession({ campaignId: 'c2', caller: alice })
     await Promise.all([nodeB.cleanupSession('c2'), a.advance(1_000)])
     const ended = nodeB.getCampaign('c2')
+    const followingC2 = record(nodeB, 'c2')
     nodeB.applyRemote(remote(status('c2', ended.sessionId!, 'initializing'), 'node-b'))
     expect(nodeB.getCampaign('c2')).toEqual(ended)
-    expect(following.slice(1)).toEqual([])
+    expect(followingC2.slice(1)).toEqual([])
   })
 
   it('ignores a status told again (a node reading what the others run after a reconnect)', () => {

@@ -10,6 +10,7 @@
  * sockets, drops the database and deletes the DATA_DIR.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
@@ -85,6 +86,10 @@ export class TestCluster {
   /** Every node process started, restarts too, in order: their logs, for a failure's report. */
   private readonly incarnations: Array<{ id: string; service: ServiceProcess }> = []
   private token = ''
+  /** The test user's token, for a request the helpers do not make. */
+  get bearer(): string {
+    return this.token
+  }
 
   private constructor(
     private readonly postgres: PostgresServer,
@@ -139,14 +144,40 @@ export class TestCluster {
    * Starts a process as node `id` that must not join the cluster: resolves once it has exited
    * (within `timeoutMs`), with its exit and what it wrote to standard error.
    */
-  async startRefused(id: string, timeoutMs = 60_000): Promise<{ exit: Exit; stderr: string }> {
+  async startRefused(
+    id: string,
+    {
+      timeoutMs = 60_000,
+      env = {},
+      whileJoining,
+    }: {
+      timeoutMs?: number
+      env?: Record<string, string>
+      /** Called once it listens and waits to join (`url`: where it listens). */
+      whileJoining?: (url: string) => Promise<void>
+    } = {}
+  ): Promise<{ exit: Exit; stderr: string }> {
+    const port = await freePort()
     const service = spawnService(SOURCE_COMMAND, {
       ...NODE_ENV,
       DATA_DIR: this.dataDir,
       DATABASE_URL: this.databaseUrl,
       NODE_ID: id,
+      PORT: String(port),
+      ...env,
     })
     this.incarnations.push({ id, service })
+    if (whileJoining) {
+      await this.until(
+        () =>
+          service.lines.some((line) => line.component === 'cluster' && line.level === 40)
+            ? true
+            : undefined,
+        `${id} waiting to join`,
+        timeoutMs
+      )
+      await whileJoining(`http://127.0.0.1:${port}`)
+    }
     let timer: NodeJS.Timeout | undefined
     const exit = await Promise.race([
       service.exited,
@@ -591,4 +622,16 @@ function logTail(service: ServiceProcess, lines = 15): string {
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN
+}
+
+/** A port nothing listens on now (the kernel's pick, released at once). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
 }
