@@ -21,7 +21,7 @@ import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { Webhook } from 'standardwebhooks'
 import type { Message, TestSocket } from '../support/edge.ts'
-import { startReceiver } from '../webhooks/receiver.ts'
+import { startReceiver, type Received } from '../webhooks/receiver.ts'
 import { startPostgres, type PostgresServer } from '../store/postgresServer.ts'
 import {
   GRACE_MS,
@@ -52,6 +52,19 @@ function hasPostgres(): boolean {
 const FAILOVER_BOUND_MS = 2 * (LEASE_TTL_MS + TAKEOVER_WAIT_MS + LEASE_TTL_MS / 3 + 1_000)
 
 const WEBHOOK_SECRET = `whsec_${Buffer.alloc(32, 9).toString('base64')}`
+
+/** What the receiver accepted, each checked against its signature, in arrival order. */
+function verifiedDeliveries(hook: { accepted(): Received[] }) {
+  const webhook = new Webhook(WEBHOOK_SECRET)
+  return hook.accepted().map(
+    ({ body, headers }) =>
+      webhook.verify(body, {
+        'webhook-id': String(headers['webhook-id']),
+        'webhook-timestamp': String(headers['webhook-timestamp']),
+        'webhook-signature': String(headers['webhook-signature']),
+      }) as { type: string; data: Record<string, unknown> }
+  )
+}
 
 function log(message: string): void {
   console.log(`[cluster] ${message}`)
@@ -284,16 +297,7 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     }
     // The backend hears it too, from the node that took the campaign: failed with the reason and
     // detail, then cleaned, after what node-a had delivered of the session.
-    const webhook = new Webhook(WEBHOOK_SECRET)
-    const delivered = () =>
-      hook.accepted().map(
-        ({ body, headers }) =>
-          webhook.verify(body, {
-            'webhook-id': String(headers['webhook-id']),
-            'webhook-timestamp': String(headers['webhook-timestamp']),
-            'webhook-signature': String(headers['webhook-signature']),
-          }) as { type: string; data: Record<string, unknown> }
-      )
+    const delivered = () => verifiedDeliveries(hook)
     const endsOf = (campaignId: string) =>
       delivered()
         .filter((e) => e.data.campaignId === campaignId && e.data.reason === 'node_lost')
@@ -532,6 +536,13 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     const c = cluster
     const hook = await startReceiver()
     c.onClose(() => hook.close())
+    /** A signed delivery of the campaign's with these data fields arrived. */
+    const delivered = (campaignId: string, fields: Record<string, unknown>) =>
+      verifiedDeliveries(hook).some(
+        ({ data }) =>
+          data.campaignId === campaignId &&
+          Object.entries(fields).every(([key, value]) => data[key] === value)
+      )
     const webhookEnv = {
       WEBHOOK_URL: hook.url,
       WEBHOOK_SECRET: WEBHOOK_SECRET,
@@ -579,15 +590,7 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     // The service-wide endpoint is still there: a link made now is delivered.
     await c.link('named-after', 'node-b')
     await c.until(
-      () =>
-        hook
-          .accepted()
-          .some(
-            ({ body }) =>
-              body.includes('"campaignId":"named-after"') && body.includes('"status":"ready"')
-          )
-          ? true
-          : undefined,
+      () => (delivered('named-after', { status: 'ready' }) ? true : undefined),
       'the webhook of a link made after the refusal',
       10_000,
       100
@@ -638,15 +641,7 @@ describe.skipIf(!hasPostgres())('a cluster of three nodes on one PostgreSQL', ()
     // The backend heard the lost one end, whichever node ended it (the restarted node-a too),
     // and the webhook still delivers: the refused process did not remove the endpoint.
     await c.until(
-      () =>
-        hook
-          .accepted()
-          .some(
-            ({ body }) =>
-              body.includes('"campaignId":"named-pending"') && body.includes('"reason":"node_lost"')
-          )
-          ? true
-          : undefined,
+      () => (delivered('named-pending', { reason: 'node_lost' }) ? true : undefined),
       'the node_lost webhook of the lost session',
       FAILOVER_BOUND_MS + 10_000,
       100

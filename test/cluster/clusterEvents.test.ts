@@ -40,6 +40,23 @@ async function member(nodeId: string) {
   return { events, received }
 }
 
+/** node-a sending (only) through a TCP proxy of its own, for the test to stall. */
+async function senderThroughProxy(options: { maxQueued?: number; queryTimeoutMs: number }) {
+  const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(url).port) })
+  const through = new URL(url)
+  through.port = String(proxy.port)
+  const events = new ClusterEvents({
+    url: through.toString(),
+    nodeId: 'node-a',
+    logger: silentLogger,
+    onRemote: () => undefined,
+    ...options,
+  })
+  await events.start()
+  opened.push(events)
+  return { events, proxy }
+}
+
 function qrEvent(campaignId: string, n: number): PublishedSessionEvent {
   return {
     node: 'node-a',
@@ -120,19 +137,7 @@ describe('ClusterEvents', () => {
   })
 
   it('bounds what waits while the database does not answer, and sends again on a new connection once it does', async () => {
-    const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(url).port) })
-    const through = new URL(url)
-    through.port = String(proxy.port)
-    const a = new ClusterEvents({
-      url: through.toString(),
-      nodeId: 'node-a',
-      logger: silentLogger,
-      onRemote: () => undefined,
-      maxQueued: 10,
-      queryTimeoutMs: 300,
-    })
-    await a.start()
-    opened.push(a)
+    const { events: a, proxy } = await senderThroughProxy({ maxQueued: 10, queryTimeoutMs: 300 })
     const b = await member('node-b')
     const grant = await table.acquire('c4', { nodeId: 'node-a', url: 'http://a' }, 60_000)
     const epoch = 'granted' in grant ? grant.granted.epoch : -1
@@ -156,18 +161,7 @@ describe('ClusterEvents', () => {
     // The drain of a rolling restart waited for a `ready` that sat in its node's queue: it was
     // published while the previous batch was being sent, and nothing came after it. On a healthy
     // database that window is one round trip; the stalled proxy holds it open.
-    const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(url).port) })
-    const through = new URL(url)
-    through.port = String(proxy.port)
-    const a = new ClusterEvents({
-      url: through.toString(),
-      nodeId: 'node-a',
-      logger: silentLogger,
-      onRemote: () => undefined,
-      queryTimeoutMs: 500,
-    })
-    await a.start()
-    opened.push(a)
+    const { events: a, proxy } = await senderThroughProxy({ queryTimeoutMs: 500 })
     const b = await member('node-b')
     const grant = await table.acquire('c5', { nodeId: 'node-a', url: 'http://a' }, 60_000)
     const epoch = 'granted' in grant ? grant.granted.epoch : -1
